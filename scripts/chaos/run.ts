@@ -1,0 +1,586 @@
+/**
+ * One chaos run: start the cluster, record the history while a write workload runs and the
+ * scenario's faults are injected, heal everything, wait for quiescence, read the final state,
+ * stop everything, check the invariants, and write the report.
+ */
+import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import Database from "better-sqlite3";
+import { decodeLease } from "../../src/actors/lease.js";
+import { dumpFile } from "../../src/storage/sqlite.js";
+import { tempDir } from "../../test/helpers/procs.js";
+import { waitFor } from "../../test/helpers/wait.js";
+import { startWriter, type WriteRecord } from "../../test/helpers/workload.js";
+import { epochHolders, checkAll } from "./checker.js";
+import { ChaosCluster } from "./cluster.js";
+import { inject, type FaultContext } from "./faults.js";
+import type { FaultRecord, FinalState, History, InvariantResult, WriteOp } from "./history.js";
+import { NODES, PROCESSES, Rng, type PlannedFault, type Scenario } from "./scenarios.js";
+
+export interface RunOptions {
+  scenario: Scenario;
+  seed: number;
+  durationMs: number;
+  /** Where the report goes (chaos-results/). */
+  outDir: string;
+  log?: (line: string) => void;
+}
+
+export interface FaultFigure {
+  n: number;
+  kind: string;
+  target: string;
+  resolved?: string;
+  atS: number;
+  durationMs: number;
+  /** Master faults: from injection until the observer saw another node take the lease. */
+  failoverMs?: number | null;
+  /** From injection until the next write invoked after it was acknowledged. */
+  writesResumedMs?: number | null;
+  skipped?: string;
+  notes: string[];
+}
+
+export interface RunReport {
+  scenario: string;
+  seed: number;
+  durationMs: number;
+  ok: boolean;
+  knownFailing?: string;
+  error?: string;
+  startedAt: string;
+  wallMs: number;
+  config: Record<string, unknown>;
+  schedule: PlannedFault[];
+  invariants: InvariantResult[];
+  figures: {
+    writes: { ok: number; failed: number; unknown: number };
+    ackedLost: number;
+    failovers: number;
+    leaseEpochs: number;
+    worstFailoverMs: number | null;
+    longestWriteGapMs: number;
+    resyncs: number;
+    syncTasks: { created: number; completed: number };
+    /** Processes that did not come up at the start and were started again (see history.setup). */
+    setupRestarts: number;
+  };
+  faults: FaultFigure[];
+  resyncs: { node: string; at: number; ok: boolean; reason: string; output: string }[];
+  history: History;
+  final: Omit<FinalState, "dumps" | "keys"> & { dumpLines: Record<string, number> };
+  logs?: string;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, Math.max(0, ms)));
+
+export async function runChaos(o: RunOptions): Promise<RunReport> {
+  const say = o.log ?? (() => {});
+  const started = Date.now();
+  const rng = new Rng(o.seed);
+  const setup = o.scenario.setup(rng);
+  const schedule = o.scenario.plan(rng, o.durationMs);
+  const dir = tempDir("ferry-chaos-");
+  const cl = new ChaosCluster(dir, setup.config);
+  const history: History = {
+    scenario: o.scenario.name,
+    seed: o.seed,
+    startedAt: started,
+    workload: { from: 0, to: 0 },
+    writes: [],
+    leases: [],
+    epochs: [],
+    faults: [],
+    exits: cl.exits,
+    syncTasks: [],
+    alerts: [],
+    setup: [],
+  };
+  const resyncs: RunReport["resyncs"] = [];
+  const stoppers: (() => void)[] = [];
+  let final: FinalState = { quiescent: { ok: false, detail: "not reached", ms: 0 }, dumps: {}, keys: {}, sync: [], crashLines: {}, running: [] };
+  let error: string | undefined;
+  let writers: ReturnType<typeof startWriter>[] = [];
+
+  try {
+    say(`chaos ${o.scenario.name} seed ${o.seed}: ${schedule.filter((f) => f.kind !== "sync-task").length} faults over ${o.durationMs / 1000} s; cluster in ${dir}`);
+    await cl.startNats();
+    const c = await cl.client();
+    const b = await c.buckets();
+
+    // Observers: the master lease (watch, and a poll in case the watch lags across a reconnect),
+    // every node's heartbeat epoch, and every alert.
+    const seenRev = new Set<number>();
+    const recordLease = (e: { revision: number; operation: string; value: Uint8Array } | null) => {
+      if (!e || seenRev.has(e.revision)) return;
+      seenRev.add(e.revision);
+      const v = e.operation === "PUT" ? decodeLease(e.value) : null;
+      history.leases.push({ at: Date.now(), revision: e.revision, op: e.operation as "PUT", node: v?.node ?? null, epoch: v?.epoch ?? null, instance: v ? String(v.instance) : undefined });
+    };
+    let observing = true;
+    stoppers.push(() => (observing = false));
+    void (async () => {
+      while (observing) {
+        try {
+          const w = await b.leases.watch({ key: "master" });
+          stoppers.push(() => w.stop());
+          for await (const e of w) {
+            if (!observing) break;
+            recordLease(e);
+          }
+        } catch {
+          /* reconnecting */
+        }
+        await sleep(200);
+      }
+    })();
+    const poll = setInterval(() => void b.leases.get("master").then(recordLease, () => {}), 100);
+    stoppers.push(() => clearInterval(poll));
+    const hb = c.nc.subscribe(c.subj.heartbeatAll, {
+      callback: (_e, m) => {
+        try {
+          const h = m.json<Record<string, any>>();
+          if ((h.role === "master" || h.role === "slave") && typeof h.epoch === "number") {
+            history.epochs.push({ at: Number(h.ts) || Date.now(), node: String(h.node), instance: String(h.instance), pid: Number(h.pid), epoch: h.epoch, state: String(h.state) });
+          }
+        } catch {
+          /* not ferry's */
+        }
+      },
+    });
+    stoppers.push(() => hb.unsubscribe());
+    const al = c.nc.subscribe(c.subj.alert, {
+      callback: (_e, m) => {
+        try {
+          const a = m.json<{ ts: string; kind: string; node: string; message: string; data?: Record<string, unknown> }>();
+          const at = Date.now();
+          history.alerts.push({ at, kind: a.kind, node: a.node, message: a.message, data: a.data });
+          if (a.kind === "sync-task-complete") {
+            const t = history.syncTasks.find((x) => !x.completedAt && `main.${x.table}` === a.data?.task);
+            if (t) t.completedAt = at;
+          }
+          if (a.kind === "sync-subtask-failed") {
+            const t = history.syncTasks.find((x) => !x.completedAt && `main.${x.table}` === a.data?.task);
+            if (t) t.error = a.message;
+          }
+        } catch {
+          /* not ferry's */
+        }
+      },
+    });
+    stoppers.push(() => al.unsubscribe());
+
+    const member = async (id: string) => (await cl.status()).members.find((m) => m.node === id) as Record<string, any> | undefined;
+    const waitMember = (id: string, what: string, pred: (m: Record<string, any>) => boolean, timeoutMs = 60_000) =>
+      waitFor(`${id} ${what}`, async () => {
+        const m = await member(id);
+        return m && m.up && pred(m);
+      }, { timeoutMs, intervalMs: 250 });
+
+    say(`  NATS cluster up (${Date.now() - started} ms)`);
+    // A process that does not come up in time is recorded (with a Node diagnostic report of what it
+    // was waiting on), killed and started once more: the run goes on, the report says so.
+    const comeUp = async (id: string, what: string, pred: (m: Record<string, any>) => boolean) => {
+      try {
+        await waitMember(id, what, pred, 30_000);
+      } catch {
+        const log = join(dir, `${id}.log`);
+        const empty = !existsSync(log) || readFileSync(log, "utf8").trim() === "";
+        cl.signal(id, "SIGUSR2", "diagnostic report");
+        await sleep(1500);
+        const note = `${id} was not ${what} 30 s after its start (${empty ? "its log is empty" : "see its log"}); a diagnostic report (report.*.json) was taken, and it was killed and started again`;
+        history.setup.push(note);
+        say(`  setup: ${note}`);
+        cl.signal(id, "SIGKILL", "setup restart");
+        await cl.slots.get(id)!.proc?.exited;
+        cl.start(id);
+        await waitMember(id, what, pred, 60_000);
+      }
+    };
+    cl.define();
+    cl.start("m1");
+    await comeUp("m1", "active", (m) => m.state === "active");
+    cl.start("s1");
+    cl.start("s2");
+    await comeUp("s1", "streaming", (m) => m.replica === "streaming");
+    await comeUp("s2", "streaming", (m) => m.replica === "streaming");
+    say(`  master and slaves up (${Date.now() - started} ms)`);
+    for (const p of ["w1", "w2", "c1", "c2", "st1"]) cl.start(p);
+    // Idempotent, and retried: on a busy machine the master may lose its lease during the setup too.
+    const setupSql = (sql: string) =>
+      waitFor(`setup: ${sql.slice(0, 60)}`, async () => {
+        await cl.sql(sql, undefined, 15_000);
+        return true;
+      }, { timeoutMs: 90_000, intervalMs: 500 });
+    await setupSql("CREATE TABLE IF NOT EXISTS w(rid INTEGER PRIMARY KEY, k INTEGER NOT NULL, writer TEXT NOT NULL); CREATE TABLE IF NOT EXISTS fill(id INTEGER PRIMARY KEY, pad TEXT)");
+    for (const [t, n] of Object.entries(setup.syncTables)) {
+      await setupSql(
+        `CREATE TABLE IF NOT EXISTS ${t}(id INTEGER PRIMARY KEY, v TEXT NOT NULL, n INTEGER); ` +
+          `WITH RECURSIVE x(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM x WHERE i < ${n}) INSERT OR IGNORE INTO ${t} SELECT i, '${t}-' || i, i * 7 FROM x`,
+      );
+    }
+    await comeUp("w1", "active", (m) => m.state === "active");
+    await comeUp("w2", "up", () => true);
+    await comeUp("st1", "active", (m) => m.state === "active");
+    await comeUp("c1", "active", (m) => m.state === "active");
+    await comeUp("c2", "active", (m) => m.state === "active");
+    await waitFor("replicas identical before the workload", () => same(cl), { timeoutMs: 60_000, intervalMs: 250 });
+
+    say(`  all processes up, tables created (${Date.now() - started} ms)`);
+    // The operator: a node that reports it needs a resync gets `ferry resync --node` (backup and restore).
+    let operating = true;
+    const operator = (async () => {
+      while (operating) {
+        try {
+          const s = await cl.status();
+          const holder = s.leases.master?.node;
+          const m = s.members.find((x) => x.node === holder && x.up && x.state === "active");
+          for (const x of s.members as Record<string, any>[]) {
+            if (!operating || !m || !(NODES as readonly string[]).includes(x.node) || x.node === holder || !x.up || !x.needsResync) continue;
+            if (!cl.running(x.node) || cl.paused(x.node)) continue;
+            const at = Date.now();
+            say(`  operator: ${x.node} needs a resync (${String(x.resyncReason ?? x.error?.message ?? "").slice(0, 120)}); running ferry resync --node ${x.node}`);
+            const r = await cl.cli(["resync", "--node", x.node], 120_000);
+            resyncs.push({ node: x.node, at, ok: r.code === 0, reason: String(x.resyncReason ?? x.error?.message ?? ""), output: (r.stdout + r.stderr).trim().slice(0, 500) });
+          }
+        } catch {
+          /* NATS may be faulty right now */
+        }
+        await sleep(1000);
+      }
+    })();
+    stoppers.push(() => (operating = false));
+
+    // The workload: two writers, one shared sequence of k.
+    let k = 0;
+    const statement = (id: number, who: string) => ({ sql: "INSERT INTO w(k, writer) VALUES (?, ?)", params: [id, who] });
+    history.workload.from = Date.now();
+    writers = ["wa", "wb"].map((who) => startWriter(cl, { who, nextId: () => k++, statement, pauseMs: 5, waitMs: 15_000 }));
+
+    const ctx: FaultContext = {
+      cl,
+      history,
+      master: () => {
+        const last = [...history.leases].filter((l) => l.op === "PUT").sort((a, b) => b.revision - a.revision)[0];
+        return last?.node && !String(last.instance).startsWith("handover-") ? last.node : null;
+      },
+      log: say,
+    };
+    const t0 = history.workload.from;
+    const pendingHeals: Promise<void>[] = [];
+    for (const [n, f] of schedule.entries()) {
+      await sleep(t0 + f.offsetMs - Date.now());
+      const rec: FaultRecord = { n, kind: f.kind, target: f.target, offsetMs: f.offsetMs, durationMs: f.durationMs, params: f.params, notes: [] };
+      history.faults.push(rec);
+      rec.injectedAt = Date.now();
+      let heal: () => Promise<void>;
+      try {
+        heal = await inject(ctx, f, rec);
+      } catch (err) {
+        rec.skipped = `injection failed: ${(err as Error).message}`;
+        heal = async () => {};
+      }
+      const label = `${f.kind} ${f.target}${rec.resolved && rec.resolved !== f.target ? ` (${rec.resolved})` : ""}${f.params ? ` ${JSON.stringify(f.params)}` : ""}`;
+      say(`  +${((rec.injectedAt - t0) / 1000).toFixed(1)}s ${rec.skipped ? `skipped ${label}: ${rec.skipped}` : label}${f.durationMs && f.kind !== "sync-task" ? ` for ${f.durationMs} ms` : ""}`);
+      if (rec.skipped || f.kind === "sync-task") continue;
+      const healLater = async () => {
+        if (f.kind !== "backlog") await sleep(rec.injectedAt! + f.durationMs - Date.now());
+        try {
+          await heal();
+        } catch (err) {
+          rec.notes.push(`heal failed: ${(err as Error).message}`);
+        }
+        rec.healedAt = Date.now();
+      };
+      // A concurrent fault heals in the background: the next fault comes while it lasts.
+      if (f.concurrent) pendingHeals.push(healLater());
+      else await healLater();
+    }
+    await Promise.all(pendingHeals);
+    await sleep(t0 + o.durationMs - Date.now());
+    say(`  workload stops after ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    await Promise.all(writers.map((w) => w.stop()));
+    history.workload.to = Date.now();
+
+    // Heal everything, restart what is down, and wait until the cluster is quiet and identical.
+    cl.healAll();
+    for (let i = 0; i < cl.nats.length; i++) if (!cl.natsRunning(i)) await cl.startNatsServer(i);
+    for (const p of PROCESSES) if (!cl.running(p)) cl.start(p);
+    const q0 = Date.now();
+    let detail = "";
+    try {
+      await waitFor("quiescence", async () => {
+        detail = await notQuiet(cl);
+        return detail === "";
+      }, { timeoutMs: 120_000, intervalMs: 1000 });
+      final.quiescent = { ok: true, detail: "settled", ms: Date.now() - q0 };
+    } catch {
+      final.quiescent = { ok: false, detail: detail || "timed out", ms: Date.now() - q0 };
+    }
+    say(`  ${final.quiescent.ok ? `quiet after ${final.quiescent.ms} ms` : `NOT quiet: ${final.quiescent.detail}`}`);
+    const pending = history.syncTasks.filter((t) => !t.error);
+    if (pending.length) {
+      await waitFor("sync tasks complete", () => pending.every((t) => t.completedAt || t.error), { timeoutMs: 90_000, intervalMs: 500 }).catch(() => {});
+    }
+    operating = false;
+    await operator;
+    final = { ...final, ...readFinal(cl, history) };
+  } catch (err) {
+    error = (err as Error).stack ?? String(err);
+    say(`  run error: ${(err as Error).message}`);
+    await Promise.all(writers.map((w) => w.stop())).catch(() => {});
+    if (!history.workload.to) history.workload.to = Date.now();
+    try {
+      final = { ...final, ...readFinal(cl, history) };
+    } catch {
+      /* as much as could be read */
+    }
+  } finally {
+    for (const s of stoppers) s();
+    history.writes = writers.flatMap((w, i) => w.records.map(({ id, ...r }: WriteRecord): WriteOp => ({ writer: i === 0 ? "wa" : "wb", k: id, ...r })));
+    history.writes.sort((a, b) => a.invokedAt - b.invokedAt);
+    await cl.stop().catch((err) => say(`  stop failed: ${(err as Error).message}`));
+  }
+
+  const invariants = checkAll(history, final);
+  const ok = !error && invariants.every((i) => i.ok);
+  const report = buildReport(o, started, setup.config, schedule, invariants, history, final, resyncs, ok, error);
+  writeReport(o.outDir, report, ok && history.setup.length === 0 ? null : cl);
+  if (!process.env.FERRY_KEEP_TEST_DIRS) rmSync(dir, { recursive: true, force: true });
+  return report;
+}
+
+/** Replicas' user tables identical now (false while a file cannot be read). */
+function same(cl: ChaosCluster): boolean {
+  try {
+    const d = NODES.map((n) => dumpFile(cl.repo(n)));
+    return d.every((x) => x === d[0]);
+  } catch {
+    return false;
+  }
+}
+
+/** Why the cluster is not quiet yet ("" when it is). */
+async function notQuiet(cl: ChaosCluster): Promise<string> {
+  for (const p of PROCESSES) if (!cl.running(p)) return `${p} is not running`;
+  const s = await cl.status();
+  const holder = s.leases.master?.node;
+  const m = s.members.find((x) => x.node === holder) as Record<string, any> | undefined;
+  if (!holder || !m?.up || m.state !== "active") return `no live master (lease: ${holder ?? "free"}, its state ${m?.state ?? "?"})`;
+  for (const n of NODES) {
+    if (n === holder) continue;
+    const x = s.members.find((y) => y.node === n) as Record<string, any> | undefined;
+    if (!x?.up) return `${n} is not up`;
+    if (x.needsResync) return `${n} needs a resync: ${String(x.resyncReason ?? x.error?.message ?? "")}`;
+    if (x.state !== "standby" || x.replica !== "streaming") return `${n} is ${x.state}/${x.replica}`;
+  }
+  for (const p of ["w1", "w2", "c1", "c2", "st1"]) {
+    const x = s.members.find((y) => y.node === p) as Record<string, any> | undefined;
+    if (!x?.up) return `${p} is not up`;
+  }
+  if (!same(cl)) return "replicas differ";
+  return "";
+}
+
+function readKeys(path: string): number[] {
+  const db = new Database(path, { readonly: true, fileMustExist: true, timeout: 5000 });
+  try {
+    return (db.prepare("SELECT k FROM w").raw().all() as [number][]).map((r) => r[0]);
+  } finally {
+    db.close();
+  }
+}
+
+function tableRows(path: string, table: string): { columns: string[]; rows: string[] } {
+  const db = new Database(path, { readonly: true, fileMustExist: true, timeout: 5000 });
+  try {
+    const columns = (db.prepare(`SELECT name FROM pragma_table_info(?)`).all(table) as { name: string }[]).map((c) => c.name);
+    const rows = (db.prepare(`SELECT * FROM "${table}"`).all() as Record<string, unknown>[]).map((r) => canon(columns, r));
+    return { columns, rows };
+  } finally {
+    db.close();
+  }
+}
+
+const canon = (columns: string[], r: Record<string, unknown>) => JSON.stringify(columns.map((c) => r[c] ?? null));
+
+/** Every row in a task's files (snapshot and stream files of every partition). */
+function fileRows(dest: string, table: string, columns: string[]): string[] {
+  const root = join(dest, table);
+  if (!existsSync(root)) return [];
+  const out: string[] = [];
+  for (const d of readdirSync(root).sort()) {
+    for (const f of readdirSync(join(root, d)).sort()) {
+      if (!f.endsWith(".jsonl")) continue;
+      for (const line of readFileSync(join(root, d, f), "utf8").split("\n")) {
+        if (!line) continue;
+        const r = JSON.parse(line) as Record<string, unknown>;
+        out.push(canon(columns, (r.row as Record<string, unknown>) ?? r));
+      }
+    }
+  }
+  return out;
+}
+
+function readFinal(cl: ChaosCluster, h: History): Omit<FinalState, "quiescent"> {
+  const dumps: Record<string, string> = {};
+  const keys: Record<string, number[]> = {};
+  for (const n of NODES) {
+    try {
+      dumps[n] = dumpFile(cl.repo(n));
+      keys[n] = readKeys(cl.repo(n));
+    } catch (err) {
+      dumps[n] = `unreadable: ${(err as Error).message}`;
+      keys[n] = [];
+    }
+  }
+  const master = (() => {
+    const e = [...epochHolders(h.leases)].sort((a, b) => b[0] - a[0])[0];
+    return e?.[1].node ?? "m1";
+  })();
+  const sync: FinalState["sync"] = [];
+  for (const t of h.syncTasks) {
+    if (!t.completedAt) continue;
+    const { columns, rows } = tableRows(cl.repo(master), t.table);
+    sync.push({ table: t.table, dest: t.dest, want: rows, got: fileRows(t.dest, t.table, columns) });
+  }
+  const crashLines: Record<string, string[]> = {};
+  for (const p of PROCESSES) {
+    const file = join(cl.dir, `${p}.log`);
+    if (!existsSync(file)) continue;
+    const bad: string[] = [];
+    for (const line of readFileSync(file, "utf8").split("\n")) {
+      if (!line.trim()) continue;
+      if (line.startsWith("{")) {
+        try {
+          if (Number(JSON.parse(line).level) >= 60) bad.push(line);
+        } catch {
+          bad.push(`unparsable log line: ${line}`);
+        }
+      } else if (/error|uncaught|unhandled|fatal|^ferry: /i.test(line)) bad.push(line);
+    }
+    if (bad.length) crashLines[p] = bad;
+  }
+  return { dumps, keys, sync, crashLines, running: PROCESSES.filter((p) => cl.running(p)) };
+}
+
+function buildReport(
+  o: RunOptions,
+  started: number,
+  config: Record<string, unknown>,
+  schedule: PlannedFault[],
+  invariants: InvariantResult[],
+  h: History,
+  f: FinalState,
+  resyncs: RunReport["resyncs"],
+  ok: boolean,
+  error: string | undefined,
+): RunReport {
+  const acked = h.writes.filter((w) => w.outcome === "ok");
+  const t0 = h.workload.from || started;
+  const holders = [...epochHolders(h.leases)].sort((a, b) => a[0] - b[0]);
+  const faults: FaultFigure[] = h.faults.map((r) => {
+    const fig: FaultFigure = { n: r.n, kind: r.kind, target: r.target, resolved: r.resolved, atS: Number((((r.injectedAt ?? t0) - t0) / 1000).toFixed(1)), durationMs: r.durationMs, skipped: r.skipped, notes: r.notes };
+    if (r.skipped || !r.injectedAt || r.kind === "sync-task") return fig;
+    const wasMaster = r.target === "master" || (r.resolved && holders.some(([, v]) => v.node === r.resolved) && latestHolderAt(holders, r.injectedAt) === r.resolved);
+    if (wasMaster && ["kill", "pause", "cut"].includes(r.kind)) {
+      const next = holders.find(([, v]) => v.firstSeen > r.injectedAt! && v.node !== r.resolved);
+      fig.failoverMs = next ? next[1].firstSeen - r.injectedAt : null;
+    }
+    // Killing the master's NATS server may or may not cost it the lease: shown when it did.
+    if (r.kind === "nats-kill" && r.target === "nats-master") {
+      const before = latestHolderAt(holders, r.injectedAt);
+      const next = holders.find(([, v]) => v.firstSeen > r.injectedAt! && v.firstSeen < (r.healedAt ?? r.injectedAt!) + 5000 && v.node !== before);
+      if (next) fig.failoverMs = next[1].firstSeen - r.injectedAt;
+    }
+    const resumed = acked.find((w) => w.invokedAt >= r.injectedAt!);
+    fig.writesResumedMs = resumed ? resumed.doneAt - r.injectedAt : null;
+    return fig;
+  });
+  const times = faults.map((x) => x.failoverMs).filter((x): x is number => typeof x === "number");
+  const done = acked.map((w) => w.doneAt).sort((a, b) => a - b);
+  let gap = done.length ? done[0] - t0 : 0;
+  for (let i = 1; i < done.length; i++) gap = Math.max(gap, done[i] - done[i - 1]);
+  const lost = new Set<number>();
+  for (const keys of Object.values(f.keys)) {
+    const have = new Set(keys);
+    for (const w of acked) if (!have.has(w.k)) lost.add(w.k);
+  }
+  const dumpLines = Object.fromEntries(Object.entries(f.dumps).map(([n, d]) => [n, d.split("\n").length]));
+  return {
+    scenario: o.scenario.name,
+    seed: o.seed,
+    durationMs: o.durationMs,
+    ok,
+    knownFailing: o.scenario.knownFailing,
+    error,
+    startedAt: new Date(started).toISOString(),
+    wallMs: Date.now() - started,
+    config,
+    schedule,
+    invariants,
+    figures: {
+      writes: { ok: acked.length, failed: h.writes.filter((w) => w.outcome === "failed").length, unknown: h.writes.filter((w) => w.outcome === "unknown").length },
+      ackedLost: lost.size,
+      failovers: h.alerts.filter((a) => a.kind === "promoted").length,
+      leaseEpochs: holders.length,
+      worstFailoverMs: times.length ? Math.max(...times) : null,
+      longestWriteGapMs: gap,
+      resyncs: resyncs.length,
+      syncTasks: { created: h.syncTasks.length, completed: h.syncTasks.filter((t) => t.completedAt).length },
+      setupRestarts: h.setup.length,
+    },
+    faults,
+    resyncs,
+    history: h,
+    final: { quiescent: f.quiescent, sync: f.sync.map((s) => ({ ...s, want: [], got: [], wantRows: s.want.length, gotRows: s.got.length })) as FinalState["sync"], crashLines: f.crashLines, running: f.running, dumpLines },
+  };
+}
+
+function latestHolderAt(holders: [number, { node: string; firstSeen: number }][], t: number): string | null {
+  let h: string | null = null;
+  for (const [, v] of holders) if (v.firstSeen <= t) h = v.node;
+  return h;
+}
+
+export function summarize(r: RunReport): string {
+  const lines: string[] = [];
+  const f = r.figures;
+  lines.push(`chaos ${r.scenario} seed ${r.seed}: ${r.ok ? "PASS" : r.knownFailing ? "FAIL (known: " + r.knownFailing + ")" : "FAIL"} (${(r.durationMs / 1000).toFixed(0)} s workload, ${(r.wallMs / 1000).toFixed(0)} s in all)`);
+  if (r.error) lines.push(`  run error: ${r.error.split("\n")[0]}`);
+  for (const n of r.history.setup ?? []) lines.push(`  setup: ${n}`);
+  lines.push(`  writes: ${f.writes.ok} acknowledged, ${f.writes.failed} failed, ${f.writes.unknown} unknown; acknowledged writes lost: ${f.ackedLost}`);
+  lines.push(`  failovers: ${f.failovers} (lease epochs ${f.leaseEpochs}); worst failover ${f.worstFailoverMs ?? "-"} ms; longest gap between acknowledgements ${f.longestWriteGapMs} ms; resyncs ${f.resyncs}; sync tasks ${f.syncTasks.completed}/${f.syncTasks.created} complete`);
+  lines.push("  faults:");
+  for (const x of r.faults) {
+    const what = `${x.kind} ${x.target}${x.resolved && x.resolved !== x.target ? ` (${x.resolved})` : ""}`;
+    const figs = [x.failoverMs !== undefined ? `failover ${x.failoverMs ?? "none"} ms` : "", x.writesResumedMs !== undefined ? `writes resumed ${x.writesResumedMs ?? "never"} ms` : ""].filter(Boolean).join(", ");
+    lines.push(`    +${x.atS.toFixed(1)}s ${what}${x.durationMs && x.kind !== "sync-task" ? ` for ${x.durationMs} ms` : ""}${x.skipped ? ` SKIPPED: ${x.skipped}` : ""}${figs ? `: ${figs}` : ""}${x.notes.length ? ` [${x.notes.join("; ")}]` : ""}`);
+  }
+  if (r.resyncs.length) for (const s of r.resyncs) lines.push(`  resync ${s.node} at +${((s.at - r.history.workload.from) / 1000).toFixed(1)}s: ${s.ok ? "ok" : "FAILED"} (${s.reason.slice(0, 100)})`);
+  lines.push("  invariants:");
+  for (const i of r.invariants) {
+    lines.push(`    ${i.ok ? "PASS" : "FAIL"} ${i.title}: ${i.summary}`);
+    for (const e of i.evidence) lines.push(`         ${e}`);
+  }
+  if (r.logs) lines.push(`  logs kept in ${r.logs}`);
+  return lines.join("\n");
+}
+
+function writeReport(outDir: string, r: RunReport, failed: ChaosCluster | null): void {
+  mkdirSync(outDir, { recursive: true });
+  const base = join(outDir, `${r.scenario}-${r.seed}`);
+  if (failed) {
+    // Evidence: every process's log and the NATS servers' logs.
+    const logs = `${base}-logs`;
+    mkdirSync(logs, { recursive: true });
+    for (const f of readdirSync(failed.dir)) if (f.endsWith(".log") || f.endsWith(".json")) copyFileSync(join(failed.dir, f), join(logs, f));
+    for (let i = 0; i < 3; i++) {
+      const f = join(failed.dir, `nats-${i}`, "nats-server.log");
+      if (existsSync(f)) copyFileSync(f, join(logs, `nats-${i}.log`));
+    }
+    r.logs = logs;
+  }
+  writeFileSync(`${base}.json`, JSON.stringify(r, null, 1));
+  writeFileSync(`${base}.txt`, summarize(r) + "\n");
+}

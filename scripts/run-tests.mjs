@@ -1,0 +1,98 @@
+#!/usr/bin/env node
+// Runs every test file in its own process (uvu), with a deadline per file, and ends with one
+// line CI understands: "N passed, N failed" (test cases). Usage: run-tests.mjs [path filter...]
+import { spawn } from "node:child_process";
+import { readdirSync, statSync } from "node:fs";
+import { join, relative } from "node:path";
+
+const root = new URL("..", import.meta.url).pathname;
+const filters = process.argv.slice(2);
+const perFileMs = Number(process.env.FERRY_TEST_FILE_TIMEOUT_MS ?? 300_000);
+
+function walk(dir) {
+  return readdirSync(dir).flatMap((n) => {
+    const p = join(dir, n);
+    if (statSync(p).isDirectory()) return n === "helpers" ? [] : walk(p);
+    return /\.test\.ts$/.test(n) ? [p] : [];
+  });
+}
+const files = walk(join(root, "test"))
+  .map((f) => relative(root, f))
+  .filter((f) => filters.length === 0 || filters.some((x) => f.includes(x)))
+  .sort((a, b) => (a.includes("/unit/") === b.includes("/unit/") ? a.localeCompare(b) : a.includes("/unit/") ? -1 : 1));
+
+let passed = 0;
+let failed = 0;
+const failedFiles = [];
+
+// The type check of src, tests and scripts counts as one case (tests run through tsx, which does not check types).
+if (filters.length === 0) {
+  const started = Date.now();
+  const { code } = await run(null);
+  if (code === 0) passed++;
+  else {
+    failed++;
+    failedFiles.push("typecheck (tsc -p tsconfig.check.json)");
+  }
+  process.stdout.write(`${code === 0 ? "ok  " : "FAIL"} typecheck (${((Date.now() - started) / 1000).toFixed(1)} s)\n`);
+}
+
+for (const file of files) {
+  const started = Date.now();
+  const { code, out, timedOut, lingered } = await run(file);
+  const total = Number(/Total:\s+(\d+)/.exec(out)?.[1] ?? 0);
+  const ok = Number(/Passed:\s+(\d+)/.exec(out)?.[1] ?? 0);
+  const skipped = Number(/Skipped:\s+(\d+)/.exec(out)?.[1] ?? 0);
+  // uvu's Total counts the tests that ran: skipped ones are not in it.
+  let bad = Math.max(0, total - ok);
+  // A file that crashed or hung before its summary counts as one failed case.
+  // So does one that printed its summary but did not exit (it left something running).
+  if ((code !== 0 || timedOut || lingered) && bad === 0) bad = 1;
+  passed += ok;
+  failed += bad;
+  if (bad > 0) failedFiles.push(file);
+  process.stdout.write(`${bad > 0 ? "FAIL" : "ok  "} ${file} (${ok}/${total}${skipped ? `, ${skipped} skipped` : ""}${timedOut ? ", timed out" : ""}${lingered ? ", did not exit after its summary" : ""}, ${((Date.now() - started) / 1000).toFixed(1)} s)\n`);
+}
+if (failedFiles.length) process.stdout.write(`failed files:\n${failedFiles.map((f) => `  ${f}`).join("\n")}\n`);
+process.stdout.write(`${passed} passed, ${failed} failed\n`);
+process.exit(failed > 0 ? 1 : 0);
+
+/** Runs a test file (or, for null, the type check) in its own process group. */
+function run(file) {
+  return new Promise((resolve) => {
+    const args = file === null ? [join(root, "node_modules/typescript/bin/tsc"), "-p", "tsconfig.check.json"] : ["--import", "tsx", file];
+    const child = spawn(process.execPath, args, { cwd: root, stdio: ["ignore", "pipe", "pipe"], detached: true });
+    let out = "";
+    let lingered = false;
+    let lingerTimer = null;
+    const kill = (signal) => {
+      try {
+        process.kill(-child.pid, signal);
+      } catch {}
+    };
+    const onData = (d) => {
+      out += d;
+      process.stdout.write(d);
+      // uvu has printed its summary: the file's tests are over; it must exit soon.
+      if (!lingerTimer && /Duration:\s/.test(out)) {
+        lingerTimer = setTimeout(() => {
+          lingered = true;
+          kill("SIGKILL");
+        }, 20_000);
+      }
+    };
+    child.stdout.on("data", onData);
+    child.stderr.on("data", onData);
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      kill("SIGTERM");
+      setTimeout(() => kill("SIGKILL"), 5000);
+    }, perFileMs);
+    child.on("exit", (code) => {
+      clearTimeout(timer);
+      clearTimeout(lingerTimer);
+      resolve({ code, out, timedOut, lingered });
+    });
+  });
+}

@@ -1,0 +1,40 @@
+/**
+ * Every process publishes its status as JSON on ferry.<cluster>.hb.<role>.<node> every second,
+ * keeps it under its node id in the members bucket, answers pings on ferry.<cluster>.ping.<node>,
+ * and (with --metrics-port) serves the same status as Prometheus metrics.
+ */
+import { fromCallback } from "xstate";
+import { encodeJson } from "../nats/codec.js";
+import { startMetrics } from "./metrics.js";
+import type { Runtime } from "./runtime.js";
+
+export const HEARTBEAT_MS = 1000;
+
+export function heartbeatLogic(rt: Runtime, status: () => Record<string, unknown>) {
+  return fromCallback(() => {
+    const subject = rt.subj.heartbeat(rt.role, rt.node);
+    let busy = false;
+    const beat = async () => {
+      if (busy) return;
+      busy = true;
+      try {
+        const body = encodeJson({ ...status(), ts: Date.now() });
+        rt.nc.publish(subject, body);
+        await rt.buckets.members.put(rt.node, body);
+      } catch (err) {
+        rt.log.debug({ err: String(err) }, "heartbeat not delivered");
+      } finally {
+        busy = false;
+      }
+    };
+    void beat();
+    const t = setInterval(beat, HEARTBEAT_MS);
+    const ping = rt.nc.subscribe(rt.subj.ping(rt.node), { callback: (_e, m) => void m.respond(encodeJson({ ok: true, node: rt.node })) });
+    const metrics = startMetrics(rt, status);
+    return () => {
+      clearInterval(t);
+      ping.unsubscribe();
+      void metrics.then((stop) => stop());
+    };
+  });
+}

@@ -1,0 +1,125 @@
+/** The lease machine's I/O: a KV watch, and take / renew / release by compare-and-set. */
+import { fromCallback, fromPromise } from "xstate";
+import type { KV } from "@nats-io/kv";
+import { leaseMachine, LeaseConflict, type LeaseEntry, type LeaseEvent, type LeaseValue, type Renewal } from "../machines/lease.js";
+import { type Runtime, type LeaseClock, now } from "./runtime.js";
+
+/** JetStream's "wrong last sequence" (10071): the key moved since the revision we hold. */
+const isWrongSequence = (e: unknown) => {
+  const err = e as { api_error?: { err_code?: number }; code?: number; message?: string };
+  return err?.api_error?.err_code === 10071 || err?.code === 10071 || /wrong last sequence/i.test(err?.message ?? "");
+};
+
+export interface LeaseOpts {
+  key: string;
+  clock: LeaseClock;
+  /** Epoch floor kept durably by this process (LevelDB): a new epoch is above it and the KV's. */
+  epochs: { max(): Promise<number>; raise(e: number): Promise<void> };
+  /** Extra fields for the lease value (host, designated, ...). */
+  extra?: () => Record<string, unknown>;
+}
+
+export function decodeLease(value: Uint8Array | null | undefined): LeaseValue | null {
+  if (!value || value.length === 0) return null;
+  try {
+    const v = JSON.parse(new TextDecoder().decode(value));
+    return v && typeof v.node === "string" && Number.isInteger(v.epoch) ? v : null;
+  } catch {
+    return null;
+  }
+}
+
+export function leaseLogic(rt: Runtime, kv: KV, opts: LeaseOpts) {
+  const { ttlMs, safetyMarginMs } = rt.config.lease;
+  const timeout = Math.max(200, Math.min(rt.config.nats.requestTimeoutMs, Math.floor((ttlMs - safetyMarginMs) / 2)));
+  const value = (epoch: number): string =>
+    JSON.stringify({ node: rt.node, epoch, instance: rt.instance, role: rt.role, ts: Date.now(), ...opts.extra?.() });
+
+  /** The key's current revision when its value was written by this process, else null. */
+  const ownRevision = async (): Promise<number | null> => {
+    const e = await kv.get(opts.key);
+    const v = e?.operation === "PUT" ? decodeLease(e.value) : null;
+    return v && v.node === rt.node && v.instance === rt.instance ? e!.revision : null;
+  };
+
+  return leaseMachine.provide({
+    actors: {
+      watch: fromCallback<LeaseEvent, { key: string }>(({ sendBack }) => {
+        let stopped = false;
+        let iter: { stop(): void } | null = null;
+        const run = async () => {
+          while (!stopped) {
+            try {
+              const first = await kv.get(opts.key);
+              sendBack({ type: "SEEN", entry: toEntry(first) });
+              const w = await kv.watch({ key: opts.key });
+              iter = w;
+              for await (const e of w) {
+                if (stopped) break;
+                sendBack({ type: "SEEN", entry: toEntry(e) });
+              }
+            } catch (err) {
+              if (!stopped) rt.log.warn({ err: String(err), key: opts.key }, "lease watch interrupted; retrying");
+            }
+            if (!stopped) await new Promise((r) => setTimeout(r, 250));
+          }
+        };
+        void run();
+        return () => {
+          stopped = true;
+          iter?.stop();
+        };
+      }),
+      take: fromPromise<Renewal, { entry: LeaseEntry | null }>(async ({ input }) => {
+        const sentAt = now();
+        const epoch = Math.max(input.entry?.value?.epoch ?? 0, await opts.epochs.max()) + 1;
+        await opts.epochs.raise(epoch); // durable before anyone can see it
+        let revision: number;
+        try {
+          revision =
+            !input.entry || input.entry.revision === 0
+              ? await kv.create(opts.key, value(epoch))
+              : await kv.update(opts.key, value(epoch), input.entry.revision, timeout);
+        } catch (err) {
+          if (!isWrongSequence(err)) throw err;
+          // An earlier attempt may have been written although its reply was lost: then it is ours.
+          const mine = await ownRevision();
+          if (mine === null) throw new LeaseConflict(`lease ${opts.key} was taken by another process`);
+          revision = await kv.update(opts.key, value(epoch), mine, timeout);
+        }
+        opts.clock.grant(revision, epoch, sentAt + ttlMs - safetyMarginMs);
+        rt.log.info({ key: opts.key, epoch, revision }, `lease ${opts.key} taken with epoch ${epoch}`);
+        return { revision, epoch, sentAt, doneAt: now() };
+      }),
+      renew: fromPromise<Renewal, { revision: number; epoch: number }>(async ({ input }) => {
+        const sentAt = now();
+        let revision: number;
+        try {
+          revision = await kv.update(opts.key, value(input.epoch), input.revision, timeout);
+        } catch (err) {
+          if (!isWrongSequence(err)) throw err;
+          // A renew that timed out on our side but reached the server moved the revision: still ours.
+          const mine = await ownRevision();
+          if (mine === null) {
+            opts.clock.revoke();
+            throw new LeaseConflict(`lease ${opts.key} was taken over`);
+          }
+          revision = await kv.update(opts.key, value(input.epoch), mine, timeout);
+          opts.clock.renewed(input.revision, mine, sentAt + ttlMs - safetyMarginMs);
+          input = { ...input, revision: mine };
+        }
+        opts.clock.renewed(input.revision, revision, sentAt + ttlMs - safetyMarginMs);
+        return { revision, epoch: input.epoch, sentAt, doneAt: now() };
+      }),
+      release: fromPromise<void, { revision: number }>(async ({ input }) => {
+        opts.clock.revoke();
+        await kv.delete(opts.key, { previousSeq: input.revision }).catch(() => {});
+      }),
+    },
+  });
+}
+
+function toEntry(e: { revision: number; operation: string; value: Uint8Array } | null): LeaseEntry {
+  if (!e) return { revision: 0, value: null };
+  return { revision: e.revision, value: e.operation === "PUT" ? decodeLease(e.value) : null };
+}

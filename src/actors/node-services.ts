@@ -1,0 +1,160 @@
+/**
+ * What every node serves, whatever its role: consistent snapshots of its repository with the LSN
+ * they correspond to (for a replica's resync, and for readers such as collectors: one table's
+ * partition in key order as JSON Lines), a table's columns, and the batches it holds (the change
+ * stream that continues a snapshot).
+ *
+ * On the master, a snapshot's LSN comes from cutting a batch exactly at the snapshot's capture
+ * position; on a replica, from the applied position read in the same transaction.
+ */
+import { randomUUID } from "node:crypto";
+import type { Msg, Subscription } from "@nats-io/transport-node";
+import { ClusterError, ReplicationError, RepositoryError, UsageError, asFerryError } from "../errors.js";
+import { decodeJson, encodeFrame, errorReply, okReply } from "../nats/codec.js";
+import { changesRequest, snapshotRequest, type PullRecordHeader, type TableChunkHeader } from "../nats/messages.js";
+import type { Spool } from "../storage/spool.js";
+import type { Repository, SnapshotReader, TableReader } from "../storage/types.js";
+import type { ReplicaRegistry } from "./replicas.js";
+import type { Runtime } from "./runtime.js";
+import type { Capture } from "./sequencer.js";
+
+export interface NodeServiceDeps {
+  rt: Runtime;
+  repo: Repository;
+  spool: Spool;
+  replicas: ReplicaRegistry;
+  capture: Capture;
+  /** The epoch while this node is the active master with a valid lease, else null. */
+  masterEpoch: () => number | null;
+  /** Highest LSN this node has applied (a replica) or sequenced (the master). */
+  applied: () => { lsn: number; epoch: number };
+}
+
+const SESSION_IDLE_MS = 60_000;
+const enc = new TextEncoder();
+
+export function startNodeServices(d: NodeServiceDeps): () => void {
+  const { rt, repo, spool } = d;
+  const cfg = rt.config.replication;
+  const sessions = new Map<string, { reader: SnapshotReader | TableReader; table: boolean; used: number }>();
+  const subs: Subscription[] = [];
+
+  const serve = (subject: string, handler: (m: Msg) => Promise<void>) => {
+    subs.push(
+      rt.nc.subscribe(subject, {
+        callback: (_err, msg) => {
+          handler(msg).catch((e) => {
+            const fe = asFerryError(e);
+            if (fe.code === "INTERNAL") rt.log.error({ subject, err: e }, "request failed");
+            else rt.log.warn({ subject, code: fe.code, err: fe.message }, "request refused");
+            errorReply(msg, fe);
+          });
+        },
+      }),
+    );
+  };
+
+  /**
+   * Opens a consistent read with the position it corresponds to: on a replica the applied position
+   * read in the same transaction; on the master a batch is cut at the read's capture position. When
+   * a capture cycle queued earlier has already gone past that position there is no such batch (the
+   * LSN would hold changes the read lacks), and a newer read is opened.
+   */
+  const openAt = async <R extends { header: { seq: number; applied: { lsn: number; epoch: number } }; close(): void }>(
+    open: () => R,
+    what: string,
+  ): Promise<{ reader: R; at: { lsn: number; epoch: number } }> => {
+    for (let attempt = 1; ; attempt++) {
+      const reader = open();
+      try {
+        const epoch = d.masterEpoch();
+        if (epoch === null) return { reader, at: reader.header.applied };
+        await d.capture(reader.header.seq);
+        const last = spool.last;
+        if (!last || last.epoch !== epoch || last.lastId <= reader.header.seq) return { reader, at: { lsn: spool.head, epoch } };
+      } catch (err) {
+        reader.close();
+        throw err;
+      }
+      reader.close();
+      if (attempt >= 5) throw new ReplicationError("TIMEOUT", `${rt.node} could not align a snapshot of ${what} with a batch; retry`);
+    }
+  };
+
+  serve(rt.subj.node(rt.node).snapshot, async (msg) => {
+    const req = decodeJson(msg.subject, msg.data, snapshotRequest);
+    if (req.op === "info") {
+      const table = repo.tableColumns(req.table);
+      if (!table) throw new RepositoryError("NOT_FOUND", `table ${req.table} does not exist on ${rt.node}`, { hint: "give an existing table as main.TABLE" });
+      return okReply(msg, { table });
+    }
+    if (req.op === "begin" && req.filter) {
+      if (req.purpose !== "read") throw new UsageError("a filtered snapshot is for reading only (purpose read)");
+      const filter = req.filter;
+      const { reader, at } = await openAt(() => repo.openTableReader(filter), filter.table);
+      const session = randomUUID();
+      sessions.set(session, { reader, table: true, used: Date.now() });
+      rt.log.debug({ reader: req.node, table: filter.table, partition: filter.partition, lsn: at.lsn }, `sync read of ${filter.table} for ${req.node} at LSN ${at.lsn}`);
+      return okReply(msg, { session, lsn: at.lsn, epoch: at.epoch, table: reader.header.table });
+    }
+    if (req.op === "begin") {
+      if (req.purpose === "resync" && d.masterEpoch() === null) {
+        throw new ClusterError("NOT_MASTER", `${rt.node} is not the active master; a resync copies the master`, {
+          hint: "retry: the replica asks whichever node holds the master lease",
+        });
+      }
+      const { reader, at } = await openAt(() => repo.openSnapshot({ tables: req.tables }), "the repository");
+      const session = randomUUID();
+      sessions.set(session, { reader, table: false, used: Date.now() });
+      if (req.purpose === "resync") await d.replicas.resynced(req.node, at.lsn);
+      rt.log.info({ reader: req.node, purpose: req.purpose, lsn: at.lsn, tables: reader.header.tables }, `snapshot for ${req.node} at LSN ${at.lsn}`);
+      return okReply(msg, { session, lsn: at.lsn, epoch: at.epoch, header: reader.header });
+    }
+    const s = sessions.get(req.session);
+    if (!s) throw new ReplicationError("NOT_FOUND", `snapshot session ${req.session} is unknown or expired`);
+    s.used = Date.now();
+    if (req.op === "end") {
+      s.reader.close();
+      sessions.delete(req.session);
+      return okReply(msg, {});
+    }
+    if (s.table) {
+      // JSON Lines as they are, in a frame: up to the NATS payload limit rather than pullBytes.
+      const max = Math.max(1024, Math.min(req.maxBytes, (rt.nc.info?.max_payload ?? 1024 * 1024) - 64 * 1024));
+      const chunk = (s.reader as TableReader).next(max);
+      const payload = chunk ? enc.encode(chunk.text) : new Uint8Array(0);
+      const header: TableChunkHeader = { ok: true, rows: chunk?.rows ?? 0, len: payload.length };
+      if (msg.reply) msg.respond(encodeFrame(header, [payload]));
+      return;
+    }
+    okReply(msg, { chunk: (s.reader as SnapshotReader).next(Math.min(req.maxBytes, cfg.pullBytes)) });
+  });
+
+  serve(rt.subj.node(rt.node).changes, async (msg) => {
+    const req = decodeJson(msg.subject, msg.data, changesRequest);
+    const upto = d.applied().lsn;
+    if (req.lsn <= upto && (spool.first === 0 || req.lsn < spool.first)) {
+      throw new ReplicationError("SNAPSHOT_REQUIRED", `LSN ${req.lsn} is no longer held by ${rt.node} (it holds ${spool.first}..${spool.head})`);
+    }
+    // Whole parts; a batch larger than maxBytes ends in a later reply (its last part carries the meta).
+    const records = req.lsn > upto ? [] : await spool.read(req.lsn, req.part, Math.min(req.maxBytes, cfg.pullBytes), upto);
+    const headers: PullRecordHeader[] = records.map((r) => ({ lsn: r.lsn, part: r.part, parts: r.parts, len: r.data.length, meta: r.meta }));
+    if (msg.reply) msg.respond(encodeFrame({ ok: true, epoch: d.applied().epoch, head: upto, records: headers }, records.map((r) => r.data)));
+  });
+
+  const sweep = setInterval(() => {
+    for (const [id, s] of sessions) {
+      if (Date.now() - s.used > SESSION_IDLE_MS) {
+        s.reader.close();
+        sessions.delete(id);
+      }
+    }
+  }, 5000);
+
+  return () => {
+    clearInterval(sweep);
+    for (const s of subs) s.unsubscribe();
+    for (const s of sessions.values()) s.reader.close();
+    sessions.clear();
+  };
+}

@@ -1,0 +1,404 @@
+/**
+ * A node process (`ferry start --role master|slave`): opens its repository, LevelDB and NATS,
+ * refuses to share a node id or a repository with a live member, and runs the node machine with
+ * its I/O actors.
+ */
+import { randomUUID } from "node:crypto";
+import { join, resolve } from "node:path";
+import { createActor, fromPromise } from "xstate";
+import type { Config } from "../config.js";
+import { ClusterError, ConfigError, FerryError, asFerryError } from "../errors.js";
+import { createLogger, exitOnActorError, inspectInto } from "../log.js";
+import { listKeys, openBuckets } from "../nats/buckets.js";
+import { decodeJson, errorReply, okReply } from "../nats/codec.js";
+import { connectNats, redactUrl } from "../nats/connect.js";
+import { notifyMessage, resyncRequest } from "../nats/messages.js";
+import { subjects } from "../nats/subjects.js";
+import { nodeMachine, type NodeActor } from "../machines/node.js";
+import type { LeaseValue } from "../machines/lease.js";
+import { Meta } from "../storage/meta.js";
+import { Spool } from "../storage/spool.js";
+import { SqliteRepository } from "../storage/sqlite.js";
+import { openLevel } from "../storage/store.js";
+import { Alerts } from "./alerts.js";
+import { HEARTBEAT_MS, heartbeatLogic } from "./heartbeat.js";
+import { decodeLease, leaseLogic } from "./lease.js";
+import { masterServices } from "./master-services.js";
+import { startNodeControl } from "./node-control.js";
+import { startNodeServices } from "./node-services.js";
+import { createReplicaIo, replicaLogic, ReplicaStats } from "./replica.js";
+import { ReplicaRegistry } from "./replicas.js";
+import { CaptureProgress, LeaseClock, type Runtime } from "./runtime.js";
+import { createCapture, sequencerLogic } from "./sequencer.js";
+
+export interface RunningNode {
+  actor: NodeActor;
+  rt: Runtime;
+  status(): Record<string, unknown>;
+  stop(): Promise<void>;
+}
+
+/** Checks what a node needs before anything is opened; errors name the flag. */
+export function nodeSettings(config: Config) {
+  const n = config.node;
+  if (!n.id) throw new ConfigError("node.id", "required (give --node ID)");
+  if (n.role !== "master" && n.role !== "slave") throw new ConfigError("node.role", "must be master or slave for a node");
+  if (!n.repo) throw new ConfigError("node.repo", "required (give --repo sqlite:PATH)");
+  return { id: n.id, role: n.role, repo: n.repo, dataDir: resolve(n.dataDir ?? join("data", n.id)) };
+}
+
+export async function startNode(config: Config): Promise<RunningNode> {
+  const s = nodeSettings(config);
+  const log = createLogger({ role: s.role, node: s.id, level: config.log.level, pretty: config.log.pretty });
+  const subj = subjects(config.cluster);
+  // Start-up waits on NATS and JetStream without a deadline (a node may start before its server);
+  // say what it is waiting for, so that a node that never comes up is not a silent one.
+  let waitingFor = "opening its LevelDB";
+  const startedAt = Date.now();
+  const slow = setInterval(() => log.warn({ step: waitingFor, waitedMs: Date.now() - startedAt }, `still starting: ${waitingFor}`), 15_000);
+  const step = (what: string) => {
+    waitingFor = what;
+    log.debug({ step: what }, `starting: ${what}`);
+  };
+  step(waitingFor);
+  const level = await openLevel(join(s.dataDir, "level")).catch((err) => {
+    clearInterval(slow);
+    throw err;
+  });
+  const cleanups: (() => unknown)[] = [() => level.close(), () => clearInterval(slow)];
+  const fail = async (err: unknown) => {
+    for (const c of cleanups.reverse()) await Promise.resolve(c()).catch(() => {});
+    throw err;
+  };
+  try {
+    step(`connecting to NATS at ${config.nats.servers.map(redactUrl).join(",")}`);
+    const nc = await connectNats(config, { waitForServer: true, name: `ferry-${s.role}-${s.id}` });
+    cleanups.push(() => nc.close());
+    step("opening the KV buckets");
+    const buckets = await openBuckets(nc, config.cluster, config.nats.kvReplicas);
+    step(`opening the repository ${s.repo}`);
+    const repo = new SqliteRepository(s.repo);
+    cleanups.push(() => repo.close());
+    repo.init();
+    const instance = randomUUID();
+    step("checking the members bucket for a node with the same id or repository");
+    await refuseConflicts(buckets.members, { node: s.id, instance, repo: repo.path, host: config.node.host, data: s.dataDir });
+    step("loading the spool and replication state");
+
+    const rt: Runtime = {
+      config,
+      log,
+      node: s.id,
+      role: s.role,
+      instance,
+      nc,
+      subj,
+      buckets,
+      alerts: new Alerts(nc, subj.alert, { cluster: config.cluster, node: s.id, role: s.role }, log, config.alerts.command),
+      startedAt: Date.now(),
+    };
+    const running = await runNode(rt, repo, level, cleanups);
+    clearInterval(slow);
+    log.debug({ startupMs: Date.now() - startedAt }, "started");
+    return running;
+  } catch (err) {
+    return fail(err);
+  }
+}
+
+async function runNode(
+  rt: Runtime,
+  repo: SqliteRepository,
+  level: Awaited<ReturnType<typeof openLevel>>,
+  cleanups: (() => unknown)[],
+): Promise<RunningNode> {
+  const { config, log } = rt;
+  const spool = new Spool(level);
+  const meta = new Meta(level);
+  await spool.load();
+  const progress = new CaptureProgress();
+  progress.checkpoint = await meta.checkpoint();
+  const clock = new LeaseClock();
+  const replicas = new ReplicaRegistry(meta);
+  await replicas.load();
+  const stats = new ReplicaStats();
+  const io = createReplicaIo({ rt, repo, spool, meta }, stats);
+  await io.init();
+  const resync = await meta.resync();
+  const fresh = stats.applied === 0 && spool.head === 0;
+  const unexpectedData = fresh && repo.hasUserData() && rt.role === "slave";
+  if (unexpectedData && !resync.needed) {
+    await meta.setResync({ needed: true, reason: "the repository holds data but no replication state", code: "NEEDS_RESYNC" });
+  }
+  const needsResync = resync.needed || unexpectedData;
+
+  const capture = createCapture({ rt, repo, spool, meta, progress, clock });
+  let actor!: NodeActor;
+
+  const logic = nodeMachine.provide({
+    actors: {
+      lease: leaseLogic(rt, rt.buckets.leases, {
+        key: "master",
+        clock,
+        epochs: { max: () => meta.maxEpoch(), raise: (e) => meta.raiseEpoch(e) },
+        extra: () => ({ host: config.node.host, lsn: spool.head }),
+      }),
+      replica: replicaLogic(io),
+      sequencer: sequencerLogic({ rt, repo, spool, meta, progress, clock }, capture),
+      masterServices: masterServices({
+        rt,
+        repo,
+        spool,
+        meta,
+        progress,
+        clock,
+        replicas,
+        capture,
+      }),
+      promote: fromPromise<void, { epoch: number }>(async ({ input }) => {
+        try {
+          const r = await meta.resync();
+          if (r.needed) throw new ClusterError("NEEDS_RESYNC", `${rt.node} cannot be promoted: ${r.reason}`);
+          for (let more = true; more; ) more = (await io.apply()).more;
+          repo.installCapture();
+          repo.durableCommits(true);
+          progress.checkpoint = await meta.checkpoint();
+          await meta.recordEpochStart({ epoch: input.epoch, firstLsn: spool.head + 1, node: rt.node });
+          // The highest epoch this node has seen is now its own (the lease made it durable in LevelDB).
+          stats.maxEpoch = Math.max(stats.maxEpoch, input.epoch);
+          rt.alerts.raise("became-master", "info", `${rt.node} is the master with epoch ${input.epoch} from LSN ${spool.head + 1}`, {
+            epoch: input.epoch,
+            lsn: spool.head,
+          });
+        } catch (err) {
+          // The machine releases the lease and stays a replica; say why.
+          rt.log.error({ err: asFerryError(err).message, code: asFerryError(err).code, epoch: input.epoch }, `${rt.node} could not be promoted`);
+          throw err;
+        }
+      }),
+      demote: fromPromise<{ needsResync: boolean; fresh: boolean }, { holder: LeaseValue | null }>(async ({ input }) => {
+        clock.revoke();
+        repo.removeCapture();
+        repo.durableCommits(false);
+        // Positions moved while this node was master: the replica starts from what is true now.
+        await io.init();
+        const fresh = stats.applied === 0 && spool.head === 0;
+        // At start (no holder yet) leftovers are not judged: promoted, this node sequences them; as a
+        // replica of another master, its first pull reports them and it is marked for resync.
+        if (!input.holder) return { needsResync: false, fresh };
+        const pending = repo.pendingChanges(await meta.checkpoint());
+        rt.alerts.raise("demoted", "warning", `${rt.node} lost the master lease to ${input.holder.node} (epoch ${input.holder.epoch})`, {
+          holder: input.holder.node,
+          epoch: input.holder.epoch,
+          unsequenced: pending,
+        });
+        if (pending > 0) {
+          const reason = `${rt.node} holds ${pending} changes committed while it was master that were never replicated`;
+          await meta.setResync({ needed: true, reason, code: "NEEDS_RESYNC", since: Date.now() });
+          rt.alerts.raise("unreplicated-changes", "critical", reason, { changes: pending });
+          return { needsResync: true, fresh };
+        }
+        return { needsResync: false, fresh };
+      }),
+      heartbeat: heartbeatLogic(rt, () => status()),
+    },
+  });
+
+  // A designated master claims the lease at start only when it is free or was its own: an expired
+  // lease of another node is a failover, which is the watchdogs' decision (with its prerequisites).
+  const current = await rt.buckets.leases.get("master");
+  const holder = current?.operation === "PUT" ? decodeLease(current.value) : null;
+  const claim = rt.role === "master" && (holder === null || holder.node === rt.node);
+
+  actor = createActor(logic, {
+    id: "node",
+    input: {
+      node: rt.node,
+      lease: {
+        key: "master",
+        node: rt.node,
+        instance: rt.instance,
+        ttlMs: config.lease.ttlMs,
+        safetyMarginMs: config.lease.safetyMarginMs,
+        wants: claim,
+      },
+      replica: { fresh, needsResync, pollMs: config.replication.pollMs, retryMs: 1000 },
+      sequencer: { intervalMs: config.replication.captureIntervalMs, retryMs: 1000 },
+    },
+    inspect: inspectInto(log),
+  });
+
+  // Alerts for what the machines decided, seen from outside them.
+  let prev = { down: null as string | null, state: "" };
+  actor.subscribe((snap) => {
+    const down = snap.context.repoDown?.message ?? null;
+    if (down && down !== prev.down) rt.alerts.raise("repository-unavailable", "critical", `replication paused: ${down}`);
+    if (!down && prev.down) rt.alerts.raise("repository-available", "info", `repository is back; replication resumed`);
+    const state = stateName(snap.value);
+    if (state === "fenced" && prev.state !== "fenced") rt.alerts.raise("fenced", "warning", `${rt.node} fenced itself: lease not renewed in time`);
+    prev = { down, state };
+  });
+
+  const subs = [
+    rt.nc.subscribe(rt.subj.notify, {
+      callback: (_e, msg) => {
+        try {
+          const n = decodeJson(msg.subject, msg.data, notifyMessage);
+          if (n.node !== rt.node) stats.heardFrom(n.node);
+          actor.send({ type: "NOTIFY", ...n });
+        } catch (err) {
+          log.warn({ err: asFerryError(err).message }, "malformed notification ignored");
+        }
+      },
+    }),
+    rt.nc.subscribe(rt.subj.node(rt.node).resync, {
+      callback: (_e, msg) => {
+        try {
+          decodeJson(msg.subject, msg.data, resyncRequest);
+          const state = stateName(actor.getSnapshot().value);
+          if (state !== "standby") {
+            throw new FerryError("NOT_MASTER", `${rt.node} is ${state}; only a replica can be resynced`, {
+              hint: "resync a slave; to rebuild the master, switch over first",
+            });
+          }
+          actor.send({ type: "RESYNC" });
+          okReply(msg, { node: rt.node, started: true });
+        } catch (err) {
+          errorReply(msg, err);
+        }
+      },
+    }),
+    startNodeControl(rt, actor, () => {
+      const snap = actor.getSnapshot();
+      const replica = snap.children.replica?.getSnapshot() as { value: unknown } | undefined;
+      return { node: stateName(snap.value), replica: replica ? stateName(replica.value) : null };
+    }),
+  ];
+
+  function status(): Record<string, unknown> {
+    const snap = actor.getSnapshot();
+    const state = stateName(snap.value);
+    const replicaSnap = snap.children.replica?.getSnapshot() as { value: unknown; context: { error: unknown; head: number } } | undefined;
+    const isMaster = state === "active";
+    const head = isMaster ? spool.head : Math.max(replicaSnap?.context.head ?? 0, stats.applied);
+    const lagLsn = Math.max(0, head - stats.applied);
+    let hbTs = 0;
+    try {
+      hbTs = repo.lastHeartbeatTs();
+    } catch {
+      /* reported through repoDown */
+    }
+    const lagMs = isMaster ? 0 : lagLsn > 0 && stats.appliedTs ? Date.now() - stats.appliedTs : hbTs ? Math.max(0, Date.now() - hbTs - config.replication.heartbeatMs) : null;
+    const replicaState = replicaSnap ? stateName(replicaSnap.value) : null;
+    let changeSeq = 0;
+    try {
+      changeSeq = repo.changeSeq();
+    } catch {
+      /* reported through repoDown */
+    }
+    return {
+      node: rt.node,
+      role: rt.role,
+      designated: config.node.designated ?? null,
+      state,
+      replica: replicaState,
+      cluster: config.cluster,
+      host: config.node.host,
+      pid: process.pid,
+      instance: rt.instance,
+      repo: repo.path,
+      data: level.location,
+      startedAt: rt.startedAt,
+      // Fenced, demoting or promoting, a node still reports the highest epoch it has seen: never lower.
+      epoch: isMaster ? clock.epoch : Math.max(stats.maxEpoch, clock.epoch),
+      master: snap.context.holder?.node ?? null,
+      appliedLsn: isMaster ? spool.head : stats.applied,
+      spooledLsn: spool.head,
+      headLsn: head,
+      lagLsn: isMaster ? 0 : lagLsn,
+      lagMs,
+      applyLatencyMs: isMaster ? 0 : stats.applyLatencyMs,
+      changeSeq,
+      masterContact: stats.masterContact,
+      needsResync: replicaState === "needsResync" || (replicaState === null && snap.context.replica.needsResync),
+      error: (replicaSnap?.context.error as object | null) ?? snap.context.repoDown ?? null,
+      replicas: isMaster ? replicaRows() : undefined,
+    };
+  }
+
+  const backlogs = new Map<string, number>();
+  function replicaRows() {
+    return replicas.all().map((r) => {
+      void spool.backlogBytes(r.acked).then((b) => backlogs.set(r.node, b));
+      return { node: r.node, acked: r.acked, applied: r.applied, backlogBytes: backlogs.get(r.node) ?? 0, needsResync: r.needsResync, reason: r.reason, lastSeen: r.lastSeen };
+    });
+  }
+
+  const stopServices = startNodeServices({
+    rt,
+    repo,
+    spool,
+    replicas,
+    capture,
+    masterEpoch: () => (stateName(actor.getSnapshot().value) === "active" && clock.valid() ? clock.epoch : null),
+    applied: () => (stateName(actor.getSnapshot().value) === "active" ? { lsn: spool.head, epoch: clock.epoch } : { lsn: stats.applied, epoch: stats.appliedEpoch }),
+  });
+  cleanups.push(stopServices);
+
+  exitOnActorError(actor, log);
+  actor.start();
+  log.info({ repo: repo.path, data: level.location, nats: config.nats.servers.map(redactUrl), cluster: config.cluster }, `${rt.role} node ${rt.node} started`);
+
+  return {
+    actor,
+    rt,
+    status,
+    async stop() {
+      actor.send({ type: "STOP" });
+      actor.stop();
+      for (const s of subs) s.unsubscribe();
+      await rt.buckets.members.delete(rt.node).catch(() => {});
+      for (const c of cleanups.reverse()) await Promise.resolve(c()).catch(() => {});
+      log.info(`${rt.role} node ${rt.node} stopped`);
+    },
+  };
+}
+
+export function stateName(value: unknown): string {
+  return typeof value === "string" ? value : Object.keys(value as object)[0];
+}
+
+/**
+ * A live member (heartbeat within 3 s) with our node id, or on our repository, means we must not
+ * start. One with our id on our host and data directory is our own earlier process, gone since we
+ * hold its LevelDB lock (a kill -9 and a quick restart).
+ */
+async function refuseConflicts(
+  members: Runtime["buckets"]["members"],
+  me: { node: string; instance: string; repo: string; host: string; data: string },
+): Promise<void> {
+  const liveSince = Date.now() - 3 * HEARTBEAT_MS;
+  for (const key of await listKeys(members)) {
+    const e = await members.get(key);
+    if (!e || e.operation !== "PUT") continue;
+    let m: { node?: string; instance?: string; repo?: string; host?: string; data?: string; pid?: number; ts?: number };
+    try {
+      m = e.json();
+    } catch {
+      continue;
+    }
+    if (!m.ts || m.ts < liveSince || m.instance === me.instance) continue;
+    const earlierSelf = m.node === me.node && m.host === me.host && m.data === join(me.data, "level");
+    if (earlierSelf) continue;
+    if (m.node === me.node) {
+      throw new ClusterError("NODE_ID_IN_USE", `node id ${me.node} is in use by a running process (pid ${m.pid} on ${m.host})`, {
+        hint: "give this process another --node id, or stop the other one first",
+      });
+    }
+    if (m.repo === me.repo && m.host === me.host) {
+      throw new ClusterError("REPO_IN_USE", `repository ${me.repo} is already served by node ${m.node}`, {
+        hint: "master and slaves each need their own repository file",
+      });
+    }
+  }
+}

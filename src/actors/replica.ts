@@ -1,0 +1,287 @@
+/**
+ * The replica machine's I/O: pull from the master and spool durably (fetch), apply spooled
+ * batches in one transaction with the applied position (apply), and backup-and-restore from a
+ * snapshot of the master streamed in chunks (restore).
+ */
+import { fromPromise } from "xstate";
+import { ClusterError, ReplicationError, RepositoryError, TimeoutError } from "../errors.js";
+import { decodeFrame, encodeJson, isJsonReply, unwrapReply } from "../nats/codec.js";
+import type { PullReplyHeader, PullRequest } from "../nats/messages.js";
+import { replicaMachine, type ApplyResult, type FetchResult, type MasterRef } from "../machines/replica.js";
+import type { Meta } from "../storage/meta.js";
+import type { BatchMeta, PartRecord, Spool } from "../storage/spool.js";
+import type { Change, Repository, SnapshotHeader } from "../storage/types.js";
+import type { Runtime } from "./runtime.js";
+
+export interface ReplicaDeps {
+  rt: Runtime;
+  repo: Repository;
+  spool: Spool;
+  meta: Meta;
+}
+
+/** What a replica knows about itself, for heartbeats and status. */
+export class ReplicaStats {
+  applied = 0;
+  appliedEpoch = 0;
+  /** Master's sequencing time of the newest applied batch. */
+  appliedTs = 0;
+  /** Commit-to-applied latency of the newest applied batch. */
+  applyLatencyMs = 0;
+  maxEpoch = 0;
+  next = { lsn: 1, part: 0 };
+  fp = "";
+  master: string | null = null;
+  /** Changes captured while this node was master and never sequenced (reported to the master it follows). */
+  unsequenced = 0;
+  /** When (wall clock) this node last heard from a master, and which (failover prerequisite 2). */
+  masterContact: { node: string; at: number } | null = null;
+
+  heardFrom(node: string): void {
+    this.masterContact = { node, at: Date.now() };
+  }
+}
+
+const APPLY_BYTES = 4 * 1024 * 1024;
+
+/** Turns NATS request failures into ferry errors a replica can act on. */
+async function request(d: ReplicaDeps, subject: string, body: unknown, master: string): Promise<Uint8Array> {
+  try {
+    const m = await d.rt.nc.request(subject, encodeJson(body), { timeout: d.rt.config.nats.requestTimeoutMs });
+    return m.data;
+  } catch (err) {
+    const e = err as { name?: string; isNoResponders?: () => boolean; message?: string };
+    if (e.isNoResponders?.()) {
+      throw new ClusterError("NO_ACTIVE_MASTER", `master ${master} does not answer (no active master)`, { cause: err });
+    }
+    if (e.name === "TimeoutError" || /timeout/i.test(e.message ?? "")) {
+      throw new TimeoutError(`master ${master} did not answer within ${d.rt.config.nats.requestTimeoutMs} ms`, { cause: err });
+    }
+    throw new ClusterError("NO_ACTIVE_MASTER", `cannot reach master ${master}: ${e.message}`, { cause: err });
+  }
+}
+
+export function createReplicaIo(d: ReplicaDeps, stats: ReplicaStats) {
+  const { rt, repo, spool, meta } = d;
+
+  async function init(): Promise<void> {
+    await spool.dropIncomplete();
+    // What this node sequenced itself while master is in its repository by construction.
+    const applied = repo.appliedPosition();
+    const captured = await meta.capture();
+    const pos = captured.lsn > applied.lsn ? captured : applied;
+    stats.applied = pos.lsn;
+    stats.appliedEpoch = pos.epoch;
+    stats.maxEpoch = Math.max(await meta.maxEpoch(), pos.epoch);
+    stats.next = { lsn: Math.max(spool.head, pos.lsn) + 1, part: 0 };
+    stats.fp = repo.fingerprint();
+    // A replica has no capture triggers: what it captured as master stays as it is until it is master again.
+    stats.unsequenced = repo.pendingChanges(captured.checkpoint);
+  }
+
+  async function fetch(master: MasterRef, signal?: AbortSignal): Promise<FetchResult> {
+    stats.master = master.node;
+    const last = spool.last ?? { lsn: stats.applied, epoch: stats.appliedEpoch };
+    const req: PullRequest = {
+      node: rt.node,
+      epoch: stats.maxEpoch,
+      lsn: stats.next.lsn,
+      part: stats.next.part,
+      last: { lsn: Math.max(last.lsn, stats.applied), epoch: last.lsn >= stats.applied ? last.epoch : stats.appliedEpoch },
+      applied: stats.applied,
+      fp: stats.fp,
+      maxBytes: rt.config.replication.pullBytes,
+      unsequenced: stats.unsequenced,
+    };
+    const data = await request(d, rt.subj.node(master.node).pull, req, master.node);
+    if (isJsonReply(data)) {
+      try {
+        unwrapReply(rt.subj.node(master.node).pull, data); // throws the master's error
+      } catch (err) {
+        const e = err as { code?: string; message: string; details?: { from?: number; to?: number } };
+        if (e.code !== "DIVERGED" || e.details?.from === undefined) throw err;
+        await dropDivergedHeartbeats(e.details.from, e.message);
+        return { records: 0, head: 0, more: true };
+      }
+    }
+    const { header, payloads } = decodeFrame<PullReplyHeader>(rt.subj.node(master.node).pull, data, (h) => h.records.map((r) => r.len));
+    stats.heardFrom(master.node);
+    if (header.epoch < stats.maxEpoch) {
+      throw new ClusterError("STALE_EPOCH", `master ${master.node} answered with epoch ${header.epoch}, below epoch ${stats.maxEpoch} already seen`);
+    }
+    if (header.epoch > stats.maxEpoch) {
+      await meta.raiseEpoch(header.epoch);
+      stats.maxEpoch = header.epoch;
+    }
+    const records: PartRecord[] = [];
+    let expect = { ...stats.next };
+    for (let i = 0; i < header.records.length; i++) {
+      const h = header.records[i];
+      if (h.lsn !== expect.lsn || h.part !== expect.part) {
+        throw new ReplicationError("INTERNAL", `master sent ${h.lsn}/${h.part} where ${expect.lsn}/${expect.part} was expected`);
+      }
+      records.push({ lsn: h.lsn, part: h.part, parts: h.parts, data: payloads[i], meta: h.meta });
+      expect = h.meta ? { lsn: h.lsn + 1, part: 0 } : { lsn: h.lsn, part: h.part + 1 };
+    }
+    // A pull abandoned for another master writes nothing: the new one decides what comes next.
+    if (signal?.aborted) throw new ReplicationError("INTERNAL", "pull abandoned");
+    if (records.length > 0) {
+      // Synced only when the master waits for acknowledgements (synchronous replication); otherwise
+      // a power cut costs at most a re-pull: the applied position commits with the data it covers.
+      await spool.write(records, [], header.ack === true);
+      stats.next = expect;
+    }
+    const received = stats.next.lsn - 1;
+    // More than this pull brought, an acknowledgement wanted now, or spooled while the master answered.
+    return { records: records.length, head: header.head, more: header.head > received || (records.length > 0 && header.ack === true) };
+  }
+
+  /**
+   * Batches this node wrote as master that the new master never received. If they hold nothing but
+   * heartbeat rows (ferry's own), they are dropped and the node goes on from where the histories
+   * part; otherwise it needs a resync, and says which LSNs were never replicated.
+   */
+  async function dropDivergedHeartbeats(from: number, why: string): Promise<void> {
+    for (let lsn = from; lsn <= spool.head; lsn++) {
+      const m = await spool.meta(lsn);
+      const changes = m ? await readBatch(m) : null;
+      if (!changes || changes.some(([tbl]) => tbl !== "ferry_heartbeat")) {
+        rt.alerts.raise("replica-diverged", "critical", why, { from, to: spool.head });
+        throw new ReplicationError("NEEDS_RESYNC", why, { hint: `run: ferry resync --node ${rt.node}` });
+      }
+    }
+    const back = from > 1 ? await spool.meta(from - 1) : null;
+    const to = spool.head;
+    await spool.truncateFrom(from);
+    const pos = { lsn: from - 1, epoch: back?.epoch ?? 0 };
+    const captured = await meta.capture();
+    if (captured.lsn >= from) await meta.setCapture({ ...captured, ...pos });
+    if (repo.appliedPosition().lsn >= from) repo.resetPosition(pos);
+    stats.applied = pos.lsn;
+    stats.appliedEpoch = pos.epoch;
+    stats.next = { lsn: from, part: 0 };
+    rt.alerts.raise("heartbeats-dropped", "info", `${rt.node} dropped LSNs ${from}..${to}: heartbeat rows the new master never received; it continues from LSN ${from}`, { from, to });
+  }
+
+  async function readBatch(m: BatchMeta): Promise<Change[]> {
+    const out: Change[] = [];
+    for await (const part of spool.changes(m.lsn)) for (const c of part) out.push(c);
+    return out;
+  }
+
+  async function apply(): Promise<ApplyResult> {
+    if (spool.head <= stats.applied) return { applied: stats.applied, more: false };
+    const batches: { meta: BatchMeta; changes: Change[] }[] = [];
+    let bytes = 0;
+    for (let lsn = stats.applied + 1; lsn <= spool.head && (bytes < APPLY_BYTES || batches.length === 0); lsn++) {
+      const m = await spool.meta(lsn);
+      if (!m) throw new ReplicationError("NEEDS_RESYNC", `batch ${lsn} is missing from the spool of ${rt.node}`);
+      batches.push({ meta: m, changes: await readBatch(m) });
+      bytes += m.bytes;
+      if (m.ddl) break; // the fingerprint is checked after each DDL batch
+    }
+    const prevEpoch = stats.appliedEpoch;
+    const { ddl } = repo.applyBatches(batches.map((b) => ({ lsn: b.meta.lsn, epoch: b.meta.epoch, changes: b.changes })));
+    const last = batches[batches.length - 1].meta;
+    stats.applied = last.lsn;
+    stats.appliedEpoch = last.epoch;
+    stats.appliedTs = last.ts;
+    stats.applyLatencyMs = Date.now() - last.ts;
+    for (const b of batches) {
+      if (b.meta.epoch > prevEpoch) await meta.recordEpochStart({ epoch: b.meta.epoch, firstLsn: b.meta.lsn, node: stats.master ?? "?" });
+    }
+    if (ddl) {
+      stats.fp = repo.fingerprint();
+      if (stats.fp !== last.fp) {
+        throw new RepositoryError("SCHEMA_MISMATCH", `schema fingerprint mismatch after LSN ${last.lsn}: ${rt.node} has ${stats.fp}, the master had ${last.fp}`, {
+          hint: `run: ferry resync --node ${rt.node}`,
+        });
+      }
+    }
+    await trimSpool();
+    return { applied: stats.applied, more: spool.head > stats.applied };
+  }
+
+  /** Keeps applied batches (a promoted replica serves them) up to maxBacklogBytes. */
+  async function trimSpool(): Promise<void> {
+    const head = spool.last;
+    const first = spool.first ? await spool.meta(spool.first) : null;
+    if (!head || !first || head.cum - first.cum <= rt.config.replication.maxBacklogBytes) return;
+    let upto = first.lsn;
+    while (upto < stats.applied) {
+      const m = await spool.meta(upto + 1);
+      if (!m || head.cum - m.cum <= rt.config.replication.maxBacklogBytes) break;
+      upto++;
+    }
+    await spool.prune(Math.min(upto, stats.applied));
+  }
+
+  async function restore(master: MasterRef): Promise<{ lsn: number }> {
+    const subject = rt.subj.node(master.node).snapshot;
+    const progress = rt.subj.node(rt.node).resyncProgress;
+    const say = (p: Record<string, unknown>) => rt.nc.publish(progress, encodeJson({ node: rt.node, master: master.node, ...p }));
+    const begin = unwrapReply<{ session: string; lsn: number; epoch: number; header: SnapshotHeader }>(
+      subject,
+      await request(d, subject, { op: "begin", node: rt.node }, master.node),
+    );
+    const { session, lsn, epoch, header } = begin;
+    const totalRows = header.tables.reduce((n, t) => n + t.rows, 0);
+    rt.log.info({ master: master.node, lsn, totalRows }, `resync from ${master.node} at LSN ${lsn}: ${totalRows} rows`);
+    say({ phase: "started", lsn, totalRows, rows: 0 });
+    const writer = repo.restoreSnapshot(header.schema);
+    let rows = 0;
+    let lastSaid = 0;
+    try {
+      for (;;) {
+        const r = unwrapReply<{ chunk: { table: string; rows: string[] } | null }>(
+          subject,
+          await request(d, subject, { op: "next", session, maxBytes: rt.config.replication.pullBytes }, master.node),
+        );
+        if (!r.chunk) break;
+        writer.rows(r.chunk.table, r.chunk.rows);
+        rows += r.chunk.rows.length;
+        if (Date.now() - lastSaid > 200) {
+          lastSaid = Date.now();
+          say({ phase: "copying", lsn, totalRows, rows, table: r.chunk.table });
+        }
+      }
+      writer.commit({ lsn, epoch });
+    } catch (err) {
+      writer.abort();
+      say({ phase: "failed", error: (err as Error).message });
+      throw err;
+    } finally {
+      void request(d, subject, { op: "end", session }, master.node).catch(() => {});
+    }
+    await spool.reset();
+    await meta.raiseEpoch(epoch);
+    await meta.setResync({ needed: false });
+    await init();
+    if (stats.fp !== header.fingerprint) {
+      throw new RepositoryError("SCHEMA_MISMATCH", `restored schema fingerprint ${stats.fp} differs from the master's ${header.fingerprint}`);
+    }
+    rt.alerts.raise("resynced", "info", `${rt.node} restored ${rows} rows from ${master.node} at LSN ${lsn}`, { lsn, rows });
+    say({ phase: "done", lsn, totalRows, rows });
+    return { lsn };
+  }
+
+  async function markResync(err: { code: string; message: string } | null): Promise<void> {
+    const known = await meta.resync();
+    const reason = err?.message ?? known.reason ?? "resync requested";
+    if (!known.needed || err) await meta.setResync({ needed: true, reason, code: err?.code ?? known.code, since: Date.now() });
+    rt.log.error({ code: err?.code ?? known.code }, `${rt.node} needs a resync: ${reason}`);
+  }
+
+  return { init, fetch, apply, restore, markResync };
+}
+
+export function replicaLogic(io: ReturnType<typeof createReplicaIo>) {
+  return replicaMachine.provide({
+    actors: {
+      fetch: fromPromise<FetchResult, { master: MasterRef }>(({ input, signal }) => io.fetch(input.master, signal)),
+      apply: fromPromise<ApplyResult, void>(() => io.apply()),
+      restore: fromPromise<{ lsn: number }, { master: MasterRef }>(({ input }) => io.restore(input.master)),
+      markResync: fromPromise<void, { code: string; message: string } | null>(({ input }) => io.markResync(input)),
+    },
+  });
+}

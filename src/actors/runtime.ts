@@ -1,0 +1,107 @@
+/**
+ * What a process's actors share: its config, logger, NATS connection, buckets, storage,
+ * and the small pieces of live state that are not machine state (the lease's validity on
+ * the monotonic clock, capture progress, the replicas a master serves).
+ */
+import { performance } from "node:perf_hooks";
+import type { Logger } from "pino";
+import type { Config, Role } from "../config.js";
+import type { Buckets } from "../nats/buckets.js";
+import type { NatsConnection } from "../nats/connect.js";
+import type { Subjects } from "../nats/subjects.js";
+import { ReplicationError } from "../errors.js";
+import type { Alerts } from "./alerts.js";
+
+export const now = () => performance.now();
+
+export interface Runtime {
+  config: Config;
+  log: Logger;
+  node: string;
+  role: Role;
+  /** Random per process: tells a restarted node from its earlier life. */
+  instance: string;
+  nc: NatsConnection;
+  subj: Subjects;
+  buckets: Buckets;
+  alerts: Alerts;
+  startedAt: number;
+}
+
+/**
+ * The validity of a lease we hold, on this process's monotonic clock. Writes and batches are
+ * served only while valid(); a renew that completes after the lease was revoked does not revive it.
+ */
+export class LeaseClock {
+  private revision = -1;
+  private until = 0;
+  epoch = 0;
+  /**
+   * The deadline as an absolute time in ms (timeOrigin + until), shared with the SQL worker thread,
+   * which checks it before every commit while this thread goes on renewing the lease.
+   */
+  readonly shared = new BigInt64Array(new SharedArrayBuffer(8));
+
+  private publish(): void {
+    Atomics.store(this.shared, 0, this.revision >= 0 ? BigInt(Math.floor(performance.timeOrigin + this.until)) : 0n);
+  }
+
+  grant(revision: number, epoch: number, until: number): void {
+    this.revision = revision;
+    this.epoch = epoch;
+    this.until = until;
+    this.publish();
+  }
+  renewed(oldRevision: number, newRevision: number, until: number): void {
+    if (this.revision !== oldRevision) return;
+    this.revision = newRevision;
+    this.until = until;
+    this.publish();
+  }
+  revoke(): void {
+    this.revision = -1;
+    this.until = 0;
+    this.publish();
+  }
+  valid(): boolean {
+    return this.revision >= 0 && now() < this.until;
+  }
+  get currentRevision(): number {
+    return this.revision;
+  }
+}
+
+/** Waiters for "the change with this id is in a spooled batch": resolved with the batch's LSN. */
+export class CaptureProgress {
+  private waiters: { id: number; resolve: (lsn: number) => void; reject: (e: unknown) => void }[] = [];
+  checkpoint = 0;
+
+  advanced(lastId: number, lsn: number): void {
+    this.checkpoint = lastId;
+    const ready = this.waiters.filter((w) => w.id <= lastId);
+    this.waiters = this.waiters.filter((w) => w.id > lastId);
+    for (const w of ready) w.resolve(lsn);
+  }
+
+  waitFor(id: number, timeoutMs: number, lsnNow: number): Promise<number> {
+    if (id <= this.checkpoint) return Promise.resolve(lsnNow);
+    return new Promise((resolve, reject) => {
+      const w = {
+        id,
+        resolve: (lsn: number) => (clearTimeout(t), resolve(lsn)),
+        reject: (e: unknown) => (clearTimeout(t), reject(e)),
+      };
+      const t = setTimeout(() => {
+        this.waiters = this.waiters.filter((x) => x !== w);
+        reject(new ReplicationError("TIMEOUT", `change ${id} was committed but not sequenced within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.waiters.push(w);
+    });
+  }
+
+  failAll(err: unknown): void {
+    const ws = this.waiters;
+    this.waiters = [];
+    for (const w of ws) w.reject(err);
+  }
+}

@@ -1,0 +1,57 @@
+/** The main thread's side of the SQL worker (sql-worker.ts): one job at a time, in order. */
+import { Worker } from "node:worker_threads";
+import { fromWire, FerryError, type WireError } from "../errors.js";
+import type { ExecuteOutcome } from "../storage/types.js";
+import type { SqlJob, SqlWorkerData } from "./sql-worker.js";
+
+type Reply = { id: number; ok: true; out: ExecuteOutcome } | { id: number; ok: false; error: WireError };
+
+export class SqlExecutor {
+  private worker: Worker;
+  private next = 1;
+  private pending = new Map<number, { resolve: (o: ExecuteOutcome) => void; reject: (e: unknown) => void }>();
+  /** [0] = 1 while the master takes writes; the worker reads it before every commit. */
+  readonly accepting = new Int32Array(new SharedArrayBuffer(4));
+
+  constructor(data: Omit<SqlWorkerData, "accepting">) {
+    const full: SqlWorkerData = { ...data, accepting: this.accepting.buffer as SharedArrayBuffer };
+    this.worker = import.meta.url.endsWith(".ts")
+      ? // Under tsx (tests, scripts) this module is the .ts source; a worker does not inherit tsx's hooks.
+        new Worker(
+          `import("tsx/esm/api").then((t) => t.register()).then(() => import(${JSON.stringify(new URL("./sql-worker.ts", import.meta.url).href)}))`,
+          { eval: true, workerData: full },
+        )
+      : new Worker(new URL("./sql-worker.js", import.meta.url), { workerData: full });
+    this.worker.on("message", (r: Reply) => {
+      const p = this.pending.get(r.id);
+      if (!p) return;
+      this.pending.delete(r.id);
+      if (r.ok) p.resolve(r.out);
+      else p.reject(fromWire(r.error));
+    });
+    this.worker.on("error", (err) => this.failAll(new FerryError("INTERNAL", `the SQL worker failed: ${err.message}`, { cause: err })));
+    this.worker.on("exit", () => this.failAll(new FerryError("INTERNAL", "the SQL worker stopped")));
+  }
+
+  setAccepting(on: boolean): void {
+    Atomics.store(this.accepting, 0, on ? 1 : 0);
+  }
+
+  execute(sql: string, params: unknown): Promise<ExecuteOutcome> {
+    const job: SqlJob = { id: this.next++, sql, params };
+    return new Promise((resolve, reject) => {
+      this.pending.set(job.id, { resolve, reject });
+      this.worker.postMessage(job);
+    });
+  }
+
+  private failAll(err: unknown): void {
+    for (const p of this.pending.values()) p.reject(err);
+    this.pending.clear();
+  }
+
+  async close(): Promise<void> {
+    this.setAccepting(false);
+    await this.worker.terminate();
+  }
+}

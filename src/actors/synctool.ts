@@ -1,0 +1,546 @@
+/**
+ * The synctool (`ferry start --role synctool`): owns the table tasks in the tasks bucket, splits
+ * each into per-partition subtasks and runs one sync-task actor per subtask. One synctool is active
+ * through the lease `synctool`; a standby takes over when it goes away and resumes every subtask
+ * from the destination's files (and its own saved progress, if it was active before).
+ *
+ * While active it serves the task commands (create, delete, status, tool-status), watches the
+ * tasks bucket (the one place tasks are defined), and follows the heartbeats of collectors and
+ * nodes to choose a collector for each subtask: an active one whose replica has applied the
+ * subtask's position, on a slave before the master, the least loaded first.
+ */
+import { listKeys } from "../nats/buckets.js";
+import { randomUUID } from "node:crypto";
+import { isAbsolute, resolve } from "node:path";
+import type { Msg, Subscription } from "@nats-io/transport-node";
+import { createActor, fromPromise } from "xstate";
+import type { Config } from "../config.js";
+import { SyncError, UsageError, asFerryError } from "../errors.js";
+import { inspectInto } from "../log.js";
+import { syncTaskMachine, syncTaskState, type ChooseInput, type CollectorRef, type StepResult, type SyncTaskActor } from "../machines/sync-task.js";
+import { decodeJson, encodeJson, errorReply, okReply } from "../nats/codec.js";
+import { emptyRequest, taskCreateRequest, taskDeleteRequest, type TaskCreateRequest } from "../nats/messages.js";
+import { checkDestination } from "../storage/destination.js";
+import { SyncProgress } from "../storage/sync-progress.js";
+import type { TableColumns } from "../storage/types.js";
+import { startAgent, type AgentHandle, type RunningAgent } from "./agent.js";
+import { HEARTBEAT_MS } from "./heartbeat.js";
+import type { Runtime } from "./runtime.js";
+import { MODE_NAMES, SubtaskIo, taskKey, type TaskDef } from "./sync-io.js";
+
+const STALE_MS = 3 * HEARTBEAT_MS;
+
+export async function startSynctool(config: Config): Promise<RunningAgent> {
+  return startAgent(config, "synctool", (h) => {
+    const tool = new Synctool(h);
+    return { leaseKey: "synctool", start: () => tool.start(), status: () => tool.status() };
+  });
+}
+
+class Synctool {
+  private progress: SyncProgress;
+  private manager: Manager | null = null;
+  /** Steps of the previous active period still running: the next one starts after them. */
+  private settled: Promise<unknown> = Promise.resolve();
+
+  constructor(private h: AgentHandle) {
+    this.progress = new SyncProgress(h.level);
+  }
+
+  start(): () => void {
+    const m = new Manager(this.h, this.progress);
+    this.manager = m;
+    const before = this.settled;
+    void before.then(() => m.start()).catch((err) => this.h.rt.log.error({ err }, "synctool could not start its work"));
+    return () => {
+      m.stop();
+      this.manager = null;
+      this.settled = Promise.all([before, m.settled()]);
+    };
+  }
+
+  status(): Record<string, unknown> {
+    return this.manager?.summary() ?? { tasks: 0, subtasks: 0, packsInFlight: 0 };
+  }
+}
+
+interface Subtask {
+  part: number;
+  io: SubtaskIo;
+  actor: SyncTaskActor;
+  /** The state last seen, to raise an alert once per REASSIGNING and FAILED. */
+  last: string;
+}
+
+interface TaskRun {
+  key: string;
+  def: TaskDef;
+  subtasks: Subtask[];
+  completing: boolean;
+}
+
+type Member = Record<string, any>;
+
+/** What the synctool knows of the other processes, from their heartbeats. */
+class ClusterView {
+  private members = new Map<string, { hb: Member; at: number }>();
+  private sub: Subscription | null = null;
+
+  constructor(private rt: Runtime) {}
+
+  async start(): Promise<void> {
+    const b = this.rt.buckets.members;
+    for (const key of await listKeys(b)) {
+      const e = await b.get(key);
+      if (e?.operation !== "PUT") continue;
+      try {
+        const hb = e.json<Member>();
+        if (typeof hb.node === "string" && !this.members.has(hb.node)) this.members.set(hb.node, { hb, at: Number(hb.ts) || 0 });
+      } catch {
+        /* not ferry's */
+      }
+    }
+    this.sub = this.rt.nc.subscribe(this.rt.subj.heartbeatAll, {
+      callback: (_e, m) => {
+        try {
+          const hb = m.json<Member>();
+          if (typeof hb.node === "string") this.members.set(hb.node, { hb, at: Date.now() });
+        } catch {
+          /* ignored: heartbeats are informative */
+        }
+      },
+    });
+  }
+
+  stop(): void {
+    this.sub?.unsubscribe();
+  }
+
+  get(node: string): Member | null {
+    const e = this.members.get(node);
+    return e && Date.now() - e.at < STALE_MS ? e.hb : null;
+  }
+
+  live(role?: string): Member[] {
+    return [...this.members.values()].filter((e) => Date.now() - e.at < STALE_MS && (!role || e.hb.role === role)).map((e) => e.hb);
+  }
+
+  /** Every collector heard of, with whether it is up. */
+  collectors(): Member[] {
+    return [...this.members.values()]
+      .filter((e) => e.hb.role === "collector")
+      .map((e) => ({ node: e.hb.node, host: e.hb.host, state: e.hb.state, source: e.hb.source, up: Date.now() - e.at < STALE_MS }))
+      .sort((a, b) => String(a.node).localeCompare(String(b.node)));
+  }
+
+  /** The collector for a subtask at `minLsn`: active, its replica current enough, a slave's before the master's, least loaded. */
+  choose(minLsn: number, { exclude, why }: ChooseInput, load: Map<string, number>): CollectorRef {
+    const candidates = this.live("collector")
+      .filter((c) => c.state === "active" && c.source && !(exclude && c.node === exclude.node && c.instance === exclude.instance))
+      .map((c) => ({ c, src: this.get(String(c.source)) }))
+      .filter((x) => x.src && (x.src.role === "master" || x.src.role === "slave") && !x.src.needsResync && Number(x.src.appliedLsn ?? 0) >= minLsn)
+      .sort(
+        (a, b) =>
+          Number(a.src!.state === "active") - Number(b.src!.state === "active") ||
+          (load.get(a.c.node) ?? 0) - (load.get(b.c.node) ?? 0) ||
+          String(a.c.node).localeCompare(String(b.c.node)),
+      );
+    if (candidates.length === 0) {
+      throw new SyncError("NO_COLLECTOR", `no active collector whose replica has applied LSN ${minLsn}${exclude ? ` (${exclude.node} was given up: ${why})` : ""}`, {
+        hint: "start a collector on a host with a current replica: ferry start --role collector --node ID --host HOST",
+      });
+    }
+    return { node: String(candidates[0].c.node), instance: String(candidates[0].c.instance) };
+  }
+}
+
+/** The synctool's work while it holds the lease. */
+class Manager {
+  private tasks = new Map<string, TaskRun>();
+  private view: ClusterView;
+  private subs: Subscription[] = [];
+  private watcher: { stop(): void } | null = null;
+  private sweep: NodeJS.Timeout | null = null;
+  private stopped = false;
+  private inflight = { n: 0 };
+  private running = new Set<Promise<unknown>>();
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    private h: AgentHandle,
+    private progress: SyncProgress,
+  ) {
+    this.view = new ClusterView(h.rt);
+  }
+
+  private get rt(): Runtime {
+    return this.h.rt;
+  }
+
+  async start(): Promise<void> {
+    for (;;) {
+      if (this.stopped) return;
+      try {
+        await this.view.start();
+        break;
+      } catch (err) {
+        this.rt.log.warn({ err: String(err) }, "cannot read the members bucket yet; retrying");
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    }
+    if (this.stopped) return this.view.stop();
+    await this.loadTasks();
+    if (this.stopped) return;
+    const s = this.rt.subj.synctool;
+    this.serve(s.create, (m) => this.create(decodeJson(m.subject, m.data, taskCreateRequest)));
+    this.serve(s.delete, (m) => this.remove(decodeJson(m.subject, m.data, taskDeleteRequest)));
+    this.serve(s.tasks, (m) => (decodeJson(m.subject, m.data, emptyRequest), Promise.resolve({ tasks: this.taskStatus() })));
+    this.serve(s.status, (m) => (decodeJson(m.subject, m.data, emptyRequest), Promise.resolve(this.toolStatus())));
+    this.sweep = setInterval(() => this.checkCollectors(), 500);
+    void this.watch();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    for (const s of this.subs) s.unsubscribe();
+    this.watcher?.stop();
+    if (this.sweep) clearInterval(this.sweep);
+    this.view.stop();
+    for (const run of this.tasks.values()) this.stopRun(run);
+    this.tasks.clear();
+  }
+
+  /** Resolves when the steps started while active have ended (a file being renamed, a save). */
+  settled(): Promise<unknown> {
+    return Promise.allSettled([...this.running]);
+  }
+
+  summary(): Record<string, unknown> {
+    return { tasks: this.tasks.size, subtasks: [...this.tasks.values()].reduce((n, r) => n + r.subtasks.length, 0), packsInFlight: this.inflight.n };
+  }
+
+  private serve(subject: string, handler: (m: Msg) => Promise<unknown>): void {
+    this.subs.push(
+      this.rt.nc.subscribe(subject, {
+        callback: (_e, msg) => {
+          Promise.resolve()
+            .then(() => handler(msg))
+            .then(
+              (body) => okReply(msg, body as object),
+              (err) => {
+                const fe = asFerryError(err);
+                if (fe.code === "INTERNAL") this.rt.log.error({ subject, err }, "request failed");
+                else this.rt.log.warn({ subject, code: fe.code, err: fe.message }, "request refused");
+                errorReply(msg, fe);
+              },
+            );
+        },
+      }),
+    );
+  }
+
+  // ---- tasks ------------------------------------------------------------------------------
+
+  /** Follows the tasks bucket: a task put starts its subtasks, a delete stops them. */
+  private async watch(): Promise<void> {
+    while (!this.stopped) {
+      try {
+        const w = await this.rt.buckets.tasks.watch();
+        this.watcher = w;
+        if (this.stopped) return w.stop();
+        for await (const e of w) {
+          if (this.stopped) break;
+          if (e.operation === "PUT") {
+            const def = this.taskDef(e);
+            if (def) await this.serial(() => this.ensure(e.key, def));
+          } else await this.serial(() => this.drop(e.key));
+        }
+      } catch (err) {
+        if (!this.stopped) this.rt.log.warn({ err: String(err) }, "tasks watch interrupted; retrying");
+      }
+      if (!this.stopped) await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+
+  /**
+   * Starts the tasks already in the bucket before the commands are served, so that a synctool
+   * taking over never answers `task status` with a task missing.
+   */
+  private async loadTasks(): Promise<void> {
+    while (!this.stopped) {
+      try {
+        const kv = this.rt.buckets.tasks;
+        for (const key of await listKeys(kv)) {
+          const e = await kv.get(key);
+          const def = e?.operation === "PUT" ? this.taskDef(e) : null;
+          if (def) await this.serial(() => this.ensure(key, def));
+        }
+        return;
+      } catch (err) {
+        this.rt.log.warn({ err: String(err) }, "cannot read the tasks bucket yet; retrying");
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    }
+  }
+
+  private taskDef(e: { key: string; json<T>(): T }): TaskDef | null {
+    try {
+      return e.json<TaskDef>();
+    } catch {
+      this.rt.log.warn({ key: e.key }, "task entry is not JSON; ignored");
+      return null;
+    }
+  }
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.queue.then(fn);
+    this.queue = next.catch(() => {});
+    return next;
+  }
+
+  private async ensure(key: string, def: TaskDef): Promise<void> {
+    const known = this.tasks.get(key);
+    if (known?.def.id === def.id) return;
+    if (known) await this.drop(key);
+    const run: TaskRun = { key, def, subtasks: [], completing: false };
+    this.tasks.set(key, run);
+    const cfg = this.rt.config.sync;
+    for (let part = 0; part < def.partitions && !this.stopped; part++) {
+      const io = new SubtaskIo({ rt: this.rt, def, part, progress: this.progress, inflight: this.inflight, live: () => !this.stopped && this.h.clock.valid() });
+      const { resumed, done } = await io.load();
+      if (this.stopped || this.tasks.get(key) !== run) return;
+      const logic = syncTaskMachine.provide({
+        actors: {
+          choose: fromPromise<CollectorRef, ChooseInput>(async ({ input }) => {
+            const c = this.view.choose(io.requiredLsn(), input, this.load());
+            this.rt.log.info({ task: key, part, assigned: c.node, minLsn: io.requiredLsn() }, `${io.label}: collector ${c.node}`);
+            return c;
+          }),
+          step: fromPromise<StepResult, { collector: CollectorRef }>(({ input }) => this.track(io.step(input.collector))),
+        },
+      });
+      const actor = createActor(logic, {
+        id: `sync-task ${io.label}`,
+        input: { task: `${def.db}.${def.table}`, part, resumed, done, rows: io.rows, pollMs: cfg.pollMs, retryMs: cfg.retryMs, reassignWaitMs: cfg.reassignWaitMs, maxErrors: cfg.maxErrors },
+        inspect: inspectInto(this.rt.log),
+      });
+      const sub: Subtask = { part, io, actor, last: "" };
+      run.subtasks.push(sub);
+      actor.subscribe(() => this.changed(run, sub));
+      actor.start();
+    }
+    this.rt.log.info({ task: key, id: def.id, mode: def.mode, partitions: def.partitions, dest: def.dest }, `task ${def.db}.${def.table} running (${def.partitions} subtasks)`);
+  }
+
+  private track<T>(p: Promise<T>): Promise<T> {
+    this.running.add(p);
+    void p.finally(() => this.running.delete(p)).catch(() => {});
+    return p;
+  }
+
+  private changed(run: TaskRun, sub: Subtask): void {
+    const snap = sub.actor.getSnapshot();
+    const state = syncTaskState(snap.value);
+    if (state !== sub.last) {
+      const e = snap.context.error;
+      const data = { task: run.key, part: sub.part, code: e?.code };
+      if (state === "REASSIGNING") {
+        this.rt.alerts.raise("sync-subtask-reassigning", "warning", `sync of ${sub.io.label} looks for another collector: ${e?.message ?? ""}`, data);
+      }
+      if (state === "FAILED") this.rt.alerts.raise("sync-subtask-failed", "critical", `sync of ${sub.io.label} FAILED: ${e?.message ?? "unknown error"}`, data);
+      sub.last = state;
+    }
+    const all = run.subtasks.length === run.def.partitions && run.subtasks.every((s) => s.actor.getSnapshot().value === "success");
+    if (all && !run.completing) {
+      run.completing = true;
+      const rows = run.subtasks.reduce((n, s) => n + s.io.rows, 0);
+      this.rt.alerts.raise("sync-task-complete", "info", `sync of ${run.def.db}.${run.def.table} complete: ${rows} rows in ${run.def.dest}`, { task: run.key, rows });
+      void this.rt.buckets.tasks.delete(run.key).catch((err) => {
+        run.completing = false;
+        this.rt.log.warn({ err: String(err), task: run.key }, "completed task not removed; will retry");
+      });
+    }
+  }
+
+  private stopRun(run: TaskRun): void {
+    for (const s of run.subtasks) {
+      s.io.stopped = true;
+      s.actor.stop();
+    }
+  }
+
+  private async drop(key: string): Promise<void> {
+    const run = this.tasks.get(key);
+    if (!run) return;
+    this.tasks.delete(key);
+    this.stopRun(run);
+    await this.progress.drop(run.def.id);
+    this.rt.log.info({ task: key, id: run.def.id }, `task ${run.def.db}.${run.def.table} removed; its files stay in ${run.def.dest}`);
+  }
+
+  /** Subtasks per collector, for spreading the load. */
+  private load(): Map<string, number> {
+    const m = new Map<string, number>();
+    for (const run of this.tasks.values()) {
+      for (const s of run.subtasks) {
+        const c = s.actor.getSnapshot().context.collector;
+        if (c) m.set(c.node, (m.get(c.node) ?? 0) + 1);
+      }
+    }
+    return m;
+  }
+
+  /** A collector gone quiet, gone standby or restarted: its subtasks are reassigned. */
+  private checkCollectors(): void {
+    for (const run of this.tasks.values()) {
+      for (const s of run.subtasks) {
+        const snap = s.actor.getSnapshot();
+        const c = snap.context.collector;
+        if (!c || snap.status !== "active") continue;
+        const hb = this.view.get(c.node);
+        if (!hb || hb.state !== "active" || hb.instance !== c.instance) s.actor.send({ type: "COLLECTOR_DOWN", node: c.node, instance: c.instance });
+      }
+    }
+  }
+
+  // ---- commands ---------------------------------------------------------------------------
+
+  private async create(req: TaskCreateRequest): Promise<{ task: TaskDef }> {
+    const cfg = this.rt.config.sync;
+    if (req.mode !== 0 && req.mode !== 1 && req.mode !== 2) {
+      throw new UsageError(`mode ${req.mode} is not one of 0 (FULL), 1 (INCREMENTAL_BY_TIMESTAMP), 2 (FULL_AND_CONTINUOUS)`, "give -m 0, -m 1 or -m 2");
+    }
+    if (req.db !== "main") throw new UsageError(`database ${req.db} does not exist: a SQLite repository has one database, main`, "give the table as main.TABLE");
+    if (/[/\\\0]/.test(req.table) || req.table === "." || req.table === "..") throw new UsageError(`table name ${JSON.stringify(req.table)} cannot name a directory`);
+    if (req.mode === 1 && req.ts === undefined) throw new UsageError("mode 1 (INCREMENTAL_BY_TIMESTAMP) needs the first timestamp", "give -ts N");
+    const partitions = req.partitions ?? cfg.partitions;
+    if (!Number.isInteger(partitions) || partitions < 1 || partitions > 256) throw new UsageError(`--partitions must be from 1 to 256, not ${partitions}`);
+    if (!isAbsolute(req.dest)) throw new UsageError(`destination ${req.dest} is not an absolute path`);
+    const key = taskKey(req.db, req.table);
+    const existing = await this.rt.buckets.tasks.get(key);
+    if (existing?.operation === "PUT") throw this.exists(req);
+    const table = await this.tableColumns(req.table);
+    let tsColumn: string | undefined;
+    if (req.mode === 1) {
+      tsColumn = req.tsColumn ?? cfg.tsColumns[`${req.db}.${req.table}`] ?? cfg.tsColumns[req.table];
+      if (!tsColumn) {
+        throw new UsageError(`mode 1 needs the timestamp column of ${req.table}`, `give --ts-column COL, or set sync.tsColumns["${req.db}.${req.table}"] in the config`);
+      }
+      if (!table.columns.includes(tsColumn)) throw new UsageError(`table ${req.table} has no column ${tsColumn} (its columns: ${table.columns.join(", ")})`);
+    }
+    const dest = resolve(req.dest);
+    await checkDestination(dest, req.table);
+    const def: TaskDef = {
+      id: randomUUID(),
+      db: req.db,
+      table: req.table,
+      mode: req.mode,
+      ts: req.mode === 1 ? req.ts : undefined,
+      tsColumn,
+      dest,
+      partitions,
+      columns: table.columns,
+      key: table.key,
+      createdAt: Date.now(),
+    };
+    try {
+      await this.rt.buckets.tasks.create(key, JSON.stringify(def));
+    } catch (err) {
+      if (/wrong last sequence|exists/i.test(String((err as Error).message))) throw this.exists(req);
+      throw err;
+    }
+    this.rt.log.info({ task: key, id: def.id, mode: def.mode, dest, partitions }, `task ${req.db}.${req.table} created: mode ${def.mode} ${MODE_NAMES[def.mode]} to ${dest}`);
+    return { task: def };
+  }
+
+  private exists(req: { db: string; table: string }): SyncError {
+    return new SyncError("TASK_EXISTS", `table ${req.db}.${req.table} already has a sync task`, {
+      hint: `see ferry task status; ferry task delete -t ${req.db}.${req.table} removes it`,
+    });
+  }
+
+  /** The table's columns, from the master (the newest schema) or else any live node. */
+  private async tableColumns(table: string): Promise<TableColumns> {
+    const nodes = this.view
+      .live()
+      .filter((m) => m.role === "master" || m.role === "slave")
+      .sort((a, b) => Number(b.state === "active") - Number(a.state === "active"));
+    if (nodes.length === 0) throw new SyncError("NO_COLLECTOR", "no node is running: the table cannot be checked", { hint: "start the cluster's nodes first" });
+    let last: unknown = null;
+    for (const n of nodes) {
+      const subject = this.rt.subj.node(String(n.node)).snapshot;
+      try {
+        const m = await this.rt.nc.request(subject, encodeJson({ op: "info", table }), { timeout: this.rt.config.nats.requestTimeoutMs });
+        const r = JSON.parse(new TextDecoder().decode(m.data));
+        if (r.ok) return r.table as TableColumns;
+        if (r.error?.code === "NOT_FOUND") throw new UsageError(`table main.${table} does not exist`, "give an existing table as main.TABLE");
+        last = r.error?.message;
+      } catch (err) {
+        if (err instanceof UsageError) throw err;
+        last = err;
+      }
+    }
+    throw new SyncError("NO_COLLECTOR", `no node answered about table ${table}: ${String((last as Error)?.message ?? last)}`);
+  }
+
+  private async remove(req: { db: string; table: string }): Promise<{ deleted: string; dest: string }> {
+    const key = taskKey(req.db, req.table);
+    const e = await this.rt.buckets.tasks.get(key);
+    if (e?.operation !== "PUT") throw new SyncError("NOT_FOUND", `table ${req.db}.${req.table} has no sync task`, { hint: "ferry task status lists the tasks" });
+    const def = e.json<TaskDef>();
+    await this.rt.buckets.tasks.delete(key);
+    await this.serial(() => this.drop(key));
+    return { deleted: `${req.db}.${req.table}`, dest: def.dest };
+  }
+
+  private taskStatus(): Record<string, unknown>[] {
+    return [...this.tasks.values()]
+      .sort((a, b) => a.key.localeCompare(b.key))
+      .map((run) => {
+        const subtasks = run.subtasks.map((s) => {
+          const snap = s.actor.getSnapshot();
+          const c = snap.context.collector ?? snap.context.lost;
+          return {
+            part: s.part,
+            state: syncTaskState(snap.value),
+            collector: c?.node ?? null,
+            position: s.io.describe(),
+            rows: s.io.rows,
+            error: snap.context.error,
+          };
+        });
+        const failed = subtasks.filter((s) => s.state === "FAILED").length;
+        const states = [...new Set(subtasks.map((s) => s.state))];
+        return {
+          task: `${run.def.db}.${run.def.table}`,
+          id: run.def.id,
+          mode: run.def.mode,
+          modeName: MODE_NAMES[run.def.mode],
+          ts: run.def.ts,
+          tsColumn: run.def.tsColumn,
+          dest: run.def.dest,
+          partitions: run.def.partitions,
+          state: failed > 0 ? "FAILED" : states.length === 1 ? states[0] : "RUNNING",
+          failed: failed > 0,
+          failedSubtasks: failed,
+          rows: subtasks.reduce((n, s) => n + s.rows, 0),
+          subtasks,
+        };
+      });
+  }
+
+  private toolStatus(): Record<string, unknown> {
+    return {
+      node: this.rt.node,
+      state: this.h.state(),
+      epoch: this.h.clock.epoch,
+      cluster: this.rt.config.cluster,
+      collectors: this.view.collectors(),
+      synctools: this.view
+        .live("synctool")
+        .map((m) => ({ node: m.node, state: m.node === this.rt.node ? this.h.state() : m.state, host: m.host }))
+        .sort((a, b) => String(a.node).localeCompare(String(b.node))),
+      ...this.summary(),
+    };
+  }
+}

@@ -1,0 +1,221 @@
+/**
+ * A watchdog process (`ferry start --role watchdog`): the failover machine with its I/O. It holds
+ * the `watchdog` lease when active, observes the `master` lease on its own clock, follows every
+ * member's heartbeat, and keeps the failover count in the leases bucket (key `failover`) so a
+ * secondary that takes over knows how many automatic failovers already happened.
+ */
+import { randomUUID } from "node:crypto";
+import { join, resolve } from "node:path";
+import { createActor, fromCallback, fromPromise } from "xstate";
+import type { KV } from "@nats-io/kv";
+import type { Config } from "../config.js";
+import { ClusterError, ConfigError } from "../errors.js";
+import { createLogger, exitOnActorError, inspectInto } from "../log.js";
+import { openBuckets } from "../nats/buckets.js";
+import { encodeJson, unwrapReply } from "../nats/codec.js";
+import { connectNats } from "../nats/connect.js";
+import { subjects } from "../nats/subjects.js";
+import { watchdogMachine, type FailoverState, type MemberView, type WatchdogActor } from "../machines/watchdog.js";
+import { Meta } from "../storage/meta.js";
+import { openLevel } from "../storage/store.js";
+import { Alerts } from "./alerts.js";
+import { heartbeatLogic } from "./heartbeat.js";
+import { decodeLease, leaseLogic } from "./lease.js";
+import { LeaseClock, type Runtime } from "./runtime.js";
+
+export const FAILOVER_KEY = "failover";
+const ALIVE_MS = 3000;
+
+export interface StoredFailoverState {
+  history: number[];
+  enabled: boolean;
+  resetAt?: number;
+}
+
+/** The shared failover count and switch, as stored under `failover` in the leases bucket. */
+export async function readFailoverState(kv: KV): Promise<StoredFailoverState> {
+  const e = await kv.get(FAILOVER_KEY);
+  if (!e || e.operation !== "PUT") return { history: [], enabled: true };
+  try {
+    const v = e.json<StoredFailoverState>();
+    return { history: Array.isArray(v.history) ? v.history.filter(Number.isFinite) : [], enabled: v.enabled !== false, resetAt: v.resetAt };
+  } catch {
+    return { history: [], enabled: true };
+  }
+}
+
+export async function writeFailoverState(kv: KV, s: StoredFailoverState): Promise<void> {
+  await kv.put(FAILOVER_KEY, JSON.stringify(s));
+}
+
+export async function startWatchdog(config: Config): Promise<{ actor: WatchdogActor; stop(): Promise<void> }> {
+  const id = config.node.id;
+  if (!id) throw new ConfigError("node.id", "required (give --node ID)");
+  const designated = config.node.designated ?? "primary";
+  if (designated === "standby") throw new ConfigError("node.designated", "a watchdog is primary or secondary");
+  const log = createLogger({ role: "watchdog", node: id, level: config.log.level, pretty: config.log.pretty });
+  const level = await openLevel(join(resolve(config.node.dataDir ?? join("data", id)), "level"));
+  const nc = await connectNats(config, { waitForServer: true, name: `ferry-watchdog-${id}` });
+  const buckets = await openBuckets(nc, config.cluster, config.nats.kvReplicas);
+  const subj = subjects(config.cluster);
+  const meta = new Meta(level);
+  const rt: Runtime = {
+    config,
+    log,
+    node: id,
+    role: "watchdog",
+    instance: randomUUID(),
+    nc,
+    subj,
+    buckets,
+    alerts: new Alerts(nc, subj.alert, { cluster: config.cluster, node: id, role: "watchdog" }, log, config.alerts.command),
+    startedAt: Date.now(),
+  };
+  const { ttlMs, safetyMarginMs } = config.lease;
+  const f = config.failover;
+  const requestTimeout = config.nats.requestTimeoutMs;
+
+  const logic = watchdogMachine.provide({
+    actors: {
+      lease: leaseLogic(rt, buckets.leases, { key: "watchdog", clock: new LeaseClock(), epochs: { max: () => meta.maxEpoch(), raise: (e) => meta.raiseEpoch(e) } }),
+      // An observer only: it never takes the master lease.
+      masterLease: leaseLogic(rt, buckets.leases, { key: "master", clock: new LeaseClock(), epochs: { max: async () => 0, raise: async () => {} } }),
+      members: fromCallback(({ sendBack }) => {
+        const seen = new Map<string, { view: MemberView; at: number }>();
+        const sub = nc.subscribe(`${subj.root}.hb.>`, {
+          callback: (_e, m) => {
+            try {
+              const h = m.json<Record<string, unknown>>();
+              if (typeof h.node !== "string") return;
+              seen.set(h.node, { view: toView(h), at: Date.now() });
+            } catch {
+              log.warn({ subject: m.subject }, "malformed heartbeat ignored");
+            }
+          },
+        });
+        const t = setInterval(() => {
+          const now = Date.now();
+          sendBack({ type: "MEMBERS", members: [...seen.values()].map((s) => ({ ...s.view, alive: now - s.at < ALIVE_MS })) });
+        }, 500);
+        return () => {
+          clearInterval(t);
+          sub.unsubscribe();
+        };
+      }),
+      failoverState: fromCallback(({ sendBack }) => {
+        let stopped = false;
+        const push = async () => {
+          const s = await readFailoverState(buckets.leases);
+          const now = Date.now();
+          const state: FailoverState = { history: s.history, enabled: s.enabled, recent: s.history.filter((t) => t > now - f.windowMs).length };
+          if (!stopped) sendBack({ type: "FAILOVER_STATE", state });
+        };
+        void push().catch(() => {});
+        const t = setInterval(() => void push().catch(() => {}), 1000);
+        return () => {
+          stopped = true;
+          clearInterval(t);
+        };
+      }),
+      reach: fromPromise<string[], { candidate: string; members: string[] }>(async ({ input }) => {
+        const control = subj.node(input.candidate).control;
+        const m = await nc.request(control, encodeJson({ op: "reach", members: input.members, timeoutMs: 1000 }), { timeout: requestTimeout + 1000 });
+        return unwrapReply<{ unreachable: string[] }>(control, m.data).unreachable;
+      }),
+      promote: fromPromise<{ epoch: number; at: number }, { candidate: string; oldMaster: string }>(async ({ input }) => {
+        const control = subj.node(input.candidate).control;
+        unwrapReply(control, (await nc.request(control, encodeJson({ op: "promote" }), { timeout: requestTimeout })).data);
+        const deadline = Date.now() + 2 * ttlMs + requestTimeout;
+        for (;;) {
+          const e = await buckets.leases.get("master");
+          const v = e?.operation === "PUT" ? decodeLease(e.value) : null;
+          if (v && v.node === input.candidate && !String(v.instance).startsWith("handover-")) return { epoch: v.epoch, at: Date.now() };
+          if (Date.now() > deadline) {
+            void nc.request(control, encodeJson({ op: "promote-cancel" }), { timeout: 1000 }).catch(() => {});
+            throw new ClusterError("TIMEOUT", `${input.candidate} did not take the master lease in time`);
+          }
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      }),
+    },
+  });
+
+  const actor = createActor(logic, {
+    id: "watchdog",
+    input: {
+      lease: { key: "watchdog", node: id, instance: rt.instance, ttlMs, safetyMarginMs, wants: false },
+      masterLease: { key: "master", node: id, instance: rt.instance, ttlMs, safetyMarginMs, wants: false },
+      waitMs: f.waitMs,
+      prerequisites: f.prerequisites,
+      maxAutomatic: f.maxAutomatic,
+      windowMs: f.windowMs,
+      retryMs: Math.max(1000, f.waitMs),
+    },
+    inspect: inspectInto(log),
+  });
+  actor.on("alert", (a) => rt.alerts.raise(a.kind, a.severity, a.message, a.data));
+  actor.on("failover", (e) => {
+    void (async () => {
+      const stored = await readFailoverState(buckets.leases);
+      await writeFailoverState(buckets.leases, { ...stored, history: e.state.history, enabled: e.state.enabled });
+    })().catch((err) => log.error({ err: String(err) }, "failover count not saved"));
+  });
+
+  const status = () => {
+    const snap = actor.getSnapshot();
+    const state = typeof snap.value === "string" ? snap.value : Object.keys(snap.value)[0];
+    return {
+      node: id,
+      role: "watchdog",
+      designated,
+      state: state === "standby" ? "standby" : "active",
+      decision: snap.value,
+      master: snap.context.lost?.node ?? null,
+      candidate: snap.context.candidate,
+      failovers: snap.context.history.length,
+      automatic: snap.context.enabled && snap.context.recent < f.maxAutomatic,
+      host: config.node.host,
+      pid: process.pid,
+      instance: rt.instance,
+      startedAt: rt.startedAt,
+    };
+  };
+  const heartbeat = createActor(heartbeatLogic(rt, status));
+  exitOnActorError(actor, log);
+  actor.start();
+  heartbeat.start();
+  // A secondary lets a primary that starts at the same time win the lease.
+  const claim = setTimeout(() => (actor.getSnapshot().children.lease as { send(e: { type: "ACQUIRE" }): void } | undefined)?.send({ type: "ACQUIRE" }), designated === "secondary" ? ttlMs : 0);
+  log.info({ designated, waitMs: f.waitMs, prerequisites: f.prerequisites, maxAutomatic: f.maxAutomatic }, `watchdog ${id} started (${designated})`);
+
+  return {
+    actor,
+    async stop() {
+      clearTimeout(claim);
+      heartbeat.stop();
+      actor.stop();
+      await buckets.members.delete(id).catch(() => {});
+      await nc.close().catch(() => {});
+      await level.close().catch(() => {});
+      log.info(`watchdog ${id} stopped`);
+    },
+  };
+}
+
+function toView(h: Record<string, unknown>): MemberView {
+  const num = (v: unknown) => (typeof v === "number" && Number.isFinite(v) ? v : 0);
+  const contact = h.masterContact as { node?: unknown; at?: unknown } | null | undefined;
+  return {
+    node: String(h.node),
+    role: String(h.role ?? ""),
+    standby: h.designated === "standby",
+    state: String(h.state ?? ""),
+    replica: typeof h.replica === "string" ? h.replica : null,
+    appliedLsn: num(h.appliedLsn),
+    spooledLsn: num(h.spooledLsn),
+    changeSeq: num(h.changeSeq),
+    needsResync: h.needsResync === true,
+    masterContact: contact && typeof contact.node === "string" ? { node: contact.node, at: num(contact.at) } : null,
+    alive: true,
+  };
+}

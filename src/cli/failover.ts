@@ -1,0 +1,57 @@
+/** `ferry failover reset` and `ferry switchover --to NODE`. */
+import { Command } from "commander";
+import { ClusterError, ConfigError } from "../errors.js";
+import { encodeJson, unwrapReply } from "../nats/codec.js";
+import { readFailoverState, writeFailoverState } from "../actors/watchdog.js";
+import { addGlobalOptions, action, allOpts, printJson, withClient } from "./common.js";
+
+export function failoverCommand(): Command {
+  const failover = new Command("failover").description("automatic failover");
+  const reset = new Command("reset")
+    .description("re-enable automatic failover after failover.maxAutomatic was reached (clears the failover count)")
+    .option("--json", "print JSON");
+  addGlobalOptions(reset);
+  reset.action(
+    action(async () => {
+      const opts = allOpts(reset);
+      await withClient(opts, async (c) => {
+        const kv = (await c.buckets()).leases;
+        const before = await readFailoverState(kv);
+        const after = { history: [], enabled: true, resetAt: Date.now() };
+        await writeFailoverState(kv, after);
+        if (opts.json) printJson({ before, after });
+        else process.stdout.write(`automatic failover re-enabled (${before.history.length} earlier failover(s) cleared)\n`);
+      });
+    }),
+  );
+  return failover.addCommand(reset);
+}
+
+export function switchoverCommand(): Command {
+  const cmd = new Command("switchover")
+    .description("planned switchover: the master stops writes, the target catches up exactly, the lease passes to it")
+    .option("--to <node>", "the replica that becomes the master")
+    .option("--timeout <ms>", "give up (and keep the current master) after this long", "10000")
+    .option("--json", "print JSON");
+  addGlobalOptions(cmd);
+  return cmd.action(
+    action(async () => {
+      const opts = allOpts(cmd);
+      if (!opts.to) throw new ConfigError("--to", "required: the node that becomes the master");
+      const timeoutMs = Number(opts.timeout);
+      const out = await withClient(opts, async (c) => {
+        try {
+          const m = await c.nc.request(c.subj.switchover, encodeJson({ to: opts.to, timeoutMs }), { timeout: timeoutMs + 2000 });
+          return unwrapReply<{ from: string; to: string; lsn: number; epoch: number; ms: number }>(c.subj.switchover, m.data);
+        } catch (err) {
+          if ((err as { isNoResponders?: () => boolean }).isNoResponders?.()) {
+            throw new ClusterError("NO_ACTIVE_MASTER", "no active master to switch over from", { hint: "ferry status shows the master lease" });
+          }
+          throw err;
+        }
+      });
+      if (opts.json) printJson(out);
+      else process.stdout.write(`switched over from ${out.from} to ${out.to} at LSN ${out.lsn} in ${out.ms} ms (epoch ${out.epoch})\n`);
+    }),
+  );
+}

@@ -1,0 +1,56 @@
+/** `ferry resync --node ID`: backup and restore of a replica from a snapshot of the master. */
+import { Command } from "commander";
+import cliProgress from "cli-progress";
+import { ClusterError, ConfigError, ReplicationError, TimeoutError } from "../errors.js";
+import { encodeJson, unwrapReply } from "../nats/codec.js";
+import { addGlobalOptions, action, allOpts, printJson, withClient } from "./common.js";
+
+export function resyncCommand(): Command {
+  const cmd = new Command("resync")
+    .description("replace a replica's repository with a consistent snapshot of the master, then stream from there")
+    .option("--node <id>", "the replica to resync")
+    .option("--timeout <ms>", "give up waiting after this long", "600000")
+    .option("--json", "print the outcome as JSON");
+  addGlobalOptions(cmd);
+  return cmd.action(
+    action(async () => {
+      const opts = allOpts(cmd);
+      const node = opts.node as string | undefined;
+      if (!node) throw new ConfigError("--node", "required: the replica to resync");
+      await withClient(opts, async (c) => {
+        const s = c.subj.node(node);
+        const progress = c.nc.subscribe(s.resyncProgress);
+        try {
+          await c.nc.request(s.resync, encodeJson({}), { timeout: c.config.nats.requestTimeoutMs }).then((m) => unwrapReply(s.resync, m.data), (err) => {
+            if ((err as { isNoResponders?: () => boolean }).isNoResponders?.()) {
+              throw new ClusterError("NOT_FOUND", `node ${node} is not running`, { hint: "start it first; ferry status lists the nodes" });
+            }
+            throw err;
+          });
+          const bar = opts.json || !process.stderr.isTTY ? null : new cliProgress.SingleBar({ format: `resync ${node} [{bar}] {percentage}% {value}/{total} rows`, stream: process.stderr }, cliProgress.Presets.shades_classic);
+          const deadline = setTimeout(() => progress.unsubscribe(), Number(opts.timeout));
+          let outcome: Record<string, unknown> | null = null;
+          for await (const m of progress) {
+            const p = m.json<Record<string, unknown>>();
+            if (p.phase === "started") bar?.start(Number(p.totalRows) || 0, 0);
+            if (p.phase === "copying") bar?.update(Number(p.rows));
+            if (!bar && !opts.json && p.phase !== "copying") process.stderr.write(`resync ${node}: ${p.phase}${p.rows !== undefined ? ` ${p.rows}/${p.totalRows} rows` : ""}\n`);
+            if (p.phase === "done" || p.phase === "failed") {
+              outcome = p;
+              break;
+            }
+          }
+          clearTimeout(deadline);
+          bar?.update(Number(outcome?.rows ?? 0));
+          bar?.stop();
+          if (!outcome) throw new TimeoutError(`resync of ${node} did not finish within ${opts.timeout} ms`);
+          if (outcome.phase === "failed") throw new ReplicationError("NEEDS_RESYNC", `resync of ${node} failed: ${outcome.error}`);
+          if (opts.json) printJson(outcome);
+          else process.stdout.write(`${node} restored ${outcome.rows} rows from ${outcome.master} at LSN ${outcome.lsn}\n`);
+        } finally {
+          progress.unsubscribe();
+        }
+      });
+    }),
+  );
+}

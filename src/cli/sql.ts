@@ -1,0 +1,85 @@
+/** `ferry sql "SQL"`: a statement or a ;-separated script, as one transaction on the active master. */
+import { Command } from "commander";
+import Table from "cli-table3";
+import { ClusterError, TimeoutError, UsageError } from "../errors.js";
+import { encodeJson, unwrapReply } from "../nats/codec.js";
+import type { SqlResult } from "../storage/types.js";
+import { addGlobalOptions, action, allOpts, printJson, withClient, type Client } from "./common.js";
+
+export interface SqlReply {
+  epoch: number;
+  lsn: number;
+  node: string;
+  results: SqlResult[];
+}
+
+/** Sends SQL to whichever node holds the master lease; retries while none answers, up to waitMs. */
+export async function runSql(c: Client, sql: string, params: unknown, waitMs = 0, timeoutMs?: number): Promise<SqlReply> {
+  const deadline = Date.now() + waitMs;
+  for (;;) {
+    try {
+      const timeout = timeoutMs ?? c.config.nats.requestTimeoutMs + c.config.replication.syncTimeoutMs;
+      const m = await c.nc.request(c.subj.sql, encodeJson({ sql, params }), { timeout });
+      return unwrapReply<SqlReply>(c.subj.sql, m.data);
+    } catch (err) {
+      const e = err as { isNoResponders?: () => boolean; name?: string; code?: string; details?: { committed?: boolean } };
+      // Retry only what certainly did not commit: no master answered, or a master refused before committing.
+      const retriable = e.isNoResponders?.() || (e.code === "FENCED" && !e.details?.committed);
+      if (!retriable || Date.now() >= deadline) {
+        if (e.isNoResponders?.()) {
+          throw new ClusterError("NO_ACTIVE_MASTER", "no active master answers SQL requests", {
+            hint: "start a master (ferry start --role master ...) or wait for failover; --wait MS retries",
+          });
+        }
+        if (e.name === "TimeoutError") throw new TimeoutError("the master did not answer in time; the outcome is unknown", { cause: err });
+        throw err;
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}
+
+export function sqlCommand(): Command {
+  const cmd = new Command("sql")
+    .description("run SQL on the active master (a ;-separated script runs as one transaction)")
+    .argument("<sql>", "the statement or script")
+    .option("--params <json>", "parameters for a single statement: a JSON array or object")
+    .option("--wait <ms>", "retry while no master answers, up to this long", "0")
+    .option("--timeout <ms>", "how long to wait for the master's answer (a long transaction needs more)", "60000")
+    .option("--json", "print the reply as JSON");
+  addGlobalOptions(cmd);
+  return cmd.action(
+    action(async (sql: string) => {
+      const opts = allOpts(cmd);
+      let params: unknown;
+      if (opts.params !== undefined) {
+        try {
+          params = JSON.parse(String(opts.params));
+        } catch {
+          throw new UsageError("--params is not JSON", `give a JSON array or object, e.g. --params '[1, "a"]'`);
+        }
+        if (typeof params !== "object" || params === null) throw new UsageError("--params must be a JSON array or object");
+      }
+      const wait = Number(opts.wait);
+      if (!Number.isFinite(wait) || wait < 0) throw new UsageError("--wait must be a number of milliseconds");
+      const timeout = Number(opts.timeout);
+      if (!Number.isFinite(timeout) || timeout <= 0) throw new UsageError("--timeout must be a number of milliseconds");
+      const reply = await withClient(opts, (c) => runSql(c, sql, params, wait, timeout));
+      if (opts.json) return printJson(reply);
+      for (const r of reply.results) {
+        if (r.columns) {
+          const t = new Table({ head: r.columns, style: { head: [], border: [] } });
+          for (const row of r.rows ?? []) t.push(row.map(show));
+          process.stdout.write(`${t.toString()}\n(${r.rows?.length ?? 0} rows)\n`);
+        } else process.stdout.write(`${r.changes} row${r.changes === 1 ? "" : "s"} changed\n`);
+      }
+      process.stderr.write(`committed on ${reply.node} at LSN ${reply.lsn}, epoch ${reply.epoch}\n`);
+    }),
+  );
+}
+
+function show(v: unknown): string {
+  if (v === null) return "NULL";
+  if (typeof v === "object" && v && "$blob" in v) return `x'${(v as { $blob: string }).$blob}'`;
+  return String(v);
+}

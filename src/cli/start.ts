@@ -1,0 +1,58 @@
+/** `ferry start --role ROLE --node ID`: one process until SIGINT/SIGTERM. */
+import { Command } from "commander";
+import { ConfigError } from "../errors.js";
+import { addGlobalOptions, action, allOpts, configFrom } from "./common.js";
+import type { Config, Role } from "../config.js";
+import { startNode } from "../actors/node.js";
+import { startWatchdog } from "../actors/watchdog.js";
+import { startCollector } from "../actors/collector.js";
+import { startSynctool } from "../actors/synctool.js";
+
+/** What `ferry start` runs for each role; each returns something to stop on SIGINT/SIGTERM. */
+const runners: Partial<Record<Role, (config: Config) => Promise<{ stop(): Promise<void> }>>> = {
+  master: startNode,
+  slave: startNode,
+  watchdog: startWatchdog,
+  collector: startCollector,
+  synctool: startSynctool,
+};
+
+export function startCommand(): Command {
+  const cmd = new Command("start")
+    .description("run one ferry process (a node, or another role) until SIGINT/SIGTERM")
+    .option("--role <role>", "master | slave | watchdog | collector | synctool (env FERRY_NODE_ROLE)")
+    .option("--node <id>", "this process's id, unique in the cluster (env FERRY_NODE_ID)")
+    .option("--repo <url>", "the node's repository, sqlite:PATH (env FERRY_NODE_REPO)")
+    .option("--data <dir>", "LevelDB directory for spool and progress (default data/<node>)")
+    .option("--host <name>", "host label, used for collectors and conflict checks (default: this host)")
+    .option("--source <node>", "collector: the node whose replica it reads (default: the node with the same --host)")
+    .option("--designated <which>", "watchdog: primary | secondary; slave: standby (the designated standby)")
+    .option("--metrics-port <port>", "serve Prometheus metrics on http://127.0.0.1:PORT/metrics");
+  addGlobalOptions(cmd);
+  return cmd.action(
+    action(async () => {
+      const config = configFrom(allOpts(cmd));
+      const role = config.node.role;
+      if (!role) throw new ConfigError("node.role", "required (give --role master|slave|watchdog|collector|synctool)");
+      const run = runners[role];
+      if (!run) throw new ConfigError("node.role", `role ${role} is not available in this version`);
+      const proc = await run(config);
+      await untilSignal();
+      await proc.stop();
+    }),
+  );
+}
+
+/** Resolves on the first SIGINT or SIGTERM; a second one exits at once. */
+export function untilSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    let seen = false;
+    const on = (sig: NodeJS.Signals) => {
+      if (seen) process.exit(130);
+      seen = true;
+      resolve(sig);
+    };
+    process.on("SIGINT", on);
+    process.on("SIGTERM", on);
+  });
+}

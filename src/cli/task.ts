@@ -1,0 +1,219 @@
+/**
+ * `ferry task create|delete|status` and `ferry tool-status`: requests to the active synctool, the
+ * seed's synctool_helper commands.
+ */
+import { resolve } from "node:path";
+import { Command } from "commander";
+import Table from "cli-table3";
+import cliProgress from "cli-progress";
+import { SyncError, TimeoutError, UsageError } from "../errors.js";
+import { encodeJson, unwrapReply } from "../nats/codec.js";
+import { addGlobalOptions, action, allOpts, printJson, withClient, type Client } from "./common.js";
+
+/** commander takes one-letter short flags; the seed's `-ts N` is rewritten to `--ts N`. */
+export function normaliseArgv(argv: string[]): string[] {
+  return argv.map((a) => (a === "-ts" ? "--ts" : a.startsWith("-ts=") ? `--ts=${a.slice(4)}` : a));
+}
+
+/** A request to the active synctool; NO_ACTIVE_SYNCTOOL when none answers. */
+export async function synctoolRequest<T>(c: Client, subject: string, body: unknown): Promise<T> {
+  try {
+    const m = await c.nc.request(subject, encodeJson(body), { timeout: 2 * c.config.nats.requestTimeoutMs });
+    return unwrapReply<T>(subject, m.data);
+  } catch (err) {
+    const e = err as { isNoResponders?: () => boolean; name?: string };
+    if (e.isNoResponders?.()) {
+      throw new SyncError("NO_ACTIVE_SYNCTOOL", "no active synctool answers", { hint: "start one: ferry start --role synctool --node ID (ferry up starts one)" });
+    }
+    if (e.name === "TimeoutError") throw new TimeoutError("the synctool did not answer in time", { cause: err });
+    throw err;
+  }
+}
+
+function parseTable(value: unknown): { db: string; table: string } {
+  const s = String(value ?? "");
+  const dot = s.indexOf(".");
+  if (!value || dot <= 0 || dot === s.length - 1) throw new UsageError(`-t must be DB.TABLE (for SQLite: main.TABLE), not "${s}"`);
+  return { db: s.slice(0, dot), table: s.slice(dot + 1) };
+}
+
+function integer(name: string, value: unknown): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isInteger(n)) throw new UsageError(`${name} must be a whole number, not "${value}"`);
+  return n;
+}
+
+interface SubtaskStatus {
+  part: number;
+  state: string;
+  collector: string | null;
+  position: string;
+  rows: number;
+  error: { code: string; message: string } | null;
+}
+interface TaskStatus {
+  task: string;
+  mode: number;
+  modeName: string;
+  dest: string;
+  ts?: number;
+  tsColumn?: string;
+  state: string;
+  failed: boolean;
+  failedSubtasks: number;
+  rows: number;
+  subtasks: SubtaskStatus[];
+}
+
+export function renderTasks(tasks: TaskStatus[]): string {
+  if (tasks.length === 0) return "no sync tasks\n";
+  const out: string[] = [];
+  for (const t of tasks) {
+    const since = t.mode === 1 ? ` from ${t.tsColumn} >= ${t.ts}` : "";
+    out.push(`${t.task}: mode ${t.mode} ${t.modeName}${since} -> ${t.dest}`);
+    const table = new Table({ head: ["part", "state", "collector", "position", "rows", "error"], style: { head: [], border: [] } });
+    for (const s of t.subtasks) table.push([String(s.part), s.state, s.collector ?? "-", s.position, String(s.rows), s.error && s.state !== "RUNNING" ? `${s.error.code}: ${s.error.message}`.slice(0, 80) : ""]);
+    out.push(table.toString());
+    out.push(
+      `table ${t.task}: ${t.state}, ${t.rows} rows; ` +
+        (t.failed ? `${t.failedSubtasks} of ${t.subtasks.length} subtasks FAILED (delete and create the task again, or restart the synctool to resume)` : `no subtask FAILED`),
+    );
+  }
+  return out.join("\n") + "\n";
+}
+
+export function taskCommand(): Command {
+  const task = new Command("task").description("online-to-offline sync tasks (requests to the active synctool)");
+
+  const create = new Command("create")
+    .description("sync a table to a directory: mode 0 FULL, 1 INCREMENTAL_BY_TIMESTAMP, 2 FULL_AND_CONTINUOUS")
+    .option("-t, --table <db.table>", "the table, DB.TABLE (SQLite: main.TABLE)")
+    .option("-m, --mode <mode>", "0 FULL | 1 INCREMENTAL_BY_TIMESTAMP | 2 FULL_AND_CONTINUOUS")
+    .option("--ts <n>", "mode 1: rows whose timestamp column is at least N (also -ts N)")
+    .option("--ts-column <col>", "mode 1: the timestamp column (default: sync.tsColumns.<table> in the config)")
+    .option("-d, --dest <dir>", "destination directory; files go to DIR/<table>/part-<p>/")
+    .option("--partitions <n>", "subtasks (default: sync.partitions, 4)")
+    .option("--json", "print the created task as JSON");
+  addGlobalOptions(create);
+  create.action(
+    action(async () => {
+      const o = allOpts(create);
+      const { db, table } = parseTable(o.table);
+      if (o.mode === undefined || !/^[0-2]$/.test(String(o.mode))) {
+        throw new UsageError(`-m must be 0 (FULL), 1 (INCREMENTAL_BY_TIMESTAMP) or 2 (FULL_AND_CONTINUOUS), not ${o.mode === undefined ? "missing" : `"${o.mode}"`}`);
+      }
+      const mode = Number(o.mode);
+      const ts = integer("-ts", o.ts);
+      if (mode === 1 && ts === undefined) throw new UsageError("mode 1 (INCREMENTAL_BY_TIMESTAMP) needs -ts N: rows whose timestamp is at least N");
+      if (!o.dest) throw new UsageError("-d DIR is required: the destination directory");
+      const partitions = integer("--partitions", o.partitions);
+      const body = { db, table, mode, ts, tsColumn: o.tsColumn, dest: resolve(String(o.dest)), partitions };
+      const r = await withClient(o, (c) => synctoolRequest<{ task: { id: string; dest: string; partitions: number; tsColumn?: string } }>(c, c.subj.synctool.create, body));
+      if (o.json) return printJson(r.task);
+      process.stdout.write(`created task ${db}.${table}: mode ${mode}, ${r.task.partitions} subtasks, to ${r.task.dest}/${table}\n`);
+    }),
+  );
+
+  const del = new Command("delete")
+    .description("delete a table's task: its subtasks stop, the files already written stay")
+    .option("-t, --table <db.table>", "the table, DB.TABLE")
+    .option("--json", "print JSON");
+  addGlobalOptions(del);
+  del.action(
+    action(async () => {
+      const o = allOpts(del);
+      const { db, table } = parseTable(o.table);
+      const r = await withClient(o, (c) => synctoolRequest<{ deleted: string; dest: string }>(c, c.subj.synctool.delete, { db, table }));
+      if (o.json) return printJson(r);
+      process.stdout.write(`deleted task ${r.deleted}; its files stay in ${r.dest}\n`);
+    }),
+  );
+
+  const status = new Command("status")
+    .description("each subtask's state, collector, position and rows; then whether any subtask of the table FAILED")
+    .option("--json", "print JSON")
+    .option("--follow", "progress bars until every mode-0 task is done (Ctrl-C stops following)");
+  addGlobalOptions(status);
+  status.action(
+    action(async () => {
+      const o = allOpts(status);
+      if (o.follow) return withClient(o, follow);
+      const r = await withClient(o, (c) => synctoolRequest<{ tasks: TaskStatus[] }>(c, c.subj.synctool.tasks, {}));
+      if (o.json) return printJson(r);
+      process.stdout.write(renderTasks(r.tasks));
+    }),
+  );
+
+  return task.addCommand(create).addCommand(del).addCommand(status);
+}
+
+/** The number of rows of a table on the active master (the `info` request every node answers). */
+async function tableRows(c: Client, table: string): Promise<number | null> {
+  const lease = await (await c.buckets()).leases.get("master");
+  const holder = lease?.operation === "PUT" ? (lease.json<{ node?: string }>().node ?? null) : null;
+  if (!holder) return null;
+  const subject = c.subj.node(holder).snapshot;
+  const m = await c.nc.request(subject, encodeJson({ op: "info", table }), { timeout: c.config.nats.requestTimeoutMs }).catch(() => null);
+  return m ? unwrapReply<{ table: { rows: number } }>(subject, m.data).table.rows : null;
+}
+
+/**
+ * `ferry task status --follow`: a progress bar per task (rows written against the table's rows for a
+ * mode-0 sync), refreshed every second until no mode-0 task is left running.
+ */
+async function follow(c: Client): Promise<void> {
+  const bars = new cliProgress.MultiBar(
+    { format: "{task} [{bar}] {percentage}% {value}/{total} rows  {state}", stream: process.stderr, hideCursor: true, clearOnComplete: false },
+    cliProgress.Presets.shades_classic,
+  );
+  const shown = new Map<string, cliProgress.SingleBar>();
+  const started = Date.now();
+  let stop = false;
+  process.once("SIGINT", () => (stop = true));
+  try {
+    while (!stop) {
+      const { tasks } = await synctoolRequest<{ tasks: TaskStatus[] }>(c, c.subj.synctool.tasks, {});
+      for (const t of tasks) {
+        let bar = shown.get(t.task);
+        if (!bar) {
+          const total = t.mode === 0 ? ((await tableRows(c, t.task.split(".").slice(1).join("."))) ?? 0) : 0;
+          bar = bars.create(Math.max(total, t.rows, 1), 0, { task: t.task, state: t.state });
+          shown.set(t.task, bar);
+        }
+        if (t.rows > bar.getTotal()) bar.setTotal(t.rows);
+        bar.update(t.rows, { state: t.failed ? `${t.state} (${t.failedSubtasks} FAILED)` : t.state });
+      }
+      // A finished mode-0 task is removed by the synctool: its bar is complete.
+      for (const [name, bar] of shown) if (!tasks.some((t) => t.task === name)) bar.update(bar.getTotal(), { state: "SUCCESS (task removed)" });
+      if (!tasks.some((t) => t.mode === 0) && shown.size > 0 && tasks.every((t) => t.mode !== 0)) break;
+      // A task created a moment ago may not have reached the synctool yet: wait a little for it.
+      if (tasks.length === 0 && shown.size === 0 && Date.now() - started > 3000) {
+        process.stderr.write("no sync tasks\n");
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  } finally {
+    bars.stop();
+  }
+}
+
+export function toolStatusCommand(): Command {
+  const cmd = new Command("tool-status").description("the synctool's own state: active or standby, the collectors it sees, tasks, packs in flight").option("--json", "print JSON");
+  addGlobalOptions(cmd);
+  return cmd.action(
+    action(async () => {
+      const o = allOpts(cmd);
+      const r = await withClient(o, (c) => synctoolRequest<Record<string, any>>(c, c.subj.synctool.status, {}));
+      if (o.json) return printJson(r);
+      const lines = [
+        `synctool ${r.node}: ${r.state} (epoch ${r.epoch}); ${r.tasks} tasks, ${r.subtasks} subtasks, ${r.packsInFlight} packs in flight`,
+        ...(r.synctools as { node: string; state: string; host: string }[]).map((s) => `  synctool ${s.node} on ${s.host}: ${s.state}`),
+      ];
+      const t = new Table({ head: ["collector", "host", "state", "source", "up"], style: { head: [], border: [] } });
+      for (const c of r.collectors as Record<string, unknown>[]) t.push([String(c.node), String(c.host), String(c.state), String(c.source ?? "-"), c.up ? "yes" : "DOWN"]);
+      process.stdout.write(lines.join("\n") + "\n" + (r.collectors.length ? t.toString() + "\n" : "no collectors\n"));
+    }),
+  );
+}

@@ -1,0 +1,168 @@
+/**
+ * Every failure a user or a script can meet is a FerryError with a stable `code`.
+ * Callers switch on `code` (or on the class); the CLI prints `message` and `hint`.
+ */
+export type ErrorCode =
+  | "CONFIG_INVALID"
+  | "USAGE"
+  | "NATS_UNAVAILABLE"
+  | "NO_ACTIVE_MASTER"
+  | "NOT_MASTER"
+  | "FENCED"
+  | "STALE_EPOCH"
+  | "NODE_ID_IN_USE"
+  | "REPO_IN_USE"
+  | "DATA_DIR_IN_USE"
+  | "REPO_UNAVAILABLE"
+  | "REPO_NOT_INITIALISED"
+  | "SQL_ERROR"
+  | "SCHEMA_MISMATCH"
+  | "BACKLOG_EXCEEDED"
+  | "NEEDS_RESYNC"
+  | "DIVERGED"
+  | "SNAPSHOT_REQUIRED"
+  | "SYNC_REPLICAS_TIMEOUT"
+  | "MALFORMED_MESSAGE"
+  | "TIMEOUT"
+  | "NOT_FOUND"
+  | "NO_ACTIVE_SYNCTOOL"
+  | "NO_COLLECTOR"
+  | "COLLECTOR_UNAVAILABLE"
+  | "TASK_EXISTS"
+  | "DESTINATION_UNWRITABLE"
+  | "DESTINATION_NOT_EMPTY"
+  | "INTERNAL";
+
+export interface ErrorOptions {
+  hint?: string;
+  cause?: unknown;
+  details?: Record<string, unknown>;
+}
+
+export class FerryError extends Error {
+  readonly code: ErrorCode;
+  readonly hint?: string;
+  readonly details?: Record<string, unknown>;
+  constructor(code: ErrorCode, message: string, opts: ErrorOptions = {}) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.name = "FerryError";
+    this.code = code;
+    this.hint = opts.hint;
+    this.details = opts.details;
+  }
+  toWire(): WireError {
+    return { code: this.code, message: this.message, hint: this.hint, details: this.details };
+  }
+}
+
+/** A bad config file, environment variable or flag value; names the field. */
+export class ConfigError extends FerryError {
+  readonly field: string;
+  constructor(field: string, reason: string, opts: ErrorOptions = {}) {
+    super("CONFIG_INVALID", `invalid config: ${field}: ${reason}`, {
+      hint: opts.hint ?? "fix the value (see config/example.json for every field)",
+      ...opts,
+    });
+    this.name = "ConfigError";
+    this.field = field;
+  }
+}
+
+/** A command line the CLI cannot act on. */
+export class UsageError extends FerryError {
+  constructor(message: string, hint = "run the command with --help") {
+    super("USAGE", message, { hint });
+    this.name = "UsageError";
+  }
+}
+
+/** Who may act: no master, not the master, fenced, a stale epoch, an id already taken. */
+export class ClusterError extends FerryError {
+  constructor(code: ErrorCode, message: string, opts: ErrorOptions = {}) {
+    super(code, message, opts);
+    this.name = "ClusterError";
+  }
+}
+
+/** The repository: unavailable, a bad statement, a schema that differs. */
+export class RepositoryError extends FerryError {
+  constructor(code: ErrorCode, message: string, opts: ErrorOptions = {}) {
+    super(code, message, opts);
+    this.name = "RepositoryError";
+  }
+}
+
+/** The replication stream: backlog cap, resync needed, replicas that did not confirm. */
+export class ReplicationError extends FerryError {
+  constructor(code: ErrorCode, message: string, opts: ErrorOptions = {}) {
+    super(code, message, opts);
+    this.name = "ReplicationError";
+  }
+}
+
+/** Online-to-offline sync: tasks, collectors, the synctool and the destination. */
+export class SyncError extends FerryError {
+  constructor(code: ErrorCode, message: string, opts: ErrorOptions = {}) {
+    super(code, message, opts);
+    this.name = "SyncError";
+  }
+}
+
+/** A message on a subject that does not decode or does not have the expected shape. */
+export class MalformedMessageError extends FerryError {
+  constructor(subject: string, reason: string, cause?: unknown) {
+    super("MALFORMED_MESSAGE", `malformed message on ${subject}: ${reason}`, { cause });
+    this.name = "MalformedMessageError";
+  }
+}
+
+export class TimeoutError extends FerryError {
+  constructor(message: string, opts: ErrorOptions = {}) {
+    super("TIMEOUT", message, opts);
+    this.name = "TimeoutError";
+  }
+}
+
+export interface WireError {
+  code: ErrorCode;
+  message: string;
+  hint?: string;
+  details?: Record<string, unknown>;
+}
+
+const classByCode: Partial<Record<ErrorCode, new (code: ErrorCode, m: string, o: ErrorOptions) => FerryError>> = {
+  NO_ACTIVE_MASTER: ClusterError,
+  NOT_MASTER: ClusterError,
+  FENCED: ClusterError,
+  STALE_EPOCH: ClusterError,
+  NODE_ID_IN_USE: ClusterError,
+  REPO_IN_USE: ClusterError,
+  REPO_UNAVAILABLE: RepositoryError,
+  SQL_ERROR: RepositoryError,
+  SCHEMA_MISMATCH: RepositoryError,
+  BACKLOG_EXCEEDED: ReplicationError,
+  NEEDS_RESYNC: ReplicationError,
+  DIVERGED: ReplicationError,
+  SNAPSHOT_REQUIRED: ReplicationError,
+  SYNC_REPLICAS_TIMEOUT: ReplicationError,
+  NO_ACTIVE_SYNCTOOL: SyncError,
+  NO_COLLECTOR: SyncError,
+  COLLECTOR_UNAVAILABLE: SyncError,
+  TASK_EXISTS: SyncError,
+  DESTINATION_UNWRITABLE: SyncError,
+  DESTINATION_NOT_EMPTY: SyncError,
+};
+
+/** Rebuilds the typed error a peer sent in a reply. */
+export function fromWire(w: WireError): FerryError {
+  const Cls = classByCode[w.code];
+  const opts = { hint: w.hint, details: w.details };
+  return Cls ? new Cls(w.code, w.message, opts) : new FerryError(w.code, w.message, opts);
+}
+
+/** Wraps anything thrown into a FerryError, keeping FerryErrors as they are. */
+export function asFerryError(err: unknown, code: ErrorCode = "INTERNAL"): FerryError {
+  if (err instanceof FerryError) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  return new FerryError(code, message, { cause: err });
+}

@@ -1,0 +1,452 @@
+/**
+ * The watchdog's failover decision (Unity's watchdog, Data Mover's HA monitors):
+ * monitoring -> master lease expired -> wait failover.waitMs while watching the prerequisites ->
+ * choose the candidate -> check -> promote -> monitoring. Only the watchdog that holds the
+ * `watchdog` lease decides; the others stand by.
+ *
+ * Prerequisites (Unity's sum, default 7):
+ *   1  the candidate reaches every member that was connected before the loss;
+ *   2  no member reports contact from the old master during the wait;
+ *   4  no member's applied position and no change table advanced during the wait.
+ * With waitMs = 0 there is no wait: 2 and 4 are skipped, with a warning.
+ */
+import { assign, emit, fromCallback, fromPromise, setup, type ActorRefFrom, type AnyActorLogic } from "xstate";
+import type { LeaseInput, LeaseParentEvent } from "./lease.js";
+
+export interface MemberView {
+  node: string;
+  role: string;
+  /** Started as the designated standby (--designated standby). */
+  standby?: boolean;
+  state: string;
+  replica?: string | null;
+  appliedLsn: number;
+  spooledLsn: number;
+  changeSeq: number;
+  needsResync: boolean;
+  /** The last time (member's clock) it heard from a master, and which. */
+  masterContact?: { node: string; at: number } | null;
+  alive: boolean;
+}
+
+export interface WatchdogInput {
+  /** Our own `watchdog` lease, and an observer of the `master` lease. */
+  lease: LeaseInput;
+  masterLease: LeaseInput;
+  waitMs: number;
+  prerequisites: number;
+  maxAutomatic: number;
+  windowMs: number;
+  retryMs: number;
+}
+
+export interface FailoverState {
+  /** Wall-clock times of automatic failovers. */
+  history: number[];
+  /** How many of them fall within failover.windowMs of now (computed by whoever has a clock). */
+  recent: number;
+  enabled: boolean;
+}
+
+export interface Check {
+  bit: 1 | 2 | 4;
+  ok: boolean | null;
+  detail: string;
+}
+
+export type WatchdogEvent =
+  | LeaseParentEvent
+  | { type: "MEMBERS"; members: MemberView[] }
+  | { type: "FAILOVER_STATE"; state: FailoverState };
+
+/** What the machine reports; the I/O layer turns each into an alert. */
+export type WatchdogEmitted =
+  | { type: "alert"; kind: string; severity: "info" | "warning" | "critical"; message: string; data?: Record<string, unknown> }
+  | { type: "failover"; state: FailoverState };
+
+interface Baseline {
+  applied: Record<string, number>;
+  changeSeq: Record<string, number>;
+  contact: Record<string, number>;
+}
+
+interface Ctx extends WatchdogInput, FailoverState {
+  members: MemberView[];
+  lost: { node: string; epoch: number } | null;
+  /** Members alive when the master's lease expired (without the master). */
+  connectedBefore: string[];
+  baseline: Baseline | null;
+  /** Prerequisite 2 evidence gathered during the wait. */
+  contacts: string[];
+  candidate: string | null;
+  checks: Check[];
+}
+
+const nodeRoles = new Set(["master", "slave"]);
+/** A heartbeat period and a half: how long positions reported at the loss may still be catching up. */
+export const SETTLE_MS = 1500;
+
+/** Most advanced (what it durably holds), then the designated standby, then the lowest id. */
+export function chooseCandidate(members: MemberView[], oldMaster: string): MemberView | null {
+  const eligible = members.filter(
+    (m) => m.alive && nodeRoles.has(m.role) && m.node !== oldMaster && m.state === "standby" && !m.needsResync,
+  );
+  eligible.sort(
+    (a, b) =>
+      b.spooledLsn - a.spooledLsn ||
+      b.appliedLsn - a.appliedLsn ||
+      Number(Boolean(b.standby)) - Number(Boolean(a.standby)) ||
+      a.node.localeCompare(b.node),
+  );
+  return eligible[0] ?? null;
+}
+
+function baselineOf(members: MemberView[]): Baseline {
+  const b: Baseline = { applied: {}, changeSeq: {}, contact: {} };
+  for (const m of members) {
+    b.applied[m.node] = m.appliedLsn;
+    b.changeSeq[m.node] = m.changeSeq;
+    b.contact[m.node] = m.masterContact?.at ?? 0;
+  }
+  return b;
+}
+
+/** Prerequisites 2 and 4 from what was seen during the wait (1 needs I/O: see the `reach` actor). */
+export function waitChecks(ctx: Pick<Ctx, "prerequisites" | "waitMs" | "baseline" | "members" | "contacts">): Check[] {
+  const out: Check[] = [];
+  const on = (bit: number) => (ctx.prerequisites & bit) !== 0;
+  if (on(2)) {
+    if (ctx.waitMs === 0) out.push({ bit: 2, ok: null, detail: "skipped: failover.waitMs is 0" });
+    else if (ctx.contacts.length > 0) out.push({ bit: 2, ok: false, detail: `contact from the old master reported by ${ctx.contacts.join(", ")} during the wait` });
+    else out.push({ bit: 2, ok: true, detail: "no member reported contact from the old master during the wait" });
+  }
+  if (on(4)) {
+    if (ctx.waitMs === 0) out.push({ bit: 4, ok: null, detail: "skipped: failover.waitMs is 0" });
+    else {
+      const moved: string[] = [];
+      for (const m of ctx.members) {
+        const b = ctx.baseline;
+        if (!b || !(m.node in b.applied)) continue;
+        if (m.appliedLsn > b.applied[m.node]) moved.push(`${m.node} applied ${b.applied[m.node]} -> ${m.appliedLsn}`);
+        if (m.changeSeq > b.changeSeq[m.node]) moved.push(`${m.node} change table ${b.changeSeq[m.node]} -> ${m.changeSeq}`);
+      }
+      out.push(
+        moved.length
+          ? { bit: 4, ok: false, detail: `positions advanced during the wait (${moved.join("; ")})` }
+          : { bit: 4, ok: true, detail: "no applied position or change table advanced during the wait" },
+      );
+    }
+  }
+  return out;
+}
+
+export const watchdogMachine = setup({
+  types: {
+    context: {} as Ctx,
+    events: {} as WatchdogEvent,
+    input: {} as WatchdogInput,
+    emitted: {} as WatchdogEmitted,
+  },
+  actors: {
+    lease: {} as AnyActorLogic,
+    masterLease: {} as AnyActorLogic,
+    /** Heartbeats of every member, as MEMBERS events. */
+    members: fromCallback(() => () => {}),
+    /** The shared failover count and switch, as FAILOVER_STATE events. */
+    failoverState: fromCallback(() => () => {}),
+    /** Prerequisite 1: asks the candidate to reach each member; resolves to the unreachable ones. */
+    reach: fromPromise<string[], { candidate: string; members: string[] }>(async () => []),
+    /** Asks the candidate to take the lease; resolves once it holds it (with its epoch and the time). */
+    promote: fromPromise<{ epoch: number; at: number }, { candidate: string; oldMaster: string }>(async () => ({ epoch: 0, at: 0 })),
+  },
+  delays: {
+    wait: ({ context }) => context.waitMs,
+    settle: ({ context }) => Math.min(SETTLE_MS, Math.floor(context.waitMs / 2)),
+    retry: ({ context }) => context.retryMs,
+  },
+  guards: {
+    expired: ({ context }) => context.lost !== null,
+    limitReached: ({ context }) => context.lost !== null && (!context.enabled || context.recent >= context.maxAutomatic),
+    ownLease: ({ event }) => "key" in event && event.key === "watchdog",
+    masterExpired: ({ event }) => event.type === "LEASE_SEEN" && event.key === "master" && !event.live && event.holder !== null,
+    masterLive: ({ event }) => event.type === "LEASE_SEEN" && event.key === "master" && event.live,
+    /** Someone other than the lost master holds a live lease: no failover is needed. */
+    otherHolder: ({ context, event }) =>
+      event.type === "LEASE_SEEN" && event.key === "master" && event.live && event.holder?.node !== context.lost?.node,
+    /** The lost master itself renewed: it was alive after all. */
+    masterBack: ({ context, event }) =>
+      event.type === "LEASE_SEEN" && event.key === "master" && event.live && event.holder?.node === context.lost?.node,
+    noWait: ({ context }) => context.waitMs === 0,
+    hasCandidate: ({ context }) => context.candidate !== null,
+    checksPass: ({ context }) => context.checks.every((c) => c.ok !== false),
+    skipReach: ({ context }) => (context.prerequisites & 1) === 0,
+  },
+  actions: {
+    members: assign(({ event }) => (event.type === "MEMBERS" ? { members: event.members } : {})),
+    noteContacts: assign(({ context, event }) => {
+      if (event.type !== "MEMBERS" || !context.lost || !context.baseline) return {};
+      const old = context.lost.node;
+      const seen = event.members
+        .filter((m) => m.node !== old && m.masterContact?.node === old && (m.masterContact.at ?? 0) > (context.baseline!.contact[m.node] ?? 0))
+        .map((m) => m.node);
+      return { contacts: [...new Set([...context.contacts, ...seen])] };
+    }),
+    lost: assign(({ context, event }) => {
+      if (event.type !== "LEASE_SEEN" || !event.holder) return {};
+      const connected = context.members.filter((m) => m.alive && m.node !== event.holder!.node).map((m) => m.node);
+      return {
+        lost: { node: event.holder.node, epoch: event.holder.epoch },
+        connectedBefore: connected,
+        baseline: baselineOf(context.members),
+        contacts: [],
+        candidate: null,
+        checks: [],
+      };
+    }),
+    live: assign({ lost: null, baseline: null, contacts: [], candidate: null, checks: [] }),
+    rebase: assign(({ context }) => ({ baseline: baselineOf(context.members) })),
+    choose: assign(({ context }) => ({ candidate: chooseCandidate(context.members, context.lost!.node)?.node ?? null })),
+    failoverState: assign(({ event }) =>
+      event.type === "FAILOVER_STATE" ? { history: event.state.history, recent: event.state.recent, enabled: event.state.enabled } : {},
+    ),
+  },
+}).createMachine({
+  id: "watchdog",
+  context: ({ input }) => ({
+    ...input,
+    history: [],
+    recent: 0,
+    enabled: true,
+    members: [],
+    lost: null,
+    connectedBefore: [],
+    baseline: null,
+    contacts: [],
+    candidate: null,
+    checks: [],
+  }),
+  invoke: [
+    { id: "lease", src: "lease", input: ({ context }: { context: Ctx }) => context.lease },
+    { id: "masterLease", src: "masterLease", input: ({ context }: { context: Ctx }) => context.masterLease },
+    { src: "members" },
+    { src: "failoverState" },
+  ],
+  on: {
+    MEMBERS: { actions: "members" },
+    FAILOVER_STATE: { actions: "failoverState" },
+    LEASE_SEEN: [
+      { guard: "masterExpired", actions: "lost" },
+      { guard: "masterLive", actions: "live" },
+    ],
+    // Our own lease: fenced or lost, another watchdog decides from now on.
+    LEASE_FENCED: { guard: "ownLease", target: ".standby" },
+    LEASE_LOST: { guard: "ownLease", target: ".standby" },
+  },
+  initial: "standby",
+  states: {
+    /** Another watchdog holds the `watchdog` lease. */
+    standby: { on: { LEASE_HELD: { guard: "ownLease", target: "monitoring" } } },
+    monitoring: {
+      always: [
+        { guard: "limitReached", target: "limited" },
+        { guard: "expired", target: "failover" },
+      ],
+    },
+    failover: {
+      entry: emit(({ context }) => ({
+        type: "alert" as const,
+        kind: "master-lease-lost",
+        severity: "critical" as const,
+        message: `master ${context.lost!.node} (epoch ${context.lost!.epoch}) lost its lease; failover considered`,
+        data: { master: context.lost!.node, epoch: context.lost!.epoch, connected: context.connectedBefore },
+      })),
+      on: {
+        LEASE_SEEN: [
+          {
+            guard: "masterBack",
+            target: "monitoring",
+            actions: [
+              emit(({ context }) => ({
+                type: "alert" as const,
+                kind: "failover-cancelled",
+                severity: "info" as const,
+                message: `failover cancelled: ${context.lost?.node ?? "the master"} renewed its lease`,
+              })),
+              "live",
+            ],
+          },
+          // Anything else about the master lease (a new holder, our own promotion) is judged where it matters.
+          { actions: [] },
+        ],
+      },
+      initial: "waiting",
+      states: {
+        /**
+         * The wait. Heartbeats arrive once a second, so positions reached just before the loss may be
+         * reported a little later: the baseline for prerequisite 4 is refreshed until `settle` has passed.
+         */
+        waiting: {
+          entry: emit(({ context }) =>
+            context.waitMs === 0
+              ? {
+                  type: "alert" as const,
+                  kind: "wait-skipped",
+                  severity: "warning" as const,
+                  message: "failover.waitMs is 0: no wait, prerequisites 2 and 4 are skipped",
+                }
+              : {
+                  type: "alert" as const,
+                  kind: "wait-started",
+                  severity: "info" as const,
+                  message: `waiting ${context.waitMs} ms before failover while checking prerequisites ${context.prerequisites}`,
+                  data: { waitMs: context.waitMs, prerequisites: context.prerequisites },
+                },
+          ),
+          initial: "settling",
+          states: {
+            settling: {
+              on: { MEMBERS: { actions: ["members", "rebase"] } },
+              after: { settle: "watching" },
+            },
+            watching: {
+              on: { MEMBERS: { actions: ["members", "noteContacts"] } },
+            },
+          },
+          on: {
+            LEASE_SEEN: {
+              guard: "otherHolder",
+              target: "#watchdog.monitoring",
+              actions: [
+                "live",
+                emit(({ event }) => ({
+                  type: "alert" as const,
+                  kind: "failover-cancelled",
+                  severity: "info" as const,
+                  message: `failover not needed: ${event.type === "LEASE_SEEN" ? event.holder?.node : "?"} holds the master lease`,
+                })),
+              ],
+            },
+          },
+          always: { guard: "noWait", target: "choosing" },
+          after: { wait: "choosing" },
+        },
+        choosing: {
+          entry: "choose",
+          always: [
+            { guard: "hasCandidate", target: "reaching" },
+            {
+              target: "#watchdog.aborted",
+              actions: assign({ checks: [{ bit: 1, ok: false, detail: "no candidate: no live, current slave to promote" }] }),
+            },
+          ],
+        },
+        reaching: {
+          always: { guard: "skipReach", target: "deciding", actions: assign({ checks: [] }) },
+          invoke: {
+            src: "reach",
+            input: ({ context }) => ({ candidate: context.candidate!, members: context.connectedBefore.filter((n) => n !== context.candidate) }),
+            onDone: {
+              target: "deciding",
+              actions: assign({
+                checks: ({ event, context }) => [
+                  event.output.length
+                    ? { bit: 1 as const, ok: false, detail: `${context.candidate} cannot reach ${event.output.join(", ")}` }
+                    : { bit: 1 as const, ok: true, detail: `${context.candidate} reaches every member connected before the loss` },
+                ],
+              }),
+            },
+            onError: {
+              target: "deciding",
+              actions: assign({
+                checks: ({ event, context }) => [
+                  { bit: 1 as const, ok: false, detail: `${context.candidate} did not answer the reachability check: ${(event.error as Error)?.message}` },
+                ],
+              }),
+            },
+          },
+        },
+        deciding: {
+          entry: [
+            assign({ checks: ({ context }) => [...context.checks, ...waitChecks(context)] }),
+            emit(({ context }) => ({
+              type: "alert" as const,
+              kind: "prerequisites",
+              severity: context.checks.every((c) => c.ok !== false) ? ("info" as const) : ("critical" as const),
+              message: `prerequisites for promoting ${context.candidate}: ${context.checks.map((c) => `${c.bit} ${c.ok === null ? "skipped" : c.ok ? "ok" : "FAILED"} (${c.detail})`).join("; ")}`,
+              data: { candidate: context.candidate, checks: context.checks },
+            })),
+          ],
+          always: [{ guard: "checksPass", target: "promoting" }, { target: "#watchdog.aborted" }],
+        },
+        promoting: {
+          invoke: {
+            src: "promote",
+            input: ({ context }) => ({ candidate: context.candidate!, oldMaster: context.lost!.node }),
+            onDone: {
+              target: "#watchdog.monitoring",
+              actions: [
+                emit(({ context, event }) => ({
+                  type: "alert" as const,
+                  kind: "promoted",
+                  severity: "warning" as const,
+                  message: `failover: ${context.candidate} promoted with epoch ${event.output.epoch} (was ${context.lost!.node})`,
+                  data: { candidate: context.candidate, oldMaster: context.lost!.node, epoch: event.output.epoch },
+                })),
+                assign(({ context, event }) => ({ history: [...context.history, event.output.at], recent: context.recent + 1, lost: null, baseline: null })),
+                emit(({ context }) => ({ type: "failover" as const, state: { history: context.history, recent: context.recent, enabled: context.enabled } })),
+              ],
+            },
+            onError: {
+              target: "#watchdog.aborted",
+              actions: assign({
+                checks: ({ context, event }) => [...context.checks, { bit: 1 as const, ok: false, detail: `promotion of ${context.candidate} failed: ${(event.error as Error)?.message}` }],
+              }),
+            },
+          },
+        },
+      },
+    },
+    /** A failed check or promotion: alert, then try again later while the lease stays expired. */
+    aborted: {
+      entry: emit(({ context }) => ({
+        type: "alert" as const,
+        kind: "failover-aborted",
+        severity: "critical" as const,
+        message: `failover aborted: ${context.checks.filter((c) => c.ok === false).map((c) => `prerequisite ${c.bit}: ${c.detail}`).join("; ") || "unknown"}`,
+        data: { checks: context.checks, candidate: context.candidate },
+      })),
+      on: { LEASE_SEEN: [{ guard: "masterLive", target: "monitoring", actions: "live" }, { guard: "masterExpired", actions: "lost" }] },
+      after: {
+        retry: {
+          target: "failover",
+          // A member that stopped heartbeating since is gone, not cut off from the candidate: it no
+          // longer counts among those the candidate must reach.
+          actions: assign(({ context }) => ({
+            baseline: baselineOf(context.members),
+            contacts: [],
+            connectedBefore: context.connectedBefore.filter((n) => context.members.some((m) => m.node === n && m.alive)),
+          })),
+        },
+      },
+    },
+    /** maxAutomatic failovers in windowMs reached (or disabled): no automatic failover until `ferry failover reset`. */
+    limited: {
+      entry: emit(({ context }) => ({
+        type: "alert" as const,
+        kind: "failover-limit",
+        severity: "critical" as const,
+        message: `automatic failover is disabled (${context.history.length} failover(s) recorded, failover.maxAutomatic = ${context.maxAutomatic}); master ${context.lost?.node ?? "?"} is not failed over. Run: ferry failover reset`,
+        data: { master: context.lost?.node, failovers: context.history.length },
+      })),
+      on: {
+        FAILOVER_STATE: [
+          { guard: ({ context, event }) => event.state.enabled && event.state.recent < context.maxAutomatic, target: "monitoring", actions: "failoverState" },
+          { actions: "failoverState" },
+        ],
+        LEASE_SEEN: [{ guard: "masterLive", target: "monitoring", actions: "live" }, { guard: "masterExpired", actions: "lost" }],
+      },
+    },
+  },
+});
+
+export type WatchdogActor = ActorRefFrom<typeof watchdogMachine>;

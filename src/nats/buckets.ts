@@ -1,0 +1,56 @@
+import { Kvm, type KV } from "@nats-io/kv";
+import { TimeoutError } from "../errors.js";
+import type { NatsConnection } from "@nats-io/transport-node";
+
+/** Every KV bucket ferry uses, and how it is created. */
+export const bucketNames = (cluster: string) => ({
+  /** Leases: keys `master`, `watchdog`, `synctool`, `collector.<host>`; values { node, epoch, ... }. */
+  leases: `ferry_${cluster}_leases`,
+  /** One key per process (its node id): its latest heartbeat JSON. */
+  members: `ferry_${cluster}_members`,
+  /** Table sync tasks. */
+  tasks: `ferry_${cluster}_tasks`,
+});
+
+export interface Buckets {
+  leases: KV;
+  members: KV;
+  tasks: KV;
+}
+
+/**
+ * Opens (creating when missing) the cluster's buckets. `replicas` is 1 on a single server and
+ * 3 on a cluster; bucket TTLs are never used for lease expiry (see the README's design section).
+ */
+export async function openBuckets(nc: NatsConnection, cluster: string, replicas = 1): Promise<Buckets> {
+  const kvm = new Kvm(nc);
+  const names = bucketNames(cluster);
+  const [leases, members, tasks] = await Promise.all([
+    kvm.create(names.leases, { history: 5, replicas }),
+    kvm.create(names.members, { history: 1, replicas }),
+    kvm.create(names.tasks, { history: 5, replicas }),
+  ]);
+  return { leases, members, tasks };
+}
+
+/**
+ * The keys of a bucket. `kv.keys()` reads them through an ordered consumer that can wait for ever
+ * when the bucket is written while it is read (every process writes its heartbeat to the members
+ * bucket each second), so each attempt has a deadline and a stalled one is started again.
+ */
+export async function listKeys(kv: KV, timeoutMs = 2000, attempts = 5): Promise<string[]> {
+  for (let attempt = 1; ; attempt++) {
+    const it = await kv.keys();
+    const keys: string[] = [];
+    const read = (async () => {
+      for await (const k of it) keys.push(k);
+      return true;
+    })().catch(() => false);
+    let timer: NodeJS.Timeout | undefined;
+    const finished = await Promise.race([read, new Promise<false>((r) => (timer = setTimeout(() => r(false), timeoutMs)))]);
+    clearTimeout(timer);
+    if (finished) return [...new Set(keys)];
+    it.stop();
+    if (attempt >= attempts) throw new TimeoutError(`listing the keys of a KV bucket did not finish in ${attempts} attempts of ${timeoutMs} ms`);
+  }
+}

@@ -1,0 +1,144 @@
+/** Schemas of every request ferry answers; anything else is a MALFORMED_MESSAGE. */
+import { z } from "zod";
+
+const id = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/);
+const lsn = z.number().int().nonnegative();
+
+export const sqlRequest = z.object({
+  sql: z.string().min(1),
+  params: z.union([z.array(z.unknown()), z.record(z.string(), z.unknown())]).optional(),
+});
+export type SqlRequest = z.infer<typeof sqlRequest>;
+
+export const pullRequest = z.object({
+  node: id,
+  /** Highest epoch the replica has seen; a master with a lower one is stale. */
+  epoch: lsn,
+  /** Next record wanted: batch lsn and part. */
+  lsn: lsn.min(1),
+  part: lsn,
+  /** The replica's newest complete batch, to detect divergence. */
+  last: z.object({ lsn, epoch: lsn }),
+  applied: lsn,
+  fp: z.string(),
+  maxBytes: z.number().int().positive(),
+  /** Changes captured on the replica that were never sequenced. */
+  unsequenced: lsn.default(0),
+});
+export type PullRequest = z.infer<typeof pullRequest>;
+
+export interface PullRecordHeader {
+  lsn: number;
+  part: number;
+  parts: number;
+  len: number;
+  meta?: import("../storage/spool.js").BatchMeta;
+}
+export interface PullReplyHeader {
+  ok: true;
+  epoch: number;
+  head: number;
+  /** The master waits for acknowledgements (synchronous replication): pull again at once. */
+  ack?: boolean;
+  records: PullRecordHeader[];
+}
+
+export const snapshotRequest = z.discriminatedUnion("op", [
+  z.object({
+    op: z.literal("begin"),
+    /** Who asks: a replica to resync (the master only; it then holds batches for it) or a reader. */
+    node: id,
+    purpose: z.enum(["resync", "read"]).default("resync"),
+    tables: z.array(z.string()).optional(),
+    /** A sync read of one table (purpose read): its `next` replies are frames of JSON Lines. */
+    filter: z
+      .object({
+        table: z.string().min(1),
+        partition: z.object({ index: z.number().int().nonnegative(), count: z.number().int().positive().max(256) }).optional(),
+        after: z.string().nullable().optional(),
+        since: z.object({ column: z.string().min(1), min: z.number() }).optional(),
+      })
+      .optional(),
+  }),
+  z.object({ op: z.literal("next"), session: z.string(), maxBytes: z.number().int().positive() }),
+  z.object({ op: z.literal("end"), session: z.string() }),
+  /** A table's columns and key (for collectors and the synctool). */
+  z.object({ op: z.literal("info"), table: z.string().min(1) }),
+]);
+export type SnapshotRequest = z.infer<typeof snapshotRequest>;
+
+/**
+ * A reader (collector) asks a node for the spooled parts from batch `lsn`, part `part` on, up to what
+ * the node has applied (a batch larger than maxBytes comes in several replies, whole parts each).
+ */
+export const changesRequest = z.object({ lsn: lsn.min(1), part: lsn.default(0), maxBytes: z.number().int().positive() });
+export type ChangesRequest = z.infer<typeof changesRequest>;
+
+export const notifyMessage = z.object({ node: id, epoch: lsn, lsn });
+
+export const resyncRequest = z.object({}).strict();
+
+/** Operations on one node: promotion (by a watchdog or a switchover) and reachability checks. */
+export const controlRequest = z.discriminatedUnion("op", [
+  z.object({ op: z.literal("promote") }),
+  z.object({ op: z.literal("promote-cancel") }),
+  z.object({ op: z.literal("reach"), members: z.array(id), timeoutMs: z.number().int().positive().max(10_000).default(1000) }),
+]);
+export type ControlRequest = z.infer<typeof controlRequest>;
+
+export const switchoverRequest = z.object({ to: id, timeoutMs: z.number().int().positive().default(10_000) });
+
+/** Header of a sync read's `next` reply frame: `rows` JSON Lines follow (0: the read is complete). */
+export interface TableChunkHeader {
+  ok: true;
+  rows: number;
+  /** Bytes of the JSON Lines payload. */
+  len: number;
+}
+
+const syncSegment = z.object({ lsn, after: z.string().nullable(), firstRow: z.number().int().positive() });
+/** A subtask's position; see src/storage/sync.ts. */
+export const syncPosition = z.discriminatedUnion("phase", [
+  z.object({ phase: z.literal("snapshot"), segs: z.array(syncSegment), rows: lsn, key: z.string().nullable() }),
+  z.object({ phase: z.literal("stream"), segs: z.array(syncSegment), lsn: lsn.min(1), part: lsn, off: lsn }),
+  z.object({ phase: z.literal("done") }),
+]);
+
+/** The synctool asks a collector for the pack of a subtask that starts at `pos`. */
+export const packRequest = z.object({
+  /** Task id (a task deleted and created again has a new one) and partition. */
+  task: z.string().min(1),
+  table: z.string().min(1),
+  part: z.number().int().nonnegative(),
+  partitions: z.number().int().positive().max(256),
+  mode: z.union([z.literal(0), z.literal(1), z.literal(2)]),
+  since: z.object({ column: z.string().min(1), min: z.number() }).optional(),
+  pos: syncPosition,
+  maxBytes: z.number().int().positive(),
+});
+export type PackRequest = z.infer<typeof packRequest>;
+
+/** Header of a pack reply frame: `records` JSON Lines follow; `next` is the position after them. */
+export interface PackHeader {
+  ok: true;
+  records: number;
+  next: z.infer<typeof syncPosition>;
+  /** The collector stopped before catching up (pack full or time budget): ask again at once. */
+  more: boolean;
+  /** Bytes of the JSON Lines payload. */
+  len: number;
+}
+
+const tableName = z.string().min(1).max(255);
+export const taskCreateRequest = z.object({
+  db: z.string().min(1),
+  table: tableName,
+  mode: z.number().int(),
+  ts: z.number().int().optional(),
+  tsColumn: z.string().min(1).optional(),
+  dest: z.string().min(1),
+  partitions: z.number().int().optional(),
+});
+export type TaskCreateRequest = z.infer<typeof taskCreateRequest>;
+export const taskDeleteRequest = z.object({ db: z.string().min(1), table: tableName });
+export const emptyRequest = z.object({}).passthrough();

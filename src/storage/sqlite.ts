@@ -1,0 +1,800 @@
+/**
+ * The SQLite repository adapter (better-sqlite3).
+ *
+ * Capture: AFTER INSERT/UPDATE/DELETE triggers write JSON row images to `ferry_changes`, so
+ * every writer is captured (ferry's SQL requests, the sqlite3 shell, applications). Triggers
+ * exist only while the node is the master: replicas apply without them, so applied changes are
+ * never captured again and capture costs replicas nothing.
+ *
+ * Row images are `json_array(...)` of the row's values, blobs tagged as ["x", HEX]; replicas decode
+ * them with decodeImage (row-image.ts), which keeps integer, real, text and blob types exact.
+ */
+import { accessSync, constants, statSync, type Stats } from "node:fs";
+import { createHash } from "node:crypto";
+import { resolve } from "node:path";
+import Database from "better-sqlite3";
+import { RepositoryError, UsageError } from "../errors.js";
+import { decodeImage } from "./row-image.js";
+import { splitSql } from "./sql-split.js";
+import { partitionOf, partitionSql, splitJsonArray } from "./sync.js";
+import type {
+  Change,
+  ExecuteOutcome,
+  Position,
+  Repository,
+  SchemaObject,
+  SnapshotReader,
+  SnapshotWriter,
+  SqlResult,
+  TableColumns,
+  TableReader,
+  TableReadOpts,
+} from "./types.js";
+
+type DB = Database.Database;
+
+const FERRY_TABLES = `
+CREATE TABLE IF NOT EXISTS ferry_changes(
+  id INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT, op TEXT NOT NULL, rid TEXT, row TEXT);
+CREATE TABLE IF NOT EXISTS ferry_state(key TEXT PRIMARY KEY, value);
+CREATE TABLE IF NOT EXISTS ferry_heartbeat(node TEXT PRIMARY KEY, ts INTEGER NOT NULL, epoch INTEGER NOT NULL);
+`;
+
+/** Replicated: user tables plus ferry_heartbeat (HVR's heartbeat table). */
+const REPLICATED = `type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'
+  AND (name NOT LIKE 'ferry\\_%' ESCAPE '\\' OR name = 'ferry_heartbeat')`;
+const USER_OBJECTS = `name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name NOT LIKE 'ferry\\_%' ESCAPE '\\'
+  AND tbl_name NOT LIKE 'ferry\\_%' ESCAPE '\\' AND sql IS NOT NULL`;
+const TXN_VERBS = new Set(["BEGIN", "COMMIT", "END", "ROLLBACK", "SAVEPOINT", "RELEASE"]);
+const REFUSED_VERBS = new Set(["ATTACH", "DETACH", "VACUUM"]);
+const DDL_VERBS = new Set(["CREATE", "ALTER", "DROP"]);
+
+export const quoteId = (name: string) => `"${name.replace(/"/g, '""')}"`;
+
+/** Prepared statements by connection and text: the hot paths run the same few statements thousands of times. */
+const statements = new WeakMap<DB, Map<string, Database.Statement>>();
+function cached(db: DB, sql: string): Database.Statement {
+  let m = statements.get(db);
+  if (!m) statements.set(db, (m = new Map()));
+  let st = m.get(sql);
+  if (!st) m.set(sql, (st = db.prepare(sql)));
+  return st;
+}
+const quoteStr = (s: string) => `'${s.replace(/'/g, "''")}'`;
+
+interface TableInfo {
+  name: string;
+  /** Columns in a row image: the implicit rowid first (when the table has one that is not aliased), then the columns. */
+  image: string[];
+  /** Identity columns (for U with a changed key, and D). */
+  key: string[];
+}
+
+/** Encodes a value for a JSON row image: blobs become ["x", HEX]. */
+const enc = (expr: string) => `CASE WHEN typeof(${expr})='blob' THEN json_array('x',hex(${expr})) ELSE ${expr} END`;
+/** Encodes a value for a JSON object row: blobs become {"$blob": HEX}. */
+const encObj = (expr: string) => `CASE WHEN typeof(${expr})='blob' THEN json_object('$blob',hex(${expr})) ELSE ${expr} END`;
+/** Decodes element i of the JSON image `j` (bound once as `FROM (SELECT ? AS j)`). */
+const dec = (i: number) =>
+  `CASE WHEN json_type(j,'$[${i}]')='array' THEN unhex(json_extract(j,'$[${i}][1]')) ELSE json_extract(j,'$[${i}]') END`;
+
+export class SqliteRepository implements Repository {
+  readonly url: string;
+  readonly path: string;
+  private db: DB;
+  /** Reads that must not wait for writers; never holds an open iterator. */
+  private reader: DB;
+  /** The sequencer's connection: its change iterator stays open across awaits. */
+  private capture: DB | null = null;
+  private stat: Stats;
+  private tables = new Map<string, TableInfo>();
+  private applyStmts = new Map<string, { upsert: Database.Statement; del: Database.Statement }>();
+  private dataVersion = 0;
+  private schemaVersion = -1;
+
+  /**
+   * `busyTimeoutMs` is how long the writing connection waits, synchronously, for another writer's
+   * lock: 10 ms on a process's main thread (a blocked event loop delays batches and lease renewals;
+   * callers retry asynchronously), longer in the SQL worker thread, which blocks nobody.
+   */
+  constructor(url: string, opts: { busyTimeoutMs?: number } = {}) {
+    this.url = url;
+    this.path = resolve(url.replace(/^sqlite:/, ""));
+    this.db = openDb(this.path, false, opts.busyTimeoutMs ?? 10);
+    this.reader = openDb(this.path, true);
+    this.stat = statSync(this.path);
+  }
+
+  init(): void {
+    this.guard(() => this.db.exec(FERRY_TABLES));
+  }
+
+  /** Another connection (the SQL worker, an operator) may have changed the schema: drop what is stale. */
+  private freshSchema(): void {
+    const v = this.reader.pragma("schema_version", { simple: true }) as number;
+    if (v === this.schemaVersion) return;
+    this.schemaVersion = v;
+    this.tables.clear();
+    this.applyStmts.clear();
+  }
+
+  private tableInfo(name: string): TableInfo {
+    const cached = this.tables.get(name);
+    if (cached) return cached;
+    const cols = this.db.prepare(`SELECT name, type, pk, hidden FROM pragma_table_xinfo(?) ORDER BY cid`).all(name) as {
+      name: string;
+      type: string;
+      pk: number;
+      hidden: number;
+    }[];
+    const withoutRowid = isWithoutRowid(this.db, name);
+    const stored = cols.filter((c) => c.hidden === 0).map((c) => c.name);
+    const pks = cols.filter((c) => c.pk > 0).sort((a, b) => a.pk - b.pk);
+    const alias = !withoutRowid && pks.length === 1 && pks[0].type.toUpperCase() === "INTEGER";
+    let info: TableInfo;
+    if (withoutRowid) info = { name, image: stored, key: pks.map((c) => c.name) };
+    else if (alias) info = { name, image: stored, key: [pks[0].name] };
+    else info = { name, image: ["rowid", ...stored], key: ["rowid"] };
+    this.tables.set(name, info);
+    return info;
+  }
+
+  private replicatedTables(db: DB = this.db): string[] {
+    return (db.prepare(`SELECT name FROM sqlite_master WHERE ${REPLICATED} ORDER BY name`).all() as { name: string }[]).map(
+      (r) => r.name,
+    );
+  }
+
+  private captureTriggers(t: TableInfo): Map<string, string> {
+    const img = (p: string) => `json_array(${t.image.map((c) => enc(`${p}.${quoteId(c)}`)).join(",")})`;
+    const key = (p: string) => `json_array(${t.key.map((c) => enc(`${p}.${quoteId(c)}`)).join(",")})`;
+    const same = t.key.map((c) => `OLD.${quoteId(c)} IS NEW.${quoteId(c)}`).join(" AND ");
+    const ins = (op: string, rid: string, row: string) =>
+      `INSERT INTO ferry_changes(tbl,op,rid,row) VALUES(${quoteStr(t.name)},'${op}',${rid},${row});`;
+    const tbl = quoteId(t.name);
+    const name = (op: string) => `ferry_cap_${op}_${t.name}`;
+    return new Map([
+      [name("i"), `CREATE TRIGGER ${quoteId(name("i"))} AFTER INSERT ON ${tbl} BEGIN ${ins("I", "NULL", img("NEW"))} END`],
+      [
+        name("u"),
+        `CREATE TRIGGER ${quoteId(name("u"))} AFTER UPDATE ON ${tbl} BEGIN ${ins("U", `CASE WHEN ${same} THEN NULL ELSE ${key("OLD")} END`, img("NEW"))} END`,
+      ],
+      [name("d"), `CREATE TRIGGER ${quoteId(name("d"))} AFTER DELETE ON ${tbl} BEGIN ${ins("D", key("OLD"), "NULL")} END`],
+    ]);
+  }
+
+  private existingCaptureTriggers(): Map<string, string> {
+    const rows = this.db
+      .prepare(`SELECT name, sql FROM sqlite_master WHERE type='trigger' AND name LIKE 'ferry\\_cap\\_%' ESCAPE '\\'`)
+      .all() as { name: string; sql: string }[];
+    return new Map(rows.map((r) => [r.name, r.sql]));
+  }
+
+  /** (Re)creates capture triggers whose text differs from what the current schema needs. */
+  installCapture(): void {
+    this.guard(() => this.db.transaction(() => this.installCaptureInTxn()).immediate());
+  }
+
+  /**
+   * The master acknowledges writes, so its commits are fsynced (synchronous=FULL). A replica's
+   * commits need not be: its applied position commits with the data, and whatever a power cut
+   * takes is pulled again (synchronous=NORMAL, still crash-safe in WAL mode).
+   */
+  durableCommits(on: boolean): void {
+    this.guard(() => this.db.pragma(`synchronous = ${on ? "FULL" : "NORMAL"}`));
+  }
+
+  removeCapture(): void {
+    this.guard(() =>
+      this.db.transaction(() => {
+        for (const n of this.existingCaptureTriggers().keys()) this.db.exec(`DROP TRIGGER IF EXISTS ${quoteId(n)}`);
+      }).immediate(),
+    );
+  }
+
+  checkAvailable(): void {
+    let st: Stats;
+    try {
+      st = statSync(this.path);
+      accessSync(this.path, constants.R_OK | constants.W_OK);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      const why = code === "ENOENT" ? "the file is missing" : code === "EACCES" ? "permission denied" : String(code);
+      throw new RepositoryError("REPO_UNAVAILABLE", `repository ${this.path} is unavailable: ${why}`, {
+        cause: err,
+        hint: "restore the file; ferry resumes by itself when it is back",
+      });
+    }
+    if (st.ino !== this.stat.ino || st.dev !== this.stat.dev) {
+      throw new RepositoryError("REPO_UNAVAILABLE", `repository ${this.path} was replaced by another file`, {
+        hint: "put the original file back, or restart the node to use the new one",
+      });
+    }
+  }
+
+  changeSeq(): number {
+    return this.guard(() => seqOf(this.reader));
+  }
+
+  readChanges(from: number, upto = Number.MAX_SAFE_INTEGER): IterableIterator<[number, Change]> {
+    const it = this.guard(() =>
+      (this.capture ??= openDb(this.path, true))
+        .prepare(`SELECT id, tbl, op, rid, row FROM ferry_changes WHERE id > ? AND id <= ? ORDER BY id`)
+        .raw()
+        .iterate(from, upto) as IterableIterator<[number, string | null, Change[1], string | null, string | null]>,
+    );
+    const self = this;
+    return (function* () {
+      try {
+        for (const [id, tbl, op, rid, row] of it) yield [id, [tbl, op, rid, row]] as [number, Change];
+      } catch (err) {
+        throw self.wrap(err);
+      }
+    })();
+  }
+
+  /** Like readChanges, but each change already encoded as JSON by SQLite: [id, op, json]. */
+  readEncodedChanges(from: number, upto = Number.MAX_SAFE_INTEGER): IterableIterator<[number, string, string]> {
+    const it = this.guard(() =>
+      cached((this.capture ??= openDb(this.path, true)), `SELECT id, op, json_array(tbl, op, rid, row) FROM ferry_changes WHERE id > ? AND id <= ? ORDER BY id`)
+        .raw()
+        .iterate(from, upto) as IterableIterator<[number, string, string]>,
+    );
+    const self = this;
+    return (function* () {
+      try {
+        yield* it;
+      } catch (err) {
+        throw self.wrap(err);
+      }
+    })();
+  }
+
+  pendingChanges(after: number): number {
+    // Heartbeat rows are ferry's own: one never replicated loses nothing.
+    return this.guard(
+      () =>
+        (cached(this.reader, `SELECT count(*) AS n FROM ferry_changes WHERE id > ? AND (tbl IS NULL OR tbl <> 'ferry_heartbeat')`).get(after) as { n: number })
+          .n,
+    );
+  }
+
+  /** Moves the applied position back (after dropping diverged batches of heartbeat rows only). */
+  resetPosition(p: Position): void {
+    this.guard(() => this.db.transaction(() => this.setPosition(p)).immediate());
+  }
+
+  pruneChanges(upto: number): void {
+    this.guard(() => cached(this.db, `DELETE FROM ferry_changes WHERE id <= ?`).run(upto));
+  }
+
+  execute(script: string, params: unknown, beforeCommit: () => void): ExecuteOutcome {
+    const statements = splitSql(script);
+    if (statements.length === 0) throw new UsageError("no SQL statement given", 'give a statement, e.g. ferry sql "SELECT 1"');
+    for (const s of statements) {
+      if (TXN_VERBS.has(s.verb)) {
+        throw new RepositoryError("SQL_ERROR", `${s.verb} is not allowed: ferry runs the whole script as one transaction`, {
+          hint: "remove BEGIN/COMMIT; a ;-separated script is already atomic",
+        });
+      }
+      if (REFUSED_VERBS.has(s.verb)) {
+        throw new RepositoryError("SQL_ERROR", `${s.verb} cannot be replicated and is refused`, {
+          hint: "run it on each repository directly while ferry is stopped",
+        });
+      }
+    }
+    if (params !== undefined && statements.length > 1) {
+      throw new UsageError("--params applies to a single statement, the script has " + statements.length);
+    }
+    let ddl = false;
+    const run = this.db.transaction(() => {
+      const seqBefore = seqOf(this.db);
+      const results: SqlResult[] = [];
+      for (const s of statements) {
+        const stmt = this.db.prepare(s.sql);
+        const args = params === undefined ? [] : [params];
+        if (stmt.reader) {
+          const rows = stmt.raw().all(...args) as unknown[][];
+          results.push({ columns: stmt.columns().map((c) => c.name), rows: rows.map(toJsonRow), changes: 0 });
+        } else {
+          const r = stmt.run(...args);
+          results.push({ changes: r.changes, lastInsertRowid: Number(r.lastInsertRowid) });
+        }
+        if (DDL_VERBS.has(s.verb)) {
+          ddl = true;
+          this.db.prepare(`INSERT INTO ferry_changes(tbl,op,rid,row) VALUES(NULL,'X',NULL,?)`).run(s.sql);
+          this.applyStmts.clear();
+          this.installCaptureInTxn();
+        }
+      }
+      const seq = seqOf(this.db);
+      beforeCommit();
+      return { results, lastChangeId: seq > seqBefore ? seq : 0, ddl };
+    });
+    try {
+      return run.immediate();
+    } catch (err) {
+      throw this.wrap(err);
+    }
+  }
+
+  private installCaptureInTxn(): void {
+    this.tables.clear();
+    const existing = this.existingCaptureTriggers();
+    const wanted = new Map<string, string>();
+    for (const t of this.replicatedTables()) for (const [n, sql] of this.captureTriggers(this.tableInfo(t))) wanted.set(n, sql);
+    for (const [n, sql] of existing) if (wanted.get(n) !== sql) this.db.exec(`DROP TRIGGER IF EXISTS ${quoteId(n)}`);
+    for (const [n, sql] of wanted) if (existing.get(n) !== sql) this.db.exec(sql);
+  }
+
+  writeHeartbeat(node: string, epoch: number, ts: number): void {
+    this.guard(() =>
+      cached(this.db, `INSERT INTO ferry_heartbeat(node, ts, epoch) VALUES(?,?,?) ON CONFLICT(node) DO UPDATE SET ts=excluded.ts, epoch=excluded.epoch`).run(
+        node,
+        ts,
+        epoch,
+      ),
+    );
+  }
+
+  /** Apply statements for a table; they bind row images decoded by decodeImage (exact types). */
+  private stmtsFor(table: string) {
+    let s = this.applyStmts.get(table);
+    if (!s) {
+      const t = this.tableInfo(table);
+      const cols = t.image.map(quoteId).join(",");
+      const where = t.key.map((k) => `${quoteId(k)} IS ?`).join(" AND ");
+      s = {
+        upsert: this.db.prepare(`INSERT OR REPLACE INTO ${quoteId(table)}(${cols}) VALUES (${t.image.map(() => "?").join(",")})`),
+        del: this.db.prepare(`DELETE FROM ${quoteId(table)} WHERE ${where}`),
+      };
+      this.applyStmts.set(table, s);
+    }
+    return s;
+  }
+
+  /** The repository's own triggers (not ferry's capture triggers). */
+  private userTriggers(): { name: string; sql: string }[] {
+    return cached(this.db, `SELECT name, sql FROM sqlite_master WHERE type='trigger' AND name NOT LIKE 'ferry\\_cap\\_%' ESCAPE '\\'`).all() as {
+      name: string;
+      sql: string;
+    }[];
+  }
+
+  /**
+   * The master replicates what its triggers wrote as rows of their own, so a replica applies with
+   * its copies of the user triggers dropped, inside the apply transaction, and puts them back
+   * before it commits: readers never see them missing. (SQLITE_DBCONFIG_ENABLE_TRIGGER would do
+   * this without touching the schema, but better-sqlite3 does not expose it.)
+   */
+  private withoutUserTriggers(): { suspend(): void; restore(): void } {
+    let held: { name: string; sql: string }[] = [];
+    return {
+      suspend: () => {
+        held = this.userTriggers();
+        for (const t of held) this.db.exec(`DROP TRIGGER ${quoteId(t.name)}`);
+      },
+      restore: () => {
+        for (const t of held) this.db.exec(t.sql);
+        held = [];
+      },
+    };
+  }
+
+  private applyChange([tbl, op, rid, row]: Change, triggers: { suspend(): void; restore(): void }): boolean {
+    if (op === "X") {
+      // Replicated DDL (CREATE/DROP TRIGGER among it) meets the schema as the master had it.
+      triggers.restore();
+      this.db.exec(row!);
+      triggers.suspend();
+      this.tables.clear();
+      this.applyStmts.clear();
+      return true;
+    }
+    const s = this.stmtsFor(tbl!);
+    if (op === "D") s.del.run(...decodeImage(rid!));
+    else {
+      if (rid !== null) s.del.run(...decodeImage(rid));
+      s.upsert.run(...decodeImage(row!));
+    }
+    return false;
+  }
+
+  applyBatches(batches: { lsn: number; epoch: number; changes: Iterable<Change> }[]): { ddl: boolean } {
+    if (batches.length === 0) return { ddl: false };
+    let ddl = false;
+    const run = this.db.transaction(() => {
+      const triggers = this.withoutUserTriggers();
+      triggers.suspend();
+      for (const b of batches) for (const c of b.changes) ddl = this.applyChange(c, triggers) || ddl;
+      triggers.restore();
+      const last = batches[batches.length - 1];
+      this.setPosition({ lsn: last.lsn, epoch: last.epoch });
+    });
+    const restoreFk = foreignKeysOff(this.db);
+    try {
+      run.immediate();
+    } catch (err) {
+      this.tables.clear();
+      this.applyStmts.clear();
+      throw this.wrap(err);
+    } finally {
+      restoreFk();
+    }
+    this.dataVersion = this.currentDataVersion();
+    return { ddl };
+  }
+
+  private setPosition(p: Position): void {
+    const put = cached(this.db, `INSERT OR REPLACE INTO ferry_state(key, value) VALUES(?, ?)`);
+    put.run("applied_lsn", BigInt(p.lsn));
+    put.run("applied_epoch", BigInt(p.epoch));
+  }
+
+  appliedPosition(): Position {
+    return this.guard(() => positionOf(this.db));
+  }
+
+  lastHeartbeatTs(): number {
+    return this.guard(() => (cached(this.reader, `SELECT max(ts) AS ts FROM ferry_heartbeat`).get() as { ts: number | null }).ts ?? 0);
+  }
+
+  fingerprint(): string {
+    return this.guard(() => fingerprintOf(this.reader));
+  }
+
+  hasUserData(): boolean {
+    return this.guard(() => {
+      const names = (this.db.prepare(`SELECT name FROM sqlite_master WHERE type='table' AND ${USER_OBJECTS}`).all() as {
+        name: string;
+      }[]).map((r) => r.name);
+      return names.some((n) => this.db.prepare(`SELECT 1 FROM ${quoteId(n)} LIMIT 1`).get() !== undefined);
+    });
+  }
+
+  private currentDataVersion(): number {
+    return this.db.pragma("data_version", { simple: true }) as number;
+  }
+
+  outsideCommits(): number {
+    return this.guard(() => {
+      const v = this.currentDataVersion();
+      const changed = this.dataVersion !== 0 && v !== this.dataVersion ? 1 : 0;
+      this.dataVersion = v;
+      return changed;
+    });
+  }
+
+  openSnapshot(opts: { tables?: string[] } = {}): SnapshotReader {
+    this.freshSchema();
+    const conn = openDb(this.path, true);
+    try {
+      conn.exec("BEGIN");
+      const seq = seqOf(conn); // the first read fixes the snapshot
+      const applied = positionOf(conn);
+      const schema = schemaOf(conn, true);
+      const names = this.replicatedTables(conn).filter((n) => !opts.tables || opts.tables.includes(n));
+      const tables = names.map((name) => ({
+        name,
+        rows: (conn.prepare(`SELECT count(*) AS n FROM ${quoteId(name)}`).get() as { n: number }).n,
+      }));
+      const header = { seq, applied, schema, tables, fingerprint: fingerprintOf(conn) };
+      const infos = names.map((n) => this.tableInfo(n));
+      let ti = 0;
+      let iter: IterableIterator<unknown[]> | null = null;
+      let pending: string | null = null;
+      return {
+        header,
+        next(maxBytes: number) {
+          while (ti < infos.length) {
+            const t = infos[ti];
+            if (!iter) {
+              const img = `json_array(${t.image.map((c) => enc(quoteId(c))).join(",")})`;
+              iter = conn.prepare(`SELECT ${img} FROM ${quoteId(t.name)}`).raw().iterate() as IterableIterator<unknown[]>;
+            }
+            const rows: string[] = [];
+            let bytes = 0;
+            if (pending !== null) {
+              rows.push(pending);
+              bytes += pending.length;
+              pending = null;
+            }
+            for (;;) {
+              const r = iter.next();
+              if (r.done) {
+                iter = null;
+                ti++;
+                break;
+              }
+              const row = r.value[0] as string;
+              if (rows.length > 0 && bytes + row.length > maxBytes) {
+                pending = row;
+                break;
+              }
+              rows.push(row);
+              bytes += row.length;
+            }
+            if (rows.length > 0) return { table: t.name, rows };
+          }
+          return null;
+        },
+        close: () => endRead(conn, iter),
+      };
+    } catch (err) {
+      conn.close();
+      throw this.wrap(err);
+    }
+  }
+
+  tableColumns(name: string): TableColumns | null {
+    this.freshSchema();
+    return this.guard(() => {
+      const found = this.reader.prepare(`SELECT 1 FROM sqlite_master WHERE type='table' AND ${USER_OBJECTS} AND name=?`).get(name);
+      if (!found) return null;
+      const t = this.tableInfo(name);
+      const rows = (cached(this.reader, `SELECT count(*) AS n FROM ${quoteId(name)}`).get() as { n: number }).n;
+      return { name, columns: t.image, key: t.key, rows };
+    });
+  }
+
+  openTableReader(opts: TableReadOpts): TableReader {
+    this.freshSchema();
+    const conn = openDb(this.path, true);
+    try {
+      conn.function("ferry_partition", { deterministic: true }, (k: unknown, n: unknown) => partitionOf(splitJsonArray(String(k)), Number(n)));
+      conn.exec("BEGIN");
+      const seq = seqOf(conn); // the first read fixes the snapshot
+      const applied = positionOf(conn);
+      const found = conn.prepare(`SELECT 1 FROM sqlite_master WHERE type='table' AND ${USER_OBJECTS} AND name=?`).get(opts.table);
+      if (!found) throw new RepositoryError("NOT_FOUND", `table ${opts.table} does not exist in ${this.path}`);
+      const t = this.tableInfo(opts.table);
+      const keys = t.key.map(quoteId);
+      const where: string[] = [];
+      const params: unknown[] = [];
+      if (opts.partition) where.push(partitionSql(keys, keys.map(enc), opts.partition.index, opts.partition.count));
+      // Key order is BINARY whatever the columns' collation: the change stream compares keys the same way.
+      const ordered = keys.map((k) => `${k} COLLATE BINARY`).join(",");
+      if (opts.after) {
+        where.push(`(${ordered}) > (SELECT ${t.key.map((_, i) => dec(i)).join(",")} FROM (SELECT ? AS j))`);
+        params.push(opts.after);
+      }
+      if (opts.since) {
+        if (!t.image.includes(opts.since.column)) {
+          throw new RepositoryError("NOT_FOUND", `table ${opts.table} has no column ${opts.since.column}`);
+        }
+        where.push(`${quoteId(opts.since.column)} >= ?`);
+        params.push(opts.since.min);
+      }
+      const obj = `json_object(${t.image.map((c) => `${quoteStr(c)},${encObj(quoteId(c))}`).join(",")})`;
+      const sql = `SELECT ${obj} FROM ${quoteId(t.name)}${where.length ? ` WHERE ${where.join(" AND ")}` : ""} ORDER BY ${ordered}`;
+      const iter = conn.prepare(sql).raw().iterate(...params) as IterableIterator<[string]>;
+      let pending: string | null = null;
+      let done = false;
+      return {
+        header: { seq, applied, table: { name: t.name, columns: t.image, key: t.key } },
+        next(maxBytes: number) {
+          const rows: string[] = [];
+          let bytes = 0;
+          if (pending !== null) {
+            rows.push(pending);
+            bytes += Buffer.byteLength(pending) + 1;
+            pending = null;
+          }
+          while (!done) {
+            const r = iter.next();
+            if (r.done) {
+              done = true;
+              break;
+            }
+            const row = r.value[0];
+            const size = Buffer.byteLength(row) + 1;
+            if (rows.length > 0 && bytes + size > maxBytes) {
+              pending = row;
+              break;
+            }
+            rows.push(row);
+            bytes += size;
+          }
+          return rows.length === 0 ? null : { rows: rows.length, text: rows.join("\n") + "\n" };
+        },
+        close: () => endRead(conn, iter),
+      };
+    } catch (err) {
+      conn.close();
+      throw this.wrap(err);
+    }
+  }
+
+  restoreSnapshot(schema: SchemaObject[]): SnapshotWriter {
+    const db = this.db;
+    const restoreFk = this.guard(() => foreignKeysOff(db));
+    this.guard(() => {
+      try {
+        db.exec("BEGIN IMMEDIATE");
+      } catch (err) {
+        restoreFk();
+        throw err;
+      }
+      try {
+        const old = db.prepare(`SELECT type, name FROM sqlite_master WHERE ${USER_OBJECTS} AND type IN ('table','view')`).all() as {
+          type: string;
+          name: string;
+        }[];
+        for (const o of old) db.exec(`DROP ${o.type === "view" ? "VIEW" : "TABLE"} IF EXISTS ${quoteId(o.name)}`);
+        db.exec(`DELETE FROM ferry_heartbeat; DELETE FROM ferry_changes;`);
+        const order = ["table", "index", "view", "trigger"];
+        for (const o of [...schema].sort((a, b) => order.indexOf(a.type) - order.indexOf(b.type))) {
+          if (o.name !== "ferry_heartbeat") db.exec(o.sql);
+        }
+        this.tables.clear();
+        this.applyStmts.clear();
+      } catch (err) {
+        db.exec("ROLLBACK");
+        restoreFk();
+        throw err;
+      }
+    });
+    return {
+      rows: (table, rows) => {
+        const s = this.guard(() => this.stmtsFor(table));
+        this.guard(() => {
+          for (const r of rows) s.upsert.run(...decodeImage(r));
+        });
+      },
+      commit: (at) => {
+        this.guard(() => {
+          this.setPosition(at);
+          db.exec("COMMIT");
+        });
+        restoreFk();
+      },
+      abort: () => {
+        if (db.inTransaction) db.exec("ROLLBACK");
+        restoreFk();
+        this.tables.clear();
+        this.applyStmts.clear();
+      },
+    };
+  }
+
+  dump(): string {
+    return this.guard(() => dumpDb(this.reader));
+  }
+
+  close(): void {
+    if (this.capture?.open) this.capture.close();
+    if (this.reader.open) this.reader.close();
+    if (this.db.open) this.db.close();
+  }
+
+  private guard<T>(fn: () => T): T {
+    try {
+      return fn();
+    } catch (err) {
+      throw this.wrap(err);
+    }
+  }
+
+  /** SQLite errors become RepositoryErrors: busy/locked/io as REPO_UNAVAILABLE, the rest as SQL_ERROR. */
+  private wrap(err: unknown): Error {
+    if (err instanceof RepositoryError || err instanceof UsageError) return err;
+    const e = err as { code?: string; message?: string };
+    const code = e.code ?? "";
+    if (/^SQLITE_(BUSY|LOCKED|IOERR|CANTOPEN|READONLY|CORRUPT|NOTADB|FULL|PERM)/.test(code)) {
+      return new RepositoryError("REPO_UNAVAILABLE", `repository ${this.path} is unavailable: ${e.message} (${code})`, {
+        cause: err,
+        hint: code.startsWith("SQLITE_BUSY") ? "another process holds a lock; ferry retries by itself" : "check the file and its disk",
+      });
+    }
+    if (code.startsWith("SQLITE_") || err instanceof RangeError || err instanceof TypeError) {
+      return new RepositoryError("SQL_ERROR", e.message ?? String(err), { cause: err, details: { sqliteCode: code } });
+    }
+    return err as Error;
+  }
+}
+
+/** Ends a snapshot read: its open statement, its read transaction, its connection. */
+function endRead(conn: DB, iter: IterableIterator<unknown> | null): void {
+  try {
+    iter?.return?.();
+    if (conn.inTransaction) conn.exec("ROLLBACK");
+  } finally {
+    conn.close();
+  }
+}
+
+/** A deterministic dump of the user tables (schema, then rows in key order with quote()). */
+function dumpDb(db: DB): string {
+  const out: string[] = [];
+  const objs = schemaOf(db);
+  for (const o of objs) out.push(`${o.type} ${o.name}: ${normalise(o.sql)}`);
+  for (const o of objs.filter((x) => x.type === "table")) {
+    const cols = (db.prepare(`SELECT name FROM pragma_table_info(?)`).all(o.name) as { name: string }[]).map((c) => quoteId(c.name));
+    const withoutRowid = isWithoutRowid(db, o.name);
+    const order = withoutRowid ? cols.join(",") : "rowid";
+    const rows = db.prepare(`SELECT ${cols.map((c) => `quote(${c})`).join(",")} FROM ${quoteId(o.name)} ORDER BY ${order}`).raw().all();
+    for (const r of rows) out.push(`${o.name}|${(r as string[]).join("|")}`);
+  }
+  return out.join("\n") + "\n";
+}
+
+/** Dumps a repository file through a read-only connection (for tests and checks beside a running node). */
+export function dumpFile(path: string): string {
+  const db = new Database(path, { readonly: true, fileMustExist: true, timeout: 5000 });
+  try {
+    return dumpDb(db);
+  } finally {
+    db.close();
+  }
+}
+
+/** From SQLite itself: the table's text may list options in any order (`STRICT, WITHOUT ROWID`). */
+function isWithoutRowid(db: DB, table: string): boolean {
+  const r = db.prepare(`SELECT wr FROM pragma_table_list(?) WHERE schema = 'main'`).get(table) as { wr: number } | undefined;
+  return r?.wr === 1;
+}
+
+/**
+ * Replicas apply row images as the master committed them: the master enforced the constraints, and
+ * what a foreign key cascaded there arrives as its own row changes. With foreign keys on, the
+ * INSERT OR REPLACE of an updated parent row would cascade-delete its children on the replica, and
+ * a child restored before its parent would be refused. Off for the apply, then as it was.
+ */
+function foreignKeysOff(db: DB): () => void {
+  const was = db.pragma("foreign_keys", { simple: true }) as number;
+  if (was) db.pragma("foreign_keys = OFF");
+  return () => {
+    if (was && db.open) db.pragma("foreign_keys = ON");
+  };
+}
+
+function openDb(path: string, readonly: boolean, busyTimeoutMs = 1000): DB {
+  try {
+    const db = new Database(path, { readonly, fileMustExist: readonly, timeout: busyTimeoutMs });
+    if (!readonly) {
+      db.pragma("journal_mode = WAL");
+      db.pragma("synchronous = FULL");
+    }
+    return db;
+  } catch (err) {
+    throw new RepositoryError("REPO_UNAVAILABLE", `cannot open repository ${path}: ${(err as Error).message}`, {
+      cause: err,
+      hint: "check the path given with --repo and that its directory exists and is writable",
+    });
+  }
+}
+
+function positionOf(db: DB): Position {
+  const rows = cached(db, `SELECT key, value FROM ferry_state WHERE key IN ('applied_lsn','applied_epoch')`).all() as {
+    key: string;
+    value: number;
+  }[];
+  const m = new Map(rows.map((r) => [r.key, Number(r.value)]));
+  return { lsn: m.get("applied_lsn") ?? 0, epoch: m.get("applied_epoch") ?? 0 };
+}
+
+function seqOf(db: DB): number {
+  const r = cached(db, `SELECT seq FROM sqlite_sequence WHERE name='ferry_changes'`).get() as { seq: number } | undefined;
+  return r?.seq ?? 0;
+}
+
+/** User objects (tables first); with the heartbeat table when it is to be shipped in a snapshot. */
+function schemaOf(db: DB, withHeartbeat = false): SchemaObject[] {
+  const hb = withHeartbeat ? ` OR (type='table' AND name='ferry_heartbeat')` : "";
+  return db
+    .prepare(`SELECT type, name, tbl_name AS tbl, sql FROM sqlite_master WHERE (${USER_OBJECTS})${hb} ORDER BY type DESC, name`)
+    .all() as SchemaObject[];
+}
+
+const normalise = (sql: string) => sql.replace(/\s+/g, " ").trim();
+
+/** The user schema's fingerprint: the seed's "same hash algorithm" check between master and slaves. */
+function fingerprintOf(db: DB): string {
+  const h = createHash("sha256");
+  for (const o of schemaOf(db)) h.update(`${o.type}|${o.name}|${normalise(o.sql)}\n`);
+  return h.digest("hex").slice(0, 16);
+}
+
+function toJsonRow(row: unknown[]): unknown[] {
+  return row.map((v) => (Buffer.isBuffer(v) ? { $blob: v.toString("hex") } : typeof v === "bigint" ? v.toString() : v));
+}

@@ -1,0 +1,167 @@
+/** A test cluster: a real nats-server, real `ferry` node processes, real SQLite and LevelDB. */
+import { writeFileSync, mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { randomBytes } from "node:crypto";
+import { client, type Client } from "../../src/cli/common.js";
+import { readStatus, type ClusterStatus } from "../../src/cli/status.js";
+import { runSql, type SqlReply } from "../../src/cli/sql.js";
+import { dumpFile } from "../../src/storage/sqlite.js";
+import type { NatsServer, NatsServerOpts } from "../../src/nats/server.js";
+import { ferry, ferryRun, natsServer, tempDir, type FerryProcess, type RunResult } from "./procs.js";
+import { waitFor } from "./wait.js";
+
+/** Short timings so tests run in seconds. */
+export const FAST_CONFIG = {
+  lease: { ttlMs: 1500, safetyMarginMs: 500 },
+  replication: { heartbeatMs: 250, pollMs: 500 },
+  log: { level: "debug" },
+};
+
+export type Member = Record<string, any>;
+
+export class TestCluster {
+  readonly nodes = new Map<string, FerryProcess>();
+  private c: Client | null = null;
+  private closed = false;
+  private onClose: (() => Promise<void>)[] = [];
+
+  private constructor(
+    readonly dir: string,
+    readonly nats: NatsServer,
+    readonly name: string,
+    readonly configFile: string,
+  ) {}
+
+  /** `nats` passes options to the nats-server (e.g. authorization, TLS, and a probe that can log in). */
+  static async start(opts: { config?: Record<string, unknown>; nats?: Partial<NatsServerOpts> } = {}): Promise<TestCluster> {
+    const dir = tempDir();
+    const nats = await natsServer({ dir: join(dir, "nats"), ...opts.nats });
+    const name = `t${randomBytes(3).toString("hex")}`;
+    const configFile = join(dir, "ferry.json");
+    const config = merge({ cluster: name, nats: { servers: [nats.url] }, ...FAST_CONFIG }, opts.config ?? {});
+    writeFileSync(configFile, JSON.stringify(config, null, 2));
+    return new TestCluster(dir, nats, name, configFile);
+  }
+
+  repo(id: string): string {
+    return join(this.dir, id, "repo.db");
+  }
+
+  startNode(id: string, role: "master" | "slave", extra: string[] = [], env: Record<string, string> = {}, nodeArgs: string[] = []): FerryProcess {
+    mkdirSync(join(this.dir, id), { recursive: true });
+    const p = ferry(
+      id,
+      ["start", "--role", role, "--node", id, "--repo", `sqlite:${this.repo(id)}`, "--data", join(this.dir, id), "--config", this.configFile, ...extra],
+      { logDir: this.dir, env, nodeArgs },
+    );
+    this.nodes.set(id, p);
+    return p;
+  }
+
+  /** Starts any other role (watchdog, collector, synctool) with this cluster's config. */
+  startProcess(id: string, role: string, extra: string[] = [], env: Record<string, string> = {}): FerryProcess {
+    mkdirSync(join(this.dir, id), { recursive: true });
+    const p = ferry(id, ["start", "--role", role, "--node", id, "--data", join(this.dir, id), "--config", this.configFile, ...extra], {
+      logDir: this.dir,
+      env,
+    });
+    this.nodes.set(id, p);
+    return p;
+  }
+
+  startWatchdog(id: string, designated: "primary" | "secondary" = "primary"): FerryProcess {
+    return this.startProcess(id, "watchdog", ["--designated", designated]);
+  }
+
+  /** Runs a ferry CLI command against this cluster. */
+  cli(args: string[], env: Record<string, string> = {}): Promise<RunResult> {
+    return ferryRun([...args, "--config", this.configFile], { env, cwd: this.dir });
+  }
+
+  async client(): Promise<Client> {
+    if (this.closed) throw new Error("the test cluster is closed");
+    return (this.c ??= await client({ config: this.configFile }));
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /** Runs fn when the cluster closes (e.g. to stop a workload left running by a failed test). */
+  closing(fn: () => Promise<void>): void {
+    this.onClose.push(fn);
+  }
+
+  /** The last lines of every process's log, printed when a wait on the cluster times out. */
+  diagnose(lines = 25): string {
+    return [...this.nodes.values()]
+      .map((n) => `--- ${n.name} (${n.running ? "running" : `exited ${n.proc.exitCode ?? n.proc.signalCode}`}) ${n.logFile}\n${n.log().trimEnd().split("\n").slice(-lines).join("\n")}`)
+      .join("\n");
+  }
+
+  private async explain<T>(p: Promise<T>): Promise<T> {
+    try {
+      return await p;
+    } catch (err) {
+      process.stderr.write(`${(err as Error).message}\n${this.diagnose()}\n`);
+      throw err;
+    }
+  }
+
+  async status(): Promise<ClusterStatus> {
+    return readStatus(await this.client());
+  }
+
+  async member(id: string): Promise<Member | undefined> {
+    return (await this.status()).members.find((m) => m.node === id);
+  }
+
+  async waitMember(id: string, what: string, pred: (m: Member) => boolean, timeoutMs = 20_000): Promise<Member> {
+    return this.explain(
+      waitFor(`${id}: ${what}`, async () => {
+        const m = await this.member(id);
+        return m && m.up && pred(m) ? m : null;
+      }, { timeoutMs }),
+    );
+  }
+
+  async waitMaster(id: string, timeoutMs = 20_000): Promise<Member> {
+    return this.waitMember(id, "active master", (m) => m.state === "active", timeoutMs);
+  }
+
+  async sql(sql: string, params?: unknown, waitMs = 5000): Promise<SqlReply> {
+    return runSql(await this.client(), sql, params, waitMs);
+  }
+
+  dump(id: string): string {
+    return dumpFile(this.repo(id));
+  }
+
+  /** Waits until every replica's dump equals the master's, and returns that dump. */
+  async waitConverged(master: string, replicas: string[], timeoutMs = 30_000): Promise<string> {
+    let want = "";
+    await this.explain(
+      waitFor(`${replicas.join(",")} identical to ${master}`, async () => {
+        want = this.dump(master);
+        return replicas.every((r) => this.dump(r) === want);
+      }, { timeoutMs, intervalMs: 200 }),
+    );
+    return want;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const fn of this.onClose) await fn().catch(() => {});
+    await this.c?.close().catch(() => {});
+    this.c = null;
+    await Promise.all([...this.nodes.values()].map((n) => n.stop()));
+  }
+}
+
+function merge(a: Record<string, unknown>, b: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...a };
+  for (const [k, v] of Object.entries(b)) {
+    out[k] = v && typeof v === "object" && !Array.isArray(v) && typeof a[k] === "object" ? merge(a[k] as Record<string, unknown>, v as Record<string, unknown>) : v;
+  }
+  return out;
+}

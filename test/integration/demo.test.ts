@@ -1,0 +1,26 @@
+/** `ferry demo` runs as a test: the whole tour on a real local cluster, ending with PASS. */
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { cleanup, ferryRun, tempDir } from "../helpers/procs.js";
+
+test.after.each(cleanup);
+
+test("ferry demo: replication, failover, rejoin and an offline sync, every check PASS", async () => {
+  const dir = tempDir("ferry-demo-test-");
+  const r = await ferryRun(["demo", "--rows", "200", "--dir", dir], { timeoutMs: 240_000 });
+  assert.is(r.code, 0, r.stdout + r.stderr);
+  assert.match(r.stdout, /PASS: every check passed\./);
+  for (const step of ["the slaves caught up", "a slave took over", "all replicas identical", "no acknowledged write lost", "the offline files hold exactly the table's rows"]) {
+    assert.match(r.stdout, new RegExp(`PASS  ${step}`), step);
+  }
+  assert.match(r.stdout, /failover time\s+\d+ ms/);
+  assert.match(r.stdout, /alert from w1: failover: dm\d promoted with epoch \d+ \(was dm1\)/);
+});
+
+test("ferry demo refuses a bad --rows", async () => {
+  const r = await ferryRun(["demo", "--rows", "lots"]);
+  assert.is(r.code, 2);
+  assert.match(r.stderr, /--rows/);
+});
+
+test.run();

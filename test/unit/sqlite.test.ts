@@ -1,0 +1,572 @@
+/**
+ * src/storage/sqlite.ts against real SQLite files in a temp directory: capture by triggers,
+ * apply on a replica, snapshots, and the errors a master and a replica meet.
+ *
+ * `ship` moves what the master captured to the replica the way ferry does (JSON through the
+ * spool, one batch per call), so "dumps equal" checks the whole capture -> apply path.
+ */
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { mkdtempSync, renameSync, rmSync, unlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import Database from "better-sqlite3";
+import { SqliteRepository, dumpFile } from "../../src/storage/sqlite.js";
+import { SqlExecutor } from "../../src/actors/sql-executor.js";
+import { RepositoryError, FerryError } from "../../src/errors.js";
+import type { Change } from "../../src/storage/types.js";
+
+let dir = "";
+const open: SqliteRepository[] = [];
+const conns: Database.Database[] = [];
+
+test.before.each(() => {
+  dir = mkdtempSync(join(tmpdir(), "ferry-sqlite-test-"));
+});
+test.after.each(() => {
+  for (const r of open.splice(0)) r.close();
+  for (const c of conns.splice(0)) if (c.open) c.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function repo(name: string): SqliteRepository {
+  const r = new SqliteRepository(`sqlite:${join(dir, name)}`);
+  open.push(r);
+  r.init();
+  return r;
+}
+
+/** A separate connection to a repository file: an outside writer or a reader. */
+function conn(r: SqliteRepository, opts: Database.Options = {}): Database.Database {
+  const c = new Database(r.path, { timeout: 5000, ...opts });
+  conns.push(c);
+  return c;
+}
+
+/** A master with capture on and an empty replica, and a function that ships what was captured since the last call. */
+function pair() {
+  const master = repo("master.db");
+  master.installCapture();
+  const replica = repo("replica.db");
+  let last = 0;
+  let lsn = 0;
+  const ship = (): [number, Change][] => {
+    const changes = [...master.readChanges(last)];
+    if (changes.length === 0) return changes;
+    last = changes[changes.length - 1][0];
+    const spooled = JSON.parse(JSON.stringify(changes.map((c) => c[1]))) as Change[];
+    replica.applyBatches([{ lsn: ++lsn, epoch: 1, changes: spooled }]);
+    return changes;
+  };
+  const sql = (script: string, params?: unknown) => master.execute(script, params, () => {});
+  const same = () => assert.fixture(dumpFile(replica.path), dumpFile(master.path));
+  return { master, replica, ship, sql, same };
+}
+
+const ops = (changes: [number, Change][]) => changes.map(([, c]) => `${c[0]}:${c[1]}${c[2] === null ? "" : ` ${c[2]}`}`);
+
+function throwsCode(fn: () => unknown, code: string, match?: string): FerryError {
+  try {
+    fn();
+  } catch (err) {
+    assert.instance(err, FerryError);
+    assert.is((err as FerryError).code, code, (err as Error).message);
+    if (match) assert.match((err as Error).message, match);
+    return err as FerryError;
+  }
+  assert.unreachable(`expected ${code}`);
+  throw new Error("unreachable");
+}
+
+// --- capture and apply ------------------------------------------------------------------------
+
+test("rowid table without a key: INSERT / UPDATE / UPDATE of the rowid / DELETE are captured and replayed", () => {
+  const { ship, sql, same } = pair();
+  sql("CREATE TABLE plain(a TEXT, b INTEGER)");
+  ship();
+  sql("INSERT INTO plain VALUES ('x', 1), ('y', 2), ('z', 3)");
+  sql("UPDATE plain SET b = 20 WHERE a = 'y'");
+  sql("UPDATE plain SET rowid = 100 WHERE a = 'z'");
+  sql("DELETE FROM plain WHERE a = 'x'");
+  const changes = ship();
+  assert.equal(ops(changes), ["plain:I", "plain:I", "plain:I", "plain:U", "plain:U [3]", "plain:D [1]"]);
+  assert.equal(JSON.parse(changes[0][1][3]!), [1, "x", 1], "the image starts with the rowid");
+  same();
+  assert.ok(dumpFile(join(dir, "replica.db")).includes("plain|'z'|3"));
+});
+
+test("INTEGER PRIMARY KEY table: the key is the rowid alias; a key change deletes the old key", () => {
+  const { ship, sql, same } = pair();
+  sql("CREATE TABLE acct(id INTEGER PRIMARY KEY, owner TEXT NOT NULL, balance INTEGER)");
+  ship();
+  sql("INSERT INTO acct VALUES (1, 'a', 10), (2, 'b', 20)");
+  sql("UPDATE acct SET balance = balance + 5 WHERE id = 1");
+  sql("UPDATE acct SET id = 7 WHERE id = 2");
+  sql("DELETE FROM acct WHERE id = 1");
+  const changes = ship();
+  assert.equal(ops(changes), ["acct:I", "acct:I", "acct:U", "acct:U [2]", "acct:D [1]"]);
+  assert.equal(JSON.parse(changes[0][1][3]!), [1, "a", 10], "no separate rowid in the image");
+  same();
+});
+
+test("WITHOUT ROWID table with a composite key, including a key change", () => {
+  const { ship, sql, same } = pair();
+  sql("CREATE TABLE tags(ns TEXT, name TEXT, weight REAL, PRIMARY KEY(name, ns)) WITHOUT ROWID");
+  ship();
+  sql("INSERT INTO tags VALUES ('a', 'x', 1.5), ('a', 'y', 2.5), ('b', 'x', 3.5)");
+  sql("UPDATE tags SET weight = 9 WHERE ns = 'a' AND name = 'x'");
+  sql("UPDATE tags SET ns = 'c' WHERE ns = 'a' AND name = 'y'");
+  sql("DELETE FROM tags WHERE ns = 'b'");
+  const changes = ship();
+  assert.equal(ops(changes), ["tags:I", "tags:I", "tags:I", "tags:U", `tags:U ["y","a"]`, `tags:D ["x","b"]`]);
+  same();
+});
+
+test("STRICT, WITHOUT ROWID tables (options in any order) capture and replay", () => {
+  const { ship, sql, same } = pair();
+  sql("CREATE TABLE s1(k TEXT PRIMARY KEY, v INTEGER) STRICT, WITHOUT ROWID; CREATE TABLE s2(k TEXT PRIMARY KEY, v INTEGER) WITHOUT ROWID, STRICT");
+  sql("INSERT INTO s1 VALUES ('a', 1); INSERT INTO s2 VALUES ('b', 2); UPDATE s1 SET v = 3; DELETE FROM s2");
+  assert.equal(ops(ship()).slice(2), ["s1:I", "s2:I", "s1:U", `s2:D ["b"]`]);
+  same();
+});
+
+test("an outside writer (its own connection) is captured like ferry's own SQL", () => {
+  const { ship, sql, same, master } = pair();
+  sql("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)");
+  ship();
+  const w = conn(master);
+  w.transaction(() => {
+    for (let i = 0; i < 50; i++) w.prepare("INSERT INTO t VALUES (?, ?)").run(i, `v${i}`);
+  })();
+  w.prepare("UPDATE t SET v = 'changed' WHERE id % 10 = 0").run();
+  assert.is(ship().length, 55);
+  same();
+});
+
+test("exact types: blobs (empty too), reals that look integral, big integers, text, NULL", () => {
+  const { ship, sql, same, master, replica } = pair();
+  sql("CREATE TABLE v(id INTEGER PRIMARY KEY, x, note TEXT)");
+  const w = conn(master);
+  w.defaultSafeIntegers(true);
+  const ins = w.prepare("INSERT INTO v VALUES (?, ?, ?)");
+  const values: [bigint, unknown][] = [
+    [1n, Buffer.from([0, 1, 2, 255, 0])],
+    [2n, Buffer.alloc(0)],
+    [3n, 1.0],
+    [4n, 0.1 + 0.2],
+    [5n, 2n ** 53n + 1n],
+    [6n, 2n ** 63n - 1n],
+    [7n, -(2n ** 63n)],
+    [8n, "it's \"quoted\" ; -- ünïcödé 🚀"],
+    [9n, null],
+    [10n, '["x","00"]'],
+    [11n, 1e300],
+    [12n, -0.000001],
+  ];
+  w.transaction(() => {
+    for (const [id, x] of values) ins.run(id, x, typeof x);
+  })();
+  w.prepare("UPDATE v SET x = ? WHERE id = 5").run(2n ** 62n + 3n);
+  ship();
+  same();
+  const read = (r: SqliteRepository) => {
+    const c = conn(r, { readonly: true });
+    c.defaultSafeIntegers(true);
+    return c.prepare("SELECT id, typeof(x) AS t, x FROM v ORDER BY id").all();
+  };
+  const got = read(replica);
+  assert.equal(got, read(master));
+  const types = (got as { t: string }[]).map((r) => r.t);
+  assert.equal(types, ["blob", "blob", "real", "real", "integer", "integer", "integer", "text", "null", "text", "real", "real"]);
+  const byId = new Map((got as { id: bigint; x: unknown }[]).map((r) => [Number(r.id), r.x]));
+  assert.is(byId.get(4), 0.1 + 0.2);
+  assert.is(byId.get(5), 2n ** 62n + 3n);
+  assert.is(byId.get(6), 2n ** 63n - 1n);
+  assert.equal([...(byId.get(1) as Buffer)], [0, 1, 2, 255, 0]);
+  assert.is((byId.get(2) as Buffer).length, 0);
+});
+
+test("a big integer primary key (> 2^53) keeps its identity through update and delete", () => {
+  const { ship, sql, same, master } = pair();
+  sql("CREATE TABLE big(id INTEGER PRIMARY KEY, v TEXT)");
+  const w = conn(master);
+  w.defaultSafeIntegers(true);
+  const a = 2n ** 60n + 1n;
+  const b = 2n ** 60n + 2n;
+  w.prepare("INSERT INTO big VALUES (?, 'a'), (?, 'b')").run(a, b);
+  ship();
+  w.prepare("UPDATE big SET v = 'a2' WHERE id = ?").run(a);
+  w.prepare("DELETE FROM big WHERE id = ?").run(b);
+  ship();
+  same();
+  assert.match(dumpFile(join(dir, "replica.db")), `big|${a}|'a2'`);
+});
+
+test("applyBatches is one transaction that records the position; a failing change applies nothing", () => {
+  const { ship, sql, replica } = pair();
+  sql("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1, 'a')");
+  ship();
+  assert.equal(replica.appliedPosition(), { lsn: 1, epoch: 1 });
+  const before = dumpFile(replica.path);
+  const good: Change = ["t", "I", null, JSON.stringify([2, "b"])];
+  const bad: Change = ["missing", "I", null, JSON.stringify([1])];
+  throwsCode(
+    () =>
+      replica.applyBatches([
+        { lsn: 2, epoch: 1, changes: [good] },
+        { lsn: 3, epoch: 2, changes: [bad] },
+      ]),
+    "SQL_ERROR",
+  );
+  assert.fixture(dumpFile(replica.path), before);
+  assert.equal(replica.appliedPosition(), { lsn: 1, epoch: 1 });
+  replica.applyBatches([
+    { lsn: 2, epoch: 1, changes: [good] },
+    { lsn: 3, epoch: 2, changes: [] },
+  ]);
+  assert.equal(replica.appliedPosition(), { lsn: 3, epoch: 2 });
+});
+
+test("a replica applies an updated parent row without cascading to its children (foreign keys)", () => {
+  const { ship, sql, same } = pair();
+  sql(`CREATE TABLE p(id INTEGER PRIMARY KEY, n TEXT);
+       CREATE TABLE c(id INTEGER PRIMARY KEY, pid INTEGER REFERENCES p(id) ON DELETE CASCADE)`);
+  sql("INSERT INTO p VALUES (1, 'a'), (2, 'b'); INSERT INTO c VALUES (10, 1), (20, 2)");
+  ship();
+  sql("UPDATE p SET n = 'a2' WHERE id = 1");
+  ship();
+  same();
+  sql("DELETE FROM p WHERE id = 2"); // the cascade on the master is captured as its own D
+  assert.equal(ops(ship()).sort(), ["c:D [20]", "p:D [2]"]);
+  same();
+});
+
+test("user triggers do not fire again on a replica, are there between batches, and replicated DDL on them applies", () => {
+  // The master captures both the row and what its trigger wrote; the replica must apply both
+  // without its own copy of the trigger firing.
+  const { ship, sql, same, replica } = pair();
+  sql(`CREATE TABLE a(id INTEGER PRIMARY KEY, v TEXT);
+       CREATE TABLE audit(id INTEGER PRIMARY KEY, what TEXT);
+       CREATE TRIGGER a_ins AFTER INSERT ON a BEGIN INSERT INTO audit(what) VALUES ('ins ' || NEW.id); END`);
+  sql("INSERT INTO a VALUES (1, 'x'); INSERT INTO a VALUES (2, 'y')");
+  ship();
+  same();
+  const r = conn(replica, { readonly: true });
+  assert.is(r.prepare("SELECT count(*) FROM audit").pluck().get(), 2);
+  const triggers = () => r.prepare("SELECT name FROM sqlite_master WHERE type = 'trigger' AND name NOT LIKE 'ferry%' ORDER BY name").pluck().all();
+  assert.equal(triggers(), ["a_ins"], "the replica holds the trigger, ready for a promotion");
+  sql(`CREATE TRIGGER a_del AFTER DELETE ON a BEGIN INSERT INTO audit(what) VALUES ('del ' || OLD.id); END;
+       DELETE FROM a WHERE id = 1;
+       DROP TRIGGER a_ins;
+       INSERT INTO a VALUES (3, 'z')`);
+  ship();
+  same();
+  assert.equal(triggers(), ["a_del"]);
+  assert.equal(r.prepare("SELECT what FROM audit ORDER BY id").pluck().all(), ["ins 1", "ins 2", "del 1"]);
+});
+
+// --- DDL and execute --------------------------------------------------------------------------
+
+test("DDL through execute() is captured, new tables get capture triggers, ALTER refreshes them", () => {
+  const { ship, sql, same, master } = pair();
+  const out = sql("CREATE TABLE n(id INTEGER PRIMARY KEY, a TEXT)");
+  assert.ok(out.ddl);
+  assert.ok(out.lastChangeId > 0);
+  const triggers = () =>
+    conn(master, { readonly: true })
+      .prepare("SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'ferry_cap_%' ORDER BY name")
+      .pluck()
+      .all();
+  assert.equal(triggers(), ["ferry_cap_d_ferry_heartbeat", "ferry_cap_d_n", "ferry_cap_i_ferry_heartbeat", "ferry_cap_i_n", "ferry_cap_u_ferry_heartbeat", "ferry_cap_u_n"]);
+  conn(master).prepare("INSERT INTO n VALUES (1, 'x')").run();
+  sql("ALTER TABLE n ADD COLUMN b INTEGER DEFAULT 7");
+  conn(master).prepare("INSERT INTO n VALUES (2, 'y', 8)").run();
+  sql("CREATE INDEX n_a ON n(a); CREATE VIEW nv AS SELECT a FROM n");
+  const changes = ship();
+  assert.equal(
+    changes.map(([, c]) => c[1]),
+    ["X", "I", "X", "I", "X", "X"],
+  );
+  assert.is(changes[0][1][3], "CREATE TABLE n(id INTEGER PRIMARY KEY, a TEXT)");
+  assert.equal(JSON.parse(changes[3][1][3]!), [2, "y", 8], "the image has the added column");
+  same();
+  sql("DROP TABLE n");
+  ship();
+  same();
+  assert.not.ok(triggers().some((t) => String(t).endsWith("_n")));
+});
+
+test("execute returns rows of reads and counts of writes", () => {
+  const { sql } = pair();
+  sql("CREATE TABLE t(id INTEGER PRIMARY KEY, b BLOB, big INTEGER)");
+  const w = sql("INSERT INTO t VALUES (1, x'0aff', 9007199254740993)");
+  assert.is(w.results[0].changes, 1);
+  assert.is(w.results[0].lastInsertRowid, 1);
+  const r = sql("SELECT id, b, big FROM t");
+  assert.equal(r.results[0].columns, ["id", "b", "big"]);
+  assert.is(r.lastChangeId, 0, "a read captures nothing");
+  assert.is(r.ddl, false);
+  const row = r.results[0].rows![0];
+  assert.is(row[0], 1);
+  assert.equal(row[1], { $blob: "0aff" });
+  const p = sql("SELECT ? + 1 AS n", [41]);
+  assert.equal(p.results[0].rows, [[42]]);
+});
+
+test("BEGIN, COMMIT, SAVEPOINT, ATTACH, DETACH and VACUUM are refused with SQL_ERROR before anything runs", () => {
+  const { sql, master } = pair();
+  sql("CREATE TABLE t(id INTEGER PRIMARY KEY)");
+  const seq = master.changeSeq();
+  for (const s of [
+    "BEGIN; INSERT INTO t VALUES (1); COMMIT",
+    "INSERT INTO t VALUES (1); COMMIT",
+    "SAVEPOINT a",
+    "ATTACH 'other.db' AS o",
+    "INSERT INTO t VALUES (1); DETACH o",
+    "VACUUM",
+  ]) {
+    throwsCode(() => sql(s), "SQL_ERROR");
+  }
+  assert.is(master.changeSeq(), seq);
+  assert.equal(sql("SELECT count(*) FROM t").results[0].rows, [[0]]);
+  throwsCode(() => sql("  ;  "), "USAGE");
+});
+
+test("a failing statement rolls back the whole script: rows, DDL, capture triggers and captured changes", () => {
+  const { sql, master } = pair();
+  sql("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1, 'a')");
+  const before = dumpFile(master.path);
+  const seq = master.changeSeq();
+  throwsCode(() => sql("INSERT INTO t VALUES (2, 'b'); CREATE TABLE u(x); INSERT INTO u VALUES (1); INSERT INTO nosuch VALUES (1)"), "SQL_ERROR", "no such table: nosuch");
+  throwsCode(() => sql("UPDATE t SET v = 'z'; INSERT INTO t VALUES (1, 'dup')"), "SQL_ERROR", "UNIQUE");
+  assert.fixture(dumpFile(master.path), before);
+  assert.is(master.changeSeq(), seq);
+  assert.is(master.pendingChanges(seq), 0);
+  const names = conn(master, { readonly: true }).prepare("SELECT name FROM sqlite_master WHERE name LIKE '%u'").pluck().all();
+  assert.equal(names, []);
+  // The connection is usable afterwards and capture still works.
+  sql("INSERT INTO t VALUES (3, 'c')");
+  assert.is(master.pendingChanges(seq), 1);
+});
+
+test("beforeCommit can veto: its error rolls the script back", () => {
+  const { master } = pair();
+  master.execute("CREATE TABLE t(id INTEGER PRIMARY KEY)", undefined, () => {});
+  assert.throws(
+    () =>
+      master.execute("INSERT INTO t VALUES (1)", undefined, () => {
+        throw new RepositoryError("REPO_UNAVAILABLE", "fenced");
+      }),
+    (e: Error) => e.message === "fenced",
+  );
+  assert.equal(master.execute("SELECT count(*) FROM t", undefined, () => {}).results[0].rows, [[0]]);
+});
+
+test("readChanges ranges, pendingChanges, pruneChanges and changeSeq", () => {
+  const { sql, master } = pair();
+  sql("CREATE TABLE t(id INTEGER PRIMARY KEY)");
+  for (let i = 1; i <= 5; i++) sql(`INSERT INTO t VALUES (${i})`);
+  const all = [...master.readChanges(0)].map(([id]) => id);
+  assert.is(all.length, 6);
+  assert.is(master.changeSeq(), all[5]);
+  assert.equal([...master.readChanges(all[1], all[3])].map(([id]) => id), [all[2], all[3]]);
+  assert.is(master.pendingChanges(all[2]), 3);
+  master.pruneChanges(all[3]);
+  assert.equal([...master.readChanges(0)].map(([id]) => id), [all[4], all[5]]);
+  assert.is(master.changeSeq(), all[5], "ids are never reused after a prune");
+});
+
+test("removeCapture leaves no ferry_cap_ triggers and nothing more is captured; installCapture is idempotent", () => {
+  const { sql, master } = pair();
+  sql("CREATE TABLE t(id INTEGER PRIMARY KEY); CREATE TABLE u(k TEXT PRIMARY KEY) WITHOUT ROWID");
+  const count = () =>
+    conn(master, { readonly: true }).prepare("SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'ferry\\_cap\\_%' ESCAPE '\\'").pluck().get();
+  assert.is(count(), 9);
+  master.installCapture();
+  assert.is(count(), 9);
+  master.removeCapture();
+  assert.is(count(), 0);
+  const seq = master.changeSeq();
+  conn(master).prepare("INSERT INTO t VALUES (1)").run();
+  assert.is(master.pendingChanges(seq), 0);
+  master.installCapture();
+  conn(master).prepare("INSERT INTO t VALUES (2)").run();
+  assert.is(master.pendingChanges(seq), 1);
+});
+
+// --- snapshots, fingerprint, availability -----------------------------------------------------
+
+test("a snapshot streamed in small chunks and restored reproduces the master; old tables are dropped", () => {
+  const { sql, master } = pair();
+  sql(`CREATE TABLE a(id INTEGER PRIMARY KEY, v TEXT, b BLOB);
+       CREATE TABLE plain(x, y);
+       CREATE TABLE w(k TEXT, j INTEGER, r REAL, PRIMARY KEY(k, j)) WITHOUT ROWID;
+       CREATE TABLE p(id INTEGER PRIMARY KEY); CREATE TABLE c(id INTEGER PRIMARY KEY, pid REFERENCES p(id));
+       CREATE INDEX a_v ON a(v); CREATE VIEW av AS SELECT v FROM a`);
+  const wr = conn(master);
+  wr.defaultSafeIntegers(true);
+  wr.transaction(() => {
+    for (let i = 0; i < 300; i++) wr.prepare("INSERT INTO a VALUES (?, ?, ?)").run(i, `v${i}`, Buffer.from([i % 256]));
+    for (let i = 0; i < 50; i++) wr.prepare("INSERT INTO plain VALUES (?, ?)").run(i, i * 1.0);
+    wr.prepare("DELETE FROM plain WHERE x % 7 = 0").run(); // rowid gaps
+    for (let i = 0; i < 40; i++) wr.prepare("INSERT INTO w VALUES (?, ?, ?)").run(`k${i % 4}`, 2n ** 62n + BigInt(i), i / 3);
+    wr.prepare("INSERT INTO p VALUES (1)").run();
+    wr.prepare("INSERT INTO c VALUES (1, 1)").run();
+  })();
+  master.writeHeartbeat("m1", 3, 12345);
+
+  const target = repo("target.db");
+  target.execute("CREATE TABLE junk(x); INSERT INTO junk VALUES (1)", undefined, () => {});
+  target.removeCapture();
+
+  const reader = master.openSnapshot();
+  // Written after the snapshot began: not in it.
+  conn(master).prepare("INSERT INTO a VALUES (1000, 'late', NULL)").run();
+  const want = dumpFile(master.path).split("\n").filter((l) => !l.includes("'late'")).join("\n");
+  assert.equal(
+    reader.header.tables.map((t) => [t.name, t.rows]),
+    [["a", 300], ["c", 1], ["ferry_heartbeat", 1], ["p", 1], ["plain", 42], ["w", 40]],
+  );
+  const writer = target.restoreSnapshot(reader.header.schema);
+  let chunks = 0;
+  for (let chunk = reader.next(200); chunk; chunk = reader.next(200)) {
+    writer.rows(chunk.table, chunk.rows);
+    chunks++;
+  }
+  reader.close();
+  writer.commit({ lsn: 17, epoch: 3 });
+  assert.ok(chunks > 20, `${chunks} chunks`);
+  assert.fixture(dumpFile(target.path), want);
+  assert.equal(target.appliedPosition(), { lsn: 17, epoch: 3 });
+  assert.is(target.lastHeartbeatTs(), 12345);
+  assert.is(target.fingerprint(), reader.header.fingerprint);
+});
+
+test("an aborted restore leaves the target as it was", () => {
+  const { sql, master } = pair();
+  sql("CREATE TABLE a(id INTEGER PRIMARY KEY); INSERT INTO a VALUES (1)");
+  const target = repo("target.db");
+  target.execute("CREATE TABLE old(x); INSERT INTO old VALUES (1)", undefined, () => {});
+  const before = dumpFile(target.path);
+  const reader = master.openSnapshot();
+  const writer = target.restoreSnapshot(reader.header.schema);
+  writer.rows("a", reader.next(1000)!.rows);
+  writer.abort();
+  reader.close();
+  assert.fixture(dumpFile(target.path), before);
+  assert.equal(target.appliedPosition(), { lsn: 0, epoch: 0 });
+});
+
+test("fingerprint: equal for equal schemas, changes with the schema, not with data or capture triggers", () => {
+  const { sql, master, replica, ship } = pair();
+  const empty = master.fingerprint();
+  assert.is(replica.fingerprint(), empty);
+  sql("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)");
+  const one = master.fingerprint();
+  assert.is.not(one, empty);
+  sql("INSERT INTO t VALUES (1, 'a')");
+  assert.is(master.fingerprint(), one);
+  master.removeCapture();
+  assert.is(master.fingerprint(), one);
+  master.installCapture();
+  ship();
+  assert.is(replica.fingerprint(), one, "the replica (no capture triggers) has the master's fingerprint");
+  sql("CREATE INDEX t_v ON t(v)");
+  assert.is.not(master.fingerprint(), one);
+  assert.match(one, /^[0-9a-f]{16}$/);
+});
+
+test("checkAvailable: a missing file is REPO_UNAVAILABLE; so is a file replaced by another", () => {
+  const r = repo("gone.db");
+  r.checkAvailable();
+  unlinkSync(r.path);
+  throwsCode(() => r.checkAvailable(), "REPO_UNAVAILABLE", "the file is missing");
+  const s = repo("swapped.db");
+  const other = join(dir, "other.db");
+  writeFileSync(other, "");
+  renameSync(other, s.path);
+  throwsCode(() => s.checkAvailable(), "REPO_UNAVAILABLE", "replaced by another file");
+});
+
+test("opening a repository in a missing directory is REPO_UNAVAILABLE with a hint", () => {
+  const e = throwsCode(() => new SqliteRepository(`sqlite:${join(dir, "no", "such", "dir", "r.db")}`), "REPO_UNAVAILABLE", "cannot open repository");
+  assert.match(e.hint ?? "", "--repo");
+});
+
+test("a lock held by another writer is REPO_UNAVAILABLE (busy) on the main thread's short busy timeout", () => {
+  const { sql, master } = pair();
+  sql("CREATE TABLE t(id INTEGER PRIMARY KEY)");
+  const other = conn(master);
+  other.exec("BEGIN IMMEDIATE");
+  const e = throwsCode(() => sql("INSERT INTO t VALUES (1)"), "REPO_UNAVAILABLE", "SQLITE_BUSY");
+  assert.match(e.hint ?? "", "retries");
+});
+
+/** The SQL worker on the pair's master, with a lease deadline `validMs` from now. */
+function executor(master: SqliteRepository, validMs: number) {
+  const deadline = new BigInt64Array(new SharedArrayBuffer(8));
+  Atomics.store(deadline, 0, BigInt(Math.floor(performance.timeOrigin + performance.now() + validMs)));
+  const x = new SqlExecutor({ url: `sqlite:${master.path}`, deadline: deadline.buffer as SharedArrayBuffer, busyTimeoutMs: 5000 });
+  x.setAccepting(true);
+  return x;
+}
+
+test("the SQL worker waits out another writer's lock while the main thread's event loop runs", async () => {
+  const { sql, master } = pair();
+  sql("CREATE TABLE t(id INTEGER PRIMARY KEY)");
+  const x = executor(master, 60_000);
+  try {
+    const other = conn(master);
+    other.exec("BEGIN IMMEDIATE");
+    let ticks = 0;
+    const ticker = setInterval(() => ticks++, 5);
+    setTimeout(() => other.exec("ROLLBACK"), 300);
+    const out = await x.execute("INSERT INTO t VALUES (2)", undefined);
+    clearInterval(ticker);
+    assert.is(out.results[0].changes, 1);
+    assert.ok(ticks > 5, `the event loop ran while waiting (${ticks} ticks)`);
+    await assert_rejects(x.execute("INSERT INTO nosuch VALUES (1)", undefined), "SQL_ERROR");
+  } finally {
+    await x.close();
+  }
+});
+
+test("the SQL worker rolls back instead of committing once the master stops taking writes or its lease runs out", async () => {
+  const { sql, master } = pair();
+  sql("CREATE TABLE t(id INTEGER PRIMARY KEY)");
+  const handingOver = executor(master, 60_000);
+  const expired = executor(master, -1);
+  try {
+    handingOver.setAccepting(false);
+    await assert_rejects(handingOver.execute("INSERT INTO t VALUES (1)", undefined), "FENCED");
+    await assert_rejects(expired.execute("INSERT INTO t VALUES (2)", undefined), "FENCED");
+    handingOver.setAccepting(true);
+    await handingOver.execute("INSERT INTO t VALUES (3)", undefined);
+    assert.equal(sql("SELECT id FROM t").results[0].rows, [[3]]);
+  } finally {
+    await handingOver.close();
+    await expired.close();
+  }
+});
+
+async function assert_rejects(p: Promise<unknown>, code: string) {
+  try {
+    await p;
+  } catch (err) {
+    assert.is((err as FerryError).code, code);
+    return;
+  }
+  assert.unreachable(`expected ${code}`);
+}
+
+test("hasUserData and outsideCommits", () => {
+  const { sql, master } = pair();
+  assert.is(master.hasUserData(), false);
+  sql("CREATE TABLE t(id INTEGER PRIMARY KEY)");
+  assert.is(master.hasUserData(), false, "a table without rows is no data");
+  master.outsideCommits();
+  conn(master).prepare("INSERT INTO t VALUES (1)").run();
+  assert.is(master.hasUserData(), true);
+});
+
+test.run();
