@@ -96,11 +96,17 @@ export const leaseMachine = setup({
     /** Our own node left it behind in an earlier process: that process is gone (the data dir lock proves it). */
     staleSelf: ({ context }) =>
       !!context.entry?.value && context.entry.value.node === context.node && context.entry.value.instance !== context.instance,
+    /**
+     * Only a revision newer than ours can be a takeover. An older one is the watch replaying the
+     * value it started from (the watch may open before our take lands); were the KV to have lost
+     * our revision, the next renew finds that out by compare-and-set.
+     */
     takenFromUs: ({ context, event }) =>
       event.type === "SEEN" &&
       context.held !== null &&
-      event.entry.revision !== context.held.revision &&
+      event.entry.revision > context.held.revision &&
       (event.entry.value === null || event.entry.value.instance !== context.instance),
+    olderThanHeld: ({ context, event }) => event.type === "SEEN" && context.held !== null && event.entry.revision < context.held.revision,
     conflict: ({ event }) => isConflict((event as { error?: unknown }).error),
     /** The watch may replay a revision we already saw; only a new revision restarts the expiry clock. */
     sameRevision: ({ context, event }) =>
@@ -180,7 +186,7 @@ export const leaseMachine = setup({
         revision: context.held!.revision,
       })),
       on: {
-        SEEN: [{ guard: "takenFromUs", target: "lost", actions: "seen" }, { actions: "seen" }],
+        SEEN: [{ guard: "takenFromUs", target: "lost", actions: "seen" }, { guard: "olderThanHeld" }, { actions: "seen" }],
         RELEASE: { target: "releasing", actions: assign({ wants: false }) },
       },
       initial: "term",

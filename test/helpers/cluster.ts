@@ -99,6 +99,11 @@ export class TestCluster {
       .join("\n");
   }
 
+  /** waitFor, printing every process's last log lines if the wait times out. */
+  until<T>(what: string, fn: () => T | Promise<T>, opts: { timeoutMs?: number; intervalMs?: number } = {}): Promise<NonNullable<T>> {
+    return this.explain(waitFor(what, fn, opts));
+  }
+
   private async explain<T>(p: Promise<T>): Promise<T> {
     try {
       return await p;

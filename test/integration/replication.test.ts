@@ -149,7 +149,9 @@ test("kill -9 of the master in the middle of a stream: after restart replicas co
   const before = w.acked().length;
   cl.startNode("m1", "master");
   await cl.waitMaster("m1");
-  await waitFor("writes after the master is back", () => w.acked().length > before + 200, { timeoutMs: 30_000 });
+  await cl.until("writes after the master is back", () => w.acked().length > before + 200, { timeoutMs: 30_000 }).catch((err) => {
+    throw new Error(`${err.message}; the writer's last requests: ${JSON.stringify(w.records.slice(-5))}`);
+  });
   await w.stop();
   const dump = await cl.waitConverged("m1", ["s1", "s2"]);
   const ids = idsIn(dump);

@@ -162,6 +162,20 @@ test("another instance writing the key while we hold it is a loss", async () => 
   h.stop();
 });
 
+test("a late replay of the value the take replaced is not a loss", async () => {
+  const { h, seen, types } = setup({ wants: true });
+  seen({ node: "a", epoch: 4, instance: "old" }, 5);
+  await h.settle();
+  assert.ok(h.state().startsWith("{holding"), h.state());
+  // The watch opened before the take landed and now delivers the key as it was then.
+  seen({ node: "a", epoch: 4, instance: "old" }, 5);
+  seen(other, 6);
+  await h.settle();
+  assert.not.ok(types().includes("LEASE_LOST"));
+  assert.ok(h.state().startsWith("{holding"), h.state());
+  h.stop();
+});
+
 test("our own renewals seen on the watch are not a loss", async () => {
   const { h, seen, types } = setup({ wants: true });
   seen(null);
