@@ -9,6 +9,7 @@ import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import Database from "better-sqlite3";
 import Table from "cli-table3";
+import { openLevel } from "../../src/storage/store.js";
 import { wallMs, type WriterResult } from "./writer.js";
 
 export { wallMs };
@@ -203,6 +204,30 @@ export function percentiles(values: number[]): { n: number; p50: number; p90: nu
     max: round(s[s.length - 1], 2),
     mean: round(s.reduce((a, b) => a + b, 0) / s.length, 2),
   };
+}
+
+/**
+ * What one synced LevelDB write costs on this disk: `n` writes of `bytes` each, one every
+ * `intervalMs` (paced like the transactions it is compared with), in a fresh database under `dir`.
+ * Every batch is fsynced once on the master and once on each slave before it is applied, so two
+ * of these in series are a floor under the commit-to-applied lag.
+ */
+export async function syncedWriteMs(dir: string, n: number, bytes: number, intervalMs: number): Promise<number[]> {
+  const db = await openLevel(dir);
+  const value = "x".repeat(bytes);
+  const out: number[] = [];
+  try {
+    for (let i = 0; i < n; i++) {
+      const t = wallMs();
+      await db.put(String(i).padStart(8, "0"), value, { sync: true });
+      const ms = wallMs() - t;
+      out.push(ms);
+      if (ms < intervalMs) await new Promise((r) => setTimeout(r, intervalMs - ms));
+    }
+  } finally {
+    await db.close();
+  }
+  return out;
 }
 
 export const round = (x: number, digits = 0) => {

@@ -33,6 +33,7 @@ import {
   printTable,
   round,
   runWriter,
+  syncedWriteMs,
   wallMs,
 } from "./common.js";
 import { summariseProfile } from "./profile.js";
@@ -148,6 +149,7 @@ export async function run(argv: string[] = []): Promise<object> {
       const from3 = nextId;
       const rows3 = LAG_RATE * LAG_SECONDS;
       const logs3 = logBytes();
+      const syncedWrite = percentiles(await syncedWriteMs(join(dir, "fsync-probe"), 200, TXN * (PAYLOAD + 60), 1000 / (LAG_RATE / TXN)));
       const spy = await ReplicationSpy.start(cl.nats.url, cl.name, "m1");
       const t3 = await cpuDuring(pids, async () => {
         const w = await runWriter({ db: cl.repo("m1"), rows: rows3, txn: TXN, payload: PAYLOAD, from: from3, rate: LAG_RATE, times: true }).done;
@@ -179,6 +181,7 @@ export async function run(argv: string[] = []): Promise<object> {
         worst: worst(both, w3.commits!, 5),
         samplerPolls: sampler.polls,
         phases,
+        syncedWriteMs: syncedWrite,
         heartbeatApplyLatencyMs: Object.fromEntries(heartbeats.map((m, i) => [`s${i + 1}`, m?.applyLatencyMs ?? null])),
         cpuSeconds: t3.cpu,
         logBytes: diff(logBytes(), logs3),
@@ -317,6 +320,7 @@ function report(r: Record<string, any>) {
     ["   s2 p50 / p99 / max", `${r.lag.s2.p50} / ${r.lag.s2.p99} / ${r.lag.s2.max} ms`],
     ["   transactions over 20 ms / over 100 ms", `${r.lag.over20ms} / ${r.lag.over100ms} of ${r.lag.txns}`],
     ["   phases p50: capture / react / serve / spool+apply (s1)", phaseLine(r.lag.phases)],
+    ["   one synced LevelDB write of a batch, alone: p50 / p99 / max", `${r.lag.syncedWriteMs.p50} / ${r.lag.syncedWriteMs.p99} / ${r.lag.syncedWriteMs.max} ms (two are in every batch's path)`],
     ["   CPU per transaction: master / slave", `${round((r.lag.cpuSeconds.m1 * 1000) / r.lag.txns, 2)} / ${round((r.lag.cpuSeconds.s1 * 1000) / r.lag.txns, 2)} ms`],
   );
   if (r.memory) rows.push(
