@@ -87,7 +87,7 @@ export function leaseLogic(rt: Runtime, kv: KV, opts: LeaseOpts) {
           if (mine === null) throw new LeaseConflict(`lease ${opts.key} was taken by another process`);
           revision = await kv.update(opts.key, value(epoch), mine, timeout);
         }
-        opts.clock.grant(revision, epoch, sentAt + ttlMs - safetyMarginMs);
+        opts.clock.grant(epoch, sentAt + ttlMs - safetyMarginMs);
         rt.log.info({ key: opts.key, epoch, revision }, `lease ${opts.key} taken with epoch ${epoch}`);
         return { revision, epoch, sentAt, doneAt: now() };
       }),
@@ -105,10 +105,8 @@ export function leaseLogic(rt: Runtime, kv: KV, opts: LeaseOpts) {
             throw new LeaseConflict(`lease ${opts.key} was taken over`);
           }
           revision = await kv.update(opts.key, value(input.epoch), mine, timeout);
-          opts.clock.renewed(input.revision, mine, sentAt + ttlMs - safetyMarginMs);
-          input = { ...input, revision: mine };
         }
-        opts.clock.renewed(input.revision, revision, sentAt + ttlMs - safetyMarginMs);
+        opts.clock.renewed(input.epoch, sentAt + ttlMs - safetyMarginMs);
         return { revision, epoch: input.epoch, sentAt, doneAt: now() };
       }),
       release: fromPromise<void, { revision: number }>(async ({ input }) => {

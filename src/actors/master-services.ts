@@ -4,6 +4,7 @@
  * on leaving it (fenced, demoted), so a node that is not the master answers none of these.
  */
 import { listKeys } from "../nats/buckets.js";
+import { MASTER_QUEUE } from "../nats/subjects.js";
 import type { Msg, Subscription } from "@nats-io/transport-node";
 import { fromCallback } from "xstate";
 import { ClusterError, ReplicationError, asFerryError } from "../errors.js";
@@ -55,8 +56,9 @@ export function masterServices(d: MasterDeps) {
       }
     };
 
-    const serve = (subject: string, handler: (m: Msg) => Promise<void> | void) => {
+    const serve = (subject: string, handler: (m: Msg) => Promise<void> | void, queue?: string) => {
       const sub = rt.nc.subscribe(subject, {
+        queue,
         callback: (err, msg) => {
           if (err) return rt.log.warn({ err: String(err), subject }, "subscription error");
           Promise.resolve()
@@ -104,7 +106,7 @@ export function masterServices(d: MasterDeps) {
         });
       }
       okReply(msg, { epoch: clock.epoch, lsn, node: rt.node, results: out.results });
-    });
+    }, MASTER_QUEUE);
 
     serve(rt.subj.node(rt.node).pull, async (msg) => {
       const req = decodeJson(msg.subject, msg.data, pullRequest);
@@ -160,7 +162,7 @@ export function masterServices(d: MasterDeps) {
         }
         throw err;
       }
-    });
+    }, MASTER_QUEUE);
 
     /** Writes the handover by compare-and-set; a renew of ours landing meanwhile moves the revision, so read and retry. */
     async function handOver(value: string): Promise<void> {

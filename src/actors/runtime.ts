@@ -30,10 +30,18 @@ export interface Runtime {
 
 /**
  * The validity of a lease we hold, on this process's monotonic clock. Writes and batches are
- * served only while valid(); a renew that completes after the lease was revoked does not revive it.
+ * served only while valid().
+ *
+ * Every successful compare-and-set of our own value extends it, whichever renew attempt made it:
+ * a renew the lease machine gave up on (its fence timer fired while it was in flight) may land
+ * after a newer one, and matching revisions made the clock miss every later renewal while the
+ * machine went on holding (a master that renewed its lease but refused every request). Extending
+ * from a late attempt is safe, because the deadline counts from when that attempt was sent and
+ * the server accepted it as a write over our own revision. A renew that completes after the
+ * lease was revoked, or under an earlier epoch, does not revive it.
  */
 export class LeaseClock {
-  private revision = -1;
+  private held = false;
   private until = 0;
   epoch = 0;
   /**
@@ -43,31 +51,27 @@ export class LeaseClock {
   readonly shared = new BigInt64Array(new SharedArrayBuffer(8));
 
   private publish(): void {
-    Atomics.store(this.shared, 0, this.revision >= 0 ? BigInt(Math.floor(performance.timeOrigin + this.until)) : 0n);
+    Atomics.store(this.shared, 0, this.held ? BigInt(Math.floor(performance.timeOrigin + this.until)) : 0n);
   }
 
-  grant(revision: number, epoch: number, until: number): void {
-    this.revision = revision;
+  grant(epoch: number, until: number): void {
+    this.held = true;
     this.epoch = epoch;
     this.until = until;
     this.publish();
   }
-  renewed(oldRevision: number, newRevision: number, until: number): void {
-    if (this.revision !== oldRevision) return;
-    this.revision = newRevision;
+  renewed(epoch: number, until: number): void {
+    if (!this.held || epoch !== this.epoch || until <= this.until) return;
     this.until = until;
     this.publish();
   }
   revoke(): void {
-    this.revision = -1;
+    this.held = false;
     this.until = 0;
     this.publish();
   }
   valid(): boolean {
-    return this.revision >= 0 && now() < this.until;
-  }
-  get currentRevision(): number {
-    return this.revision;
+    return this.held && now() < this.until;
   }
 }
 

@@ -2,6 +2,7 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { fromCallback, fromPromise } from "xstate";
 import { leaseMachine, LeaseConflict, type LeaseEntry, type LeaseEvent, type Renewal } from "../../src/machines/lease.js";
+import { LeaseClock, now } from "../../src/actors/runtime.js";
 import { deferred, harness, type Harness } from "../helpers/harness.js";
 
 const TTL = 1000;
@@ -217,6 +218,32 @@ test("RELEASE while holding releases and observes without wanting", async () => 
   assert.ok(h.state().startsWith("{observing"), h.state());
   assert.is(h.child().getSnapshot().context.wants, false);
   h.stop();
+});
+
+
+// The clock the master's services check before every write and batch (src/actors/runtime.ts).
+test("LeaseClock: every successful renew extends validity, whichever attempt the machine followed", () => {
+  const c = new LeaseClock();
+  assert.not.ok(c.valid(), "nothing held yet");
+  c.grant(3, now() - 1);
+  assert.not.ok(c.valid(), "the deadline passed");
+  // A renew the machine gave up on landed after the one it followed; both extend the clock.
+  c.renewed(3, now() + 60_000);
+  c.renewed(3, now() + 1000);
+  assert.ok(c.valid());
+  assert.ok(Number(c.shared[0]) > performance.timeOrigin + now() + 30_000, "a late attempt with an earlier deadline does not shorten it");
+});
+
+test("LeaseClock: a renew after revoke, or under an earlier epoch, does not revive the lease", () => {
+  const c = new LeaseClock();
+  c.grant(4, now() + 60_000);
+  c.revoke();
+  c.renewed(4, now() + 60_000);
+  assert.not.ok(c.valid(), "revoked stays revoked");
+  assert.is(c.shared[0], 0n, "the SQL worker sees no deadline");
+  c.grant(5, now() - 1);
+  c.renewed(4, now() + 60_000);
+  assert.not.ok(c.valid(), "a renew of epoch 4 does not extend epoch 5");
 });
 
 test.run();
