@@ -2,6 +2,7 @@
 import { fromCallback, fromPromise } from "xstate";
 import type { KV } from "@nats-io/kv";
 import { leaseMachine, LeaseConflict, type LeaseEntry, type LeaseEvent, type LeaseValue, type Renewal } from "../machines/lease.js";
+import { withDeadline } from "../nats/buckets.js";
 import { type Runtime, type LeaseClock, now } from "./runtime.js";
 
 /** JetStream's "wrong last sequence" (10071): the key moved since the revision we hold. */
@@ -50,7 +51,8 @@ export function leaseLogic(rt: Runtime, kv: KV, opts: LeaseOpts) {
         const run = async () => {
           while (!stopped) {
             try {
-              const first = await kv.get(opts.key);
+              // A read that never answers would leave this observer without a view of the lease for good.
+              const first = await withDeadline(kv.get(opts.key), rt.config.nats.requestTimeoutMs, `reading lease ${opts.key}`);
               sendBack({ type: "SEEN", entry: toEntry(first) });
               const w = await kv.watch({ key: opts.key });
               iter = w;

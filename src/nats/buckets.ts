@@ -46,11 +46,18 @@ export async function listKeys(kv: KV, timeoutMs = 2000, attempts = 5): Promise<
       for await (const k of it) keys.push(k);
       return true;
     })().catch(() => false);
-    let timer: NodeJS.Timeout | undefined;
-    const finished = await Promise.race([read, new Promise<false>((r) => (timer = setTimeout(() => r(false), timeoutMs)))]);
-    clearTimeout(timer);
-    if (finished) return [...new Set(keys)];
+    if (await withDeadline(read, timeoutMs, "listing the keys").catch(() => false)) return [...new Set(keys)];
     it.stop();
     if (attempt >= attempts) throw new TimeoutError(`listing the keys of a KV bucket did not finish in ${attempts} attempts of ${timeoutMs} ms`);
+  }
+}
+
+/** `p`, or a TimeoutError naming `what` when it has not settled within `ms`. */
+export async function withDeadline<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new TimeoutError(`${what} did not answer within ${ms} ms`)), ms)))]);
+  } finally {
+    clearTimeout(timer);
   }
 }
