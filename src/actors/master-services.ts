@@ -4,7 +4,6 @@
  * on leaving it (fenced, demoted), so a node that is not the master answers none of these.
  */
 import { listKeys } from "../nats/buckets.js";
-import { MASTER_QUEUE } from "../nats/subjects.js";
 import type { Msg, Subscription } from "@nats-io/transport-node";
 import { fromCallback } from "xstate";
 import { ClusterError, ReplicationError, asFerryError } from "../errors.js";
@@ -56,9 +55,8 @@ export function masterServices(d: MasterDeps) {
       }
     };
 
-    const serve = (subject: string, handler: (m: Msg) => Promise<void> | void, queue?: string) => {
+    const serve = (subject: string, handler: (m: Msg) => Promise<void> | void) => {
       const sub = rt.nc.subscribe(subject, {
-        queue,
         callback: (err, msg) => {
           if (err) return rt.log.warn({ err: String(err), subject }, "subscription error");
           Promise.resolve()
@@ -106,7 +104,7 @@ export function masterServices(d: MasterDeps) {
         });
       }
       okReply(msg, { epoch: clock.epoch, lsn, node: rt.node, results: out.results });
-    }, MASTER_QUEUE);
+    });
 
     serve(rt.subj.node(rt.node).pull, async (msg) => {
       const req = decodeJson(msg.subject, msg.data, pullRequest);
@@ -162,7 +160,7 @@ export function masterServices(d: MasterDeps) {
         }
         throw err;
       }
-    }, MASTER_QUEUE);
+    });
 
     /** Writes the handover by compare-and-set; a renew of ours landing meanwhile moves the revision, so read and retry. */
     async function handOver(value: string): Promise<void> {

@@ -21,8 +21,8 @@ export function inventory(cluster: string): InventoryItem[] {
   return [
     sub(s.heartbeat("<role>", "<node>"), "each process's status as JSON, every second", `nats sub '${s.heartbeatAll}'`),
     sub(s.alert, "every decision and fault as JSON (failover steps, backlog cap, fencing, repository down/up, resyncs)"),
-    sub(s.sql, "SQL requests, answered by the active master (queue group ferry-master: one copy per request)", `nats req ${s.sql} '{"sql":"SELECT 1"}'`),
-    sub(s.switchover, "planned switchover requests, answered by the active master (queue group ferry-master)", `nats req ${s.switchover} '{"to":"<node>"}'`),
+    sub(s.sql, "SQL requests, answered by the active master", `nats req ${s.sql} '{"sql":"SELECT 1"}'`),
+    sub(s.switchover, "planned switchover requests, answered by the active master", `nats req ${s.switchover} '{"to":"<node>"}'`),
     sub(s.notify, "the master's announcements of new batches {node, epoch, lsn}"),
     sub(n.pull, "replicas pulling batches from the master (binary frames)"),
     sub(n.snapshot, "snapshot sessions: resync of a replica, reads by collectors"),

@@ -1,11 +1,3 @@
-/**
- * The queue group of every master's subscriptions to the cluster-wide master subjects (sql,
- * switchover). Around a failover an old master can still be subscribed for a moment; without a
- * group each request reached both, the old one answered "fenced, not committed" first, the client
- * retried, and the new master, which had run the first copy too, ran the write twice.
- */
-export const MASTER_QUEUE = "ferry-master";
-
 /** Every NATS subject ferry uses. The cluster name scopes all of them. */
 export function subjects(cluster: string) {
   const root = `ferry.${cluster}`;
@@ -16,9 +8,9 @@ export function subjects(cluster: string) {
     heartbeatAll: `${root}.hb.>`,
     /** Alerts: one JSON object per decision or fault. */
     alert: `${root}.alert`,
-    /** SQL requests, answered by the active master only (queue group MASTER_QUEUE: one copy each). */
+    /** SQL requests, answered by the active master only. */
     sql: `${root}.sql`,
-    /** Planned switchover requests, answered by the active master only (queue group MASTER_QUEUE). */
+    /** Planned switchover requests, answered by the active master only. */
     switchover: `${root}.switchover`,
     /** Liveness check answered by every process (prerequisite 1). */
     ping: (node: string) => `${root}.ping.${node}`,
