@@ -31,6 +31,8 @@ export interface WriterResult {
   /** From just before the first transaction began to the last commit. */
   elapsedMs: number;
   rowsPerSec: number;
+  /** CPU time (user + system) the writing loop took. */
+  cpuMs: number;
   /** Commit time of each transaction, when --times. */
   commits?: number[];
   /** How late paced transactions started (ms), when --rate. */
@@ -76,6 +78,7 @@ async function main() {
   const late: number[] = [];
   const interval = o.rate > 0 ? (o.txn / o.rate) * 1000 : 0;
   const started = wallMs();
+  const cpu0 = process.cpuUsage();
   let id = o.from;
   let done = 0;
   for (let k = 0; k < txns; k++) {
@@ -93,6 +96,7 @@ async function main() {
     id += n;
     done += n;
   }
+  const cpu = process.cpuUsage(cpu0);
   db.close();
   const last = commits[commits.length - 1] ?? started;
   const sorted = [...late].sort((a, b) => a - b);
@@ -105,6 +109,7 @@ async function main() {
     lastCommit: last,
     elapsedMs: last - started,
     rowsPerSec: done / ((last - started) / 1000),
+    cpuMs: (cpu.user + cpu.system) / 1000,
     commits: o.times ? commits : undefined,
     lateMs: interval > 0 && sorted.length ? { p50: sorted[Math.floor(sorted.length / 2)], max: sorted[sorted.length - 1] } : undefined,
   };

@@ -16,7 +16,7 @@ import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { checkAll } from "./checker.js";
 import type { FinalState } from "./history.js";
-import { runChaos, summarize, type RunReport } from "./run.js";
+import { faultFigures, runChaos, summarize, worstFailover, type RunReport } from "./run.js";
 import { SCENARIOS, SHORT_PROFILE, scenario } from "./scenarios.js";
 
 const ROOT = resolve(fileURLToPath(new URL("../..", import.meta.url)));
@@ -119,6 +119,11 @@ async function main(): Promise<number> {
     const reports = readdirSync(a.summary)
       .filter((f) => f.endsWith(".json"))
       .map((f) => JSON.parse(readFileSync(join(a.summary!, f), "utf8")) as RunReport);
+    // Fault figures are recomputed from each report's history: reports written by older code agree.
+    for (const r of reports) {
+      r.faults = faultFigures(r.history, r.history.workload.from || Date.parse(r.startedAt));
+      r.figures.worstFailoverMs = worstFailover(r.faults);
+    }
     process.stdout.write(aggregate(reports));
     return reports.some((r) => !r.ok && !r.knownFailing) ? 1 : 0;
   }

@@ -479,25 +479,7 @@ function buildReport(
   const acked = h.writes.filter((w) => w.outcome === "ok");
   const t0 = h.workload.from || started;
   const holders = [...epochHolders(h.leases)].sort((a, b) => a[0] - b[0]);
-  const faults: FaultFigure[] = h.faults.map((r) => {
-    const fig: FaultFigure = { n: r.n, kind: r.kind, target: r.target, resolved: r.resolved, atS: Number((((r.injectedAt ?? t0) - t0) / 1000).toFixed(1)), durationMs: r.durationMs, skipped: r.skipped, notes: r.notes };
-    if (r.skipped || !r.injectedAt || r.kind === "sync-task") return fig;
-    const wasMaster = r.target === "master" || (r.resolved && holders.some(([, v]) => v.node === r.resolved) && latestHolderAt(holders, r.injectedAt) === r.resolved);
-    if (wasMaster && ["kill", "pause", "cut"].includes(r.kind)) {
-      const next = holders.find(([, v]) => v.firstSeen > r.injectedAt! && v.node !== r.resolved);
-      fig.failoverMs = next ? next[1].firstSeen - r.injectedAt : null;
-    }
-    // Killing the master's NATS server may or may not cost it the lease: shown when it did.
-    if (r.kind === "nats-kill" && r.target === "nats-master") {
-      const before = latestHolderAt(holders, r.injectedAt);
-      const next = holders.find(([, v]) => v.firstSeen > r.injectedAt! && v.firstSeen < (r.healedAt ?? r.injectedAt!) + 5000 && v.node !== before);
-      if (next) fig.failoverMs = next[1].firstSeen - r.injectedAt;
-    }
-    const resumed = acked.find((w) => w.invokedAt >= r.injectedAt!);
-    fig.writesResumedMs = resumed ? resumed.doneAt - r.injectedAt : null;
-    return fig;
-  });
-  const times = faults.map((x) => x.failoverMs).filter((x): x is number => typeof x === "number");
+  const faults = faultFigures(h, t0);
   const done = acked.map((w) => w.doneAt).sort((a, b) => a - b);
   let gap = done.length ? done[0] - t0 : 0;
   for (let i = 1; i < done.length; i++) gap = Math.max(gap, done[i] - done[i - 1]);
@@ -524,7 +506,7 @@ function buildReport(
       ackedLost: lost.size,
       failovers: h.alerts.filter((a) => a.kind === "promoted").length,
       leaseEpochs: holders.length,
-      worstFailoverMs: times.length ? Math.max(...times) : null,
+      worstFailoverMs: worstFailover(faults),
       longestWriteGapMs: gap,
       resyncs: resyncs.length,
       syncTasks: { created: h.syncTasks.length, completed: h.syncTasks.filter((t) => t.completedAt).length },
@@ -535,6 +517,47 @@ function buildReport(
     history: h,
     final: { quiescent: f.quiescent, sync: f.sync.map((s) => ({ ...s, want: [], got: [], wantRows: s.want.length, gotRows: s.got.length })) as FinalState["sync"], crashLines: f.crashLines, running: f.running, dumpLines },
   };
+}
+
+/**
+ * Per fault: when it was injected, and for a fault of the master how long until another node held
+ * the lease. Only a new lease epoch before the next fault of the master counts: when the master
+ * came back first (restarted, or the cut healed) there was no failover, and the next fault's
+ * failover is that fault's. Exported: `--summary` recomputes old reports with it.
+ */
+export function faultFigures(h: History, t0: number): FaultFigure[] {
+  const acked = h.writes.filter((w) => w.outcome === "ok");
+  const holders = [...epochHolders(h.leases)].sort((a, b) => a[0] - b[0]);
+  const ofMaster = (r: History["faults"][number]) =>
+    !r.skipped &&
+    !!r.injectedAt &&
+    ((["kill", "pause", "cut"].includes(r.kind) &&
+      (r.target === "master" || (!!r.resolved && latestHolderAt(holders, r.injectedAt) === r.resolved))) ||
+      (r.kind === "nats-kill" && r.target === "nats-master"));
+  const masterFaults = h.faults.filter(ofMaster).map((r) => r.injectedAt!);
+  return h.faults.map((r) => {
+    const fig: FaultFigure = { n: r.n, kind: r.kind, target: r.target, resolved: r.resolved, atS: Number((((r.injectedAt ?? t0) - t0) / 1000).toFixed(1)), durationMs: r.durationMs, skipped: r.skipped, notes: r.notes };
+    if (r.skipped || !r.injectedAt || r.kind === "sync-task") return fig;
+    const at = r.injectedAt;
+    if (ofMaster(r)) {
+      const before = latestHolderAt(holders, at);
+      const nextFault = masterFaults.find((t) => t > at) ?? Infinity;
+      const until = r.kind === "nats-kill" ? Math.min(nextFault, (r.healedAt ?? at) + 5000) : nextFault;
+      const next = holders.find(([, v]) => v.firstSeen > at && v.firstSeen < until);
+      const moved = next && next[1].node !== before ? next[1].firstSeen - at : null;
+      // Killing the master's NATS server may or may not cost it the lease: shown when it did.
+      if (r.kind !== "nats-kill" || moved !== null) fig.failoverMs = moved;
+      if (next && next[1].node === before) fig.notes = [...fig.notes, `${before} took the lease back after ${next[1].firstSeen - at} ms`];
+    }
+    const resumed = acked.find((w) => w.invokedAt >= at);
+    fig.writesResumedMs = resumed ? resumed.doneAt - at : null;
+    return fig;
+  });
+}
+
+export function worstFailover(faults: FaultFigure[]): number | null {
+  const times = faults.map((x) => x.failoverMs).filter((x): x is number => typeof x === "number");
+  return times.length ? Math.max(...times) : null;
 }
 
 function latestHolderAt(holders: [number, { node: string; firstSeen: number }][], t: number): string | null {

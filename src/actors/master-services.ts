@@ -78,7 +78,8 @@ export function masterServices(d: MasterDeps) {
       guardWrites();
       repo.checkAvailable();
       // In the SQL worker: a long transaction does not stop this thread from renewing the lease.
-      const out = await exec.execute(req.sql, req.params);
+      const out = await exec.execute(req.sql, req.params, req.id);
+      if (out.replayed) rt.log.info({ id: req.id }, "a retried write answered from its record, not run again");
       let lsn = spool.head;
       if (out.lastChangeId > 0) {
         sendBack({ type: "KICK" });

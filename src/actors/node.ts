@@ -127,8 +127,11 @@ async function runNode(
   const resync = await meta.resync();
   const fresh = stats.applied === 0 && spool.head === 0;
   const unexpectedData = fresh && repo.hasUserData() && rt.role === "slave";
+  /** Why this node was marked for resync outside the replica machine (at start, or demoted with unsequenced changes). */
+  let resyncReason = resync.needed ? resync.reason : undefined;
   if (unexpectedData && !resync.needed) {
-    await meta.setResync({ needed: true, reason: "the repository holds data but no replication state", code: "NEEDS_RESYNC" });
+    resyncReason = "the repository holds data but no replication state";
+    await meta.setResync({ needed: true, reason: resyncReason, code: "NEEDS_RESYNC" });
   }
   const needsResync = resync.needed || unexpectedData;
 
@@ -195,6 +198,7 @@ async function runNode(
         if (pending > 0) {
           const reason = `${rt.node} holds ${pending} changes committed while it was master that were never replicated`;
           await meta.setResync({ needed: true, reason, code: "NEEDS_RESYNC", since: Date.now() });
+          resyncReason = reason;
           rt.alerts.raise("unreplicated-changes", "critical", reason, { changes: pending });
           return { needsResync: true, fresh };
         }
@@ -290,6 +294,7 @@ async function runNode(
     }
     const lagMs = isMaster ? 0 : lagLsn > 0 && stats.appliedTs ? Date.now() - stats.appliedTs : hbTs ? Math.max(0, Date.now() - hbTs - config.replication.heartbeatMs) : null;
     const replicaState = replicaSnap ? stateName(replicaSnap.value) : null;
+    const resyncNeeded = replicaState === "needsResync" || (replicaState === null && snap.context.replica.needsResync);
     let changeSeq = 0;
     try {
       changeSeq = repo.changeSeq();
@@ -320,7 +325,9 @@ async function runNode(
       applyLatencyMs: isMaster ? 0 : stats.applyLatencyMs,
       changeSeq,
       masterContact: stats.masterContact,
-      needsResync: replicaState === "needsResync" || (replicaState === null && snap.context.replica.needsResync),
+      needsResync: resyncNeeded,
+      // The replica machine's error says why when it has one; a mark made at start or on demotion has only this.
+      resyncReason: resyncNeeded && !replicaSnap?.context.error ? resyncReason : undefined,
       error: (replicaSnap?.context.error as object | null) ?? snap.context.repoDown ?? null,
       replicas: isMaster ? replicaRows() : undefined,
     };

@@ -37,8 +37,8 @@ export class SqlExecutor {
     Atomics.store(this.accepting, 0, on ? 1 : 0);
   }
 
-  execute(sql: string, params: unknown): Promise<ExecuteOutcome> {
-    const job: SqlJob = { id: this.next++, sql, params };
+  execute(sql: string, params: unknown, requestId?: string): Promise<ExecuteOutcome> {
+    const job: SqlJob = { id: this.next++, sql, params, requestId };
     return new Promise((resolve, reject) => {
       this.pending.set(job.id, { resolve, reject });
       this.worker.postMessage(job);

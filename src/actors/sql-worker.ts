@@ -22,6 +22,7 @@ export interface SqlJob {
   id: number;
   sql: string;
   params?: unknown;
+  requestId?: string;
 }
 
 if (parentPort) {
@@ -47,7 +48,7 @@ if (parentPort) {
   port.on("message", (job: SqlJob) => {
     try {
       repo.checkAvailable();
-      port.postMessage({ id: job.id, ok: true, out: repo.execute(job.sql, job.params, beforeCommit) });
+      port.postMessage({ id: job.id, ok: true, out: repo.execute(job.sql, job.params, beforeCommit, job.requestId) });
     } catch (err) {
       port.postMessage({ id: job.id, ok: false, error: asFerryError(err).toWire() });
     }

@@ -1,4 +1,5 @@
 /** `ferry sql "SQL"`: a statement or a ;-separated script, as one transaction on the active master. */
+import { randomUUID } from "node:crypto";
 import { Command } from "commander";
 import Table from "cli-table3";
 import { ClusterError, TimeoutError, UsageError } from "../errors.js";
@@ -16,10 +17,12 @@ export interface SqlReply {
 /** Sends SQL to whichever node holds the master lease; retries while none answers, up to waitMs. */
 export async function runSql(c: Client, sql: string, params: unknown, waitMs = 0, timeoutMs?: number): Promise<SqlReply> {
   const deadline = Date.now() + waitMs;
+  // One key for every attempt: a master that ran the write already answers a retry from its record.
+  const id = randomUUID();
   for (;;) {
     try {
       const timeout = timeoutMs ?? c.config.nats.requestTimeoutMs + c.config.replication.syncTimeoutMs;
-      const m = await c.nc.request(c.subj.sql, encodeJson({ sql, params }), { timeout });
+      const m = await c.nc.request(c.subj.sql, encodeJson({ sql, params, id }), { timeout });
       return unwrapReply<SqlReply>(c.subj.sql, m.data);
     } catch (err) {
       const e = err as { isNoResponders?: () => boolean; name?: string; code?: string; details?: { committed?: boolean } };

@@ -62,7 +62,7 @@ async function readStatusOnce(c: Client): Promise<ClusterStatus> {
   const rows = (master?.replicas as { node: string; backlogBytes: number; needsResync: boolean; reason?: string }[] | undefined) ?? [];
   for (const m of members) {
     const r = rows.find((x) => x.node === m.node);
-    if (r) Object.assign(m, { backlogBytes: r.backlogBytes, needsResync: Boolean(m.needsResync) || r.needsResync, resyncReason: r.reason });
+    if (r) Object.assign(m, { backlogBytes: r.backlogBytes, needsResync: Boolean(m.needsResync) || r.needsResync, resyncReason: r.reason ?? m.resyncReason });
   }
   const f = await readFailoverState(b.leases);
   const recent = f.history.filter((t) => t > Date.now() - c.config.failover.windowMs).length;

@@ -7,6 +7,8 @@ const lsn = z.number().int().nonnegative();
 export const sqlRequest = z.object({
   sql: z.string().min(1),
   params: z.union([z.array(z.unknown()), z.record(z.string(), z.unknown())]).optional(),
+  /** The client's key for this write, the same on every retry: a master runs a key's write at most once. */
+  id: z.string().min(8).max(100).optional(),
 });
 export type SqlRequest = z.infer<typeof sqlRequest>;
 

@@ -38,7 +38,11 @@ CREATE TABLE IF NOT EXISTS ferry_changes(
   id INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT, op TEXT NOT NULL, rid TEXT, row TEXT);
 CREATE TABLE IF NOT EXISTS ferry_state(key TEXT PRIMARY KEY, value);
 CREATE TABLE IF NOT EXISTS ferry_heartbeat(node TEXT PRIMARY KEY, ts INTEGER NOT NULL, epoch INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS ferry_requests(id TEXT PRIMARY KEY, ts INTEGER NOT NULL, last_change INTEGER NOT NULL, results TEXT NOT NULL);
 `;
+
+/** How long a write's request key is remembered: far longer than any client keeps retrying it. */
+const REQUEST_KEY_MS = 15 * 60_000;
 
 /** Replicated: user tables plus ferry_heartbeat (HVR's heartbeat table). */
 const REPLICATED = `type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'
@@ -268,7 +272,12 @@ export class SqliteRepository implements Repository {
     this.guard(() => cached(this.db, `DELETE FROM ferry_changes WHERE id <= ?`).run(upto));
   }
 
-  execute(script: string, params: unknown, beforeCommit: () => void): ExecuteOutcome {
+  /**
+   * Runs a script as one transaction. A write made under `requestId` is recorded with it in the same
+   * transaction; the same key again gets the recorded outcome and runs nothing (`replayed`), so a
+   * client's retry never applies a write twice on this repository.
+   */
+  execute(script: string, params: unknown, beforeCommit: () => void, requestId?: string): ExecuteOutcome {
     const statements = splitSql(script);
     if (statements.length === 0) throw new UsageError("no SQL statement given", 'give a statement, e.g. ferry sql "SELECT 1"');
     for (const s of statements) {
@@ -287,7 +296,13 @@ export class SqliteRepository implements Repository {
       throw new UsageError("--params applies to a single statement, the script has " + statements.length);
     }
     let ddl = false;
-    const run = this.db.transaction(() => {
+    const run = this.db.transaction((): ExecuteOutcome => {
+      if (requestId !== undefined) {
+        const done = cached(this.db, `SELECT last_change, results FROM ferry_requests WHERE id = ?`).get(requestId) as
+          | { last_change: number; results: string }
+          | undefined;
+        if (done) return { results: JSON.parse(done.results) as SqlResult[], lastChangeId: done.last_change, ddl: false, replayed: true };
+      }
       const seqBefore = seqOf(this.db);
       const results: SqlResult[] = [];
       for (const s of statements) {
@@ -308,14 +323,30 @@ export class SqliteRepository implements Repository {
         }
       }
       const seq = seqOf(this.db);
+      const lastChangeId = seq > seqBefore ? seq : 0;
+      if (requestId !== undefined && lastChangeId > 0) this.rememberRequest(requestId, lastChangeId, results);
       beforeCommit();
-      return { results, lastChangeId: seq > seqBefore ? seq : 0, ddl };
+      return { results, lastChangeId, ddl };
     });
     try {
       return run.immediate();
     } catch (err) {
       throw this.wrap(err);
     }
+  }
+
+  private lastKeyPrune = 0;
+  private rememberRequest(id: string, lastChange: number, results: SqlResult[]): void {
+    const now = Date.now();
+    if (now - this.lastKeyPrune > 60_000) {
+      // Keys are inserted in time order: delete the oldest rowids up to the first recent key, no scan.
+      cached(
+        this.db,
+        `DELETE FROM ferry_requests WHERE rowid < coalesce((SELECT rowid FROM ferry_requests WHERE ts >= ? ORDER BY rowid LIMIT 1), (SELECT max(rowid) + 1 FROM ferry_requests))`,
+      ).run(now - REQUEST_KEY_MS);
+      this.lastKeyPrune = now;
+    }
+    cached(this.db, `INSERT INTO ferry_requests(id, ts, last_change, results) VALUES(?,?,?,?)`).run(id, now, lastChange, JSON.stringify(results));
   }
 
   private installCaptureInTxn(): void {
@@ -621,7 +652,7 @@ export class SqliteRepository implements Repository {
           name: string;
         }[];
         for (const o of old) db.exec(`DROP ${o.type === "view" ? "VIEW" : "TABLE"} IF EXISTS ${quoteId(o.name)}`);
-        db.exec(`DELETE FROM ferry_heartbeat; DELETE FROM ferry_changes;`);
+        db.exec(`DELETE FROM ferry_heartbeat; DELETE FROM ferry_changes; DELETE FROM ferry_requests;`);
         const order = ["table", "index", "view", "trigger"];
         for (const o of [...schema].sort((a, b) => order.indexOf(a.type) - order.indexOf(b.type))) {
           if (o.name !== "ferry_heartbeat") db.exec(o.sql);

@@ -208,6 +208,26 @@ test("rejoin: an old master holding batches that were never replicated reports t
   assert.not.match(dump, /lost with m1/);
 });
 
+test("rejoin: an old master with changes committed but never sequenced says why it needs a resync", async () => {
+  await cluster();
+  cl.nodes.get("m1")!.kill("SIGSTOP");
+  const m = await newMaster("m1");
+  // An application writes to m1's file while m1 is stopped: its capture triggers record the row, nobody sequences it.
+  const db = new Database(cl.repo("m1"), { timeout: 5000 });
+  try {
+    db.prepare("INSERT INTO w(id, who) VALUES (100, 'on the old master only')").run();
+  } finally {
+    db.close();
+  }
+  cl.nodes.get("m1")!.kill("SIGCONT");
+  const back = await cl.waitMember("m1", "needing resync", (x) => x.needsResync === true, 20_000);
+  assert.match(String(back.resyncReason), /m1 holds 1 changes committed while it was master that were never replicated/);
+  assert.match((await cl.cli(["status"])).stdout, /NEEDS RESYNC: m1 holds 1 changes/);
+  assert.is((await cl.cli(["resync", "--node", "m1"])).code, 0);
+  const dump = await cl.waitConverged(m.node, ["m1"]);
+  assert.not.match(dump, /on the old master only/);
+});
+
 test("planned switchover under load: no write lost or doubled, the old master becomes a slave", async () => {
   await cluster({}, { watchdogs: 0 });
   const w = startWriter(cl);

@@ -9,6 +9,8 @@ import { TestCluster } from "../helpers/cluster.js";
 import { cleanup } from "../helpers/procs.js";
 import { waitFor } from "../helpers/wait.js";
 import { idsIn, startWriter } from "../helpers/workload.js";
+import { ClusterError } from "../../src/errors.js";
+import { errorReply } from "../../src/nats/codec.js";
 
 let cl: TestCluster;
 
@@ -119,6 +121,30 @@ test("a multi-statement transaction is never seen half-applied on a slave", asyn
   slave.close();
   assert.ok(samples > 100, `sampled ${samples} times`);
   assert.is(bad, null, `a sample saw a partial transaction (sum ${bad})`);
+});
+
+test("an old master still subscribed to SQL and answering fenced: no write runs twice", async () => {
+  cl = await TestCluster.start();
+  cl.startNode("m1", "master");
+  await cl.waitMaster("m1");
+  await cl.sql("CREATE TABLE t(n INTEGER NOT NULL)");
+  // What a master woken from SIGSTOP after a failover does for a moment: it refuses, not committed,
+  // faster than the live master answers. The live master has run the write all the same.
+  const c = await cl.client();
+  let refused = 0;
+  let seen = 0;
+  c.nc.subscribe(c.subj.sql, {
+    callback: (_e, msg) => {
+      if (seen++ % 2 === 1) return;
+      refused++;
+      errorReply(msg, new ClusterError("FENCED", "old master: lease not renewed in time", { details: { committed: false } }));
+    },
+  });
+  for (let n = 0; n < 40; n++) await cl.sql("INSERT INTO t(n) VALUES (?)", [n], 10_000);
+  const rows = (await cl.sql("SELECT n, count(*) AS c FROM t GROUP BY n HAVING c > 1")).results[0].rows ?? [];
+  assert.equal(rows, [], "no insert ran twice");
+  assert.is((await cl.sql("SELECT count(*) FROM t")).results[0].rows?.[0]?.[0], 40);
+  assert.ok(refused >= 40, `the old master refused ${refused} requests first`);
 });
 
 test("kill -9 of a slave in the middle of a stream: after restart it converges, nothing lost or doubled", async () => {

@@ -33,6 +33,8 @@ test("a master promoted again after applying DDL as a replica ships the current 
   // m1 loses the lease; s1 is master while the schema changes; m1 follows as a replica.
   cl.nodes.get("m1")!.kill("SIGSTOP");
   await waitFor("s1 holds the lease", async () => (await holder())?.node === "s1", { timeoutMs: 20_000 });
+  // Not before s1 serves: the paused m1 is still subscribed and would swallow a request sent sooner.
+  await cl.waitMaster("s1");
   await cl.sql("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1, 'on s1')", undefined, 10_000);
   cl.nodes.get("m1")!.kill("SIGCONT");
   const back = await cl.waitMember("m1", "a replica", (m) => m.state === "standby" && (m.replica === "streaming" || m.needsResync), 30_000);

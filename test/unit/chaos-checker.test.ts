@@ -9,6 +9,7 @@ import * as assert from "uvu/assert";
 import { checkAll, checkAcked, checkConverged, checkEpochs, checkNoCrash, checkSingleMaster, checkSync, checkUnknown } from "../../scripts/chaos/checker.js";
 import type { FinalState, History, LeaseObs, WriteOp } from "../../scripts/chaos/history.js";
 import { mulberry32, scenario, SCENARIOS, Rng } from "../../scripts/chaos/scenarios.js";
+import { faultFigures } from "../../scripts/chaos/run.js";
 
 const T = 1_000_000;
 
@@ -210,6 +211,25 @@ test("schedules are reproducible from the seed, and differ between seeds", () =>
     for (const f of faults) assert.ok(f.offsetMs >= 0 && f.offsetMs + f.durationMs <= 60_000, `${s.name}: fault within the workload`);
   }
   assert.is.not(JSON.stringify(scenario("mixed").plan(new Rng(1), 60_000)), JSON.stringify(scenario("mixed").plan(new Rng(2), 60_000)));
+});
+
+test("failover figures: a master that takes its lease back first is no failover; the next fault's failover is its own", () => {
+  const h = history();
+  // m1 killed at +2 s and restarted: it takes epoch 2 itself at +4.5 s; killed again at +8 s, s1 takes epoch 3 at +10 s.
+  h.leases = [
+    { at: T, revision: 1, op: "PUT", node: "m1", epoch: 1, instance: "a" },
+    { at: T + 4500, revision: 5, op: "PUT", node: "m1", epoch: 2, instance: "c" },
+    { at: T + 10_000, revision: 9, op: "PUT", node: "s1", epoch: 3, instance: "b" },
+  ];
+  h.faults = [
+    { n: 0, kind: "kill", target: "master", resolved: "m1", offsetMs: 2000, durationMs: 2000, injectedAt: T + 2000, healedAt: T + 4000, notes: [] },
+    { n: 1, kind: "kill", target: "master", resolved: "m1", offsetMs: 8000, durationMs: 3000, injectedAt: T + 8000, healedAt: T + 11_000, notes: [] },
+  ];
+  const [first, second] = faultFigures(h, T);
+  assert.is(first.failoverMs, null);
+  assert.ok(first.notes.some((n) => n.includes("m1 took the lease back after 2500 ms")), first.notes.join("; "));
+  assert.is(second.failoverMs, 2000);
+  assert.is(faultFigures(history(), T)[0].failoverMs, 2000);
 });
 
 test.run();

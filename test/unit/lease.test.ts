@@ -220,7 +220,6 @@ test("RELEASE while holding releases and observes without wanting", async () => 
   h.stop();
 });
 
-
 // The clock the master's services check before every write and batch (src/actors/runtime.ts).
 test("LeaseClock: every successful renew extends validity, whichever attempt the machine followed", () => {
   const c = new LeaseClock();

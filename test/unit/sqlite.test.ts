@@ -362,6 +362,44 @@ test("beforeCommit can veto: its error rolls the script back", () => {
   assert.equal(master.execute("SELECT count(*) FROM t", undefined, () => {}).results[0].rows, [[0]]);
 });
 
+test("a write's request key: the same key again answers from the record and runs nothing", () => {
+  const { master, sql } = pair();
+  sql("CREATE TABLE t(id INTEGER PRIMARY KEY AUTOINCREMENT, v TEXT)");
+  const run = (script: string, id: string) => master.execute(script, undefined, () => {}, id);
+  const first = run("INSERT INTO t(v) VALUES ('a')", "key-00000001");
+  const again = run("INSERT INTO t(v) VALUES ('a')", "key-00000001");
+  assert.is(first.replayed, undefined);
+  assert.is(again.replayed, true);
+  assert.equal(again.results, first.results);
+  assert.is(again.lastChangeId, first.lastChangeId);
+  assert.equal(sql("SELECT count(*) FROM t").results[0].rows, [[1]]);
+  // Another key is another write; a read or a failed write leaves no record, so its retry runs.
+  run("INSERT INTO t(v) VALUES ('a')", "key-00000002");
+  assert.equal(sql("SELECT count(*) FROM t").results[0].rows, [[2]]);
+  assert.is(run("SELECT count(*) FROM t", "key-00000003").replayed, undefined);
+  assert.is(run("SELECT count(*) FROM t", "key-00000003").replayed, undefined);
+  throwsCode(() => run("INSERT INTO t(v) VALUES ('b'); INSERT INTO nosuch VALUES (1)", "key-00000004"), "SQL_ERROR");
+  assert.is(run("INSERT INTO t(v) VALUES ('b')", "key-00000004").replayed, undefined);
+  assert.equal(sql("SELECT count(*) FROM t").results[0].rows, [[3]]);
+  // A vetoed commit (fenced) records nothing either.
+  assert.throws(() => master.execute("INSERT INTO t(v) VALUES ('c')", undefined, () => { throw new RepositoryError("REPO_UNAVAILABLE", "fenced"); }, "key-00000005"));
+  assert.is(run("INSERT INTO t(v) VALUES ('c')", "key-00000005").replayed, undefined);
+  assert.equal(sql("SELECT count(*) FROM t").results[0].rows, [[4]]);
+});
+
+test("request keys older than 15 minutes are forgotten, newer ones kept", () => {
+  const { master, sql } = pair();
+  sql("CREATE TABLE t(v INTEGER)");
+  const c = conn(master);
+  const put = c.prepare("INSERT INTO ferry_requests(id, ts, last_change, results) VALUES (?, ?, 1, '[]')");
+  put.run("old-key-1", Date.now() - 20 * 60_000);
+  put.run("old-key-2", Date.now() - 16 * 60_000);
+  put.run("recent-key", Date.now() - 60_000);
+  master.execute("INSERT INTO t VALUES (1)", undefined, () => {}, "new-key-1");
+  const keys = c.prepare("SELECT id FROM ferry_requests ORDER BY rowid").pluck().all();
+  assert.equal(keys, ["recent-key", "new-key-1"]);
+});
+
 test("readChanges ranges, pendingChanges, pruneChanges and changeSeq", () => {
   const { sql, master } = pair();
   sql("CREATE TABLE t(id INTEGER PRIMARY KEY)");
