@@ -150,6 +150,8 @@ export async function run(argv: string[] = []): Promise<object> {
           ratioToBaseline: round((cores * 1e6) / allMicros / base.rowsPerSec, 3),
           /** CPU per row all ferry processes and nats-server may take together for 0.5 x baseline here. */
           ferryMicrosPerRowForHalf: round((cores * 1e6) / (0.5 * base.rowsPerSec) - writerMicros, 1),
+          /** The processes form a pipeline: with a core each, the busiest one bounds the rate. */
+          corePerProcess: pipelineBound(writerMicros, cpuPerRow, base.rowsPerSec),
         },
         logBytes: diff(logBytes(), logs2),
       };
@@ -315,6 +317,12 @@ function summariseProfiles(profDir: string) {
   return out;
 }
 
+/** The rate the busiest process's CPU per row allows when no process waits for a core. */
+function pipelineBound(writerMicros: number, cpuPerRow: Record<string, number>, baseline: number) {
+  const [busiest, micros] = Object.entries({ writer: writerMicros, ...cpuPerRow }).reduce((a, b) => (b[1] > a[1] ? b : a));
+  return { busiest, microsPerRow: round(micros, 1), rowsPerSec: round(1e6 / micros), ratioToBaseline: round(1e6 / micros / baseline, 3) };
+}
+
 function report(r: Record<string, any>) {
   const base = r.baseline.rowsPerSec as number;
   const rows: [string, string, string?, boolean?][] = [
@@ -330,6 +338,10 @@ function report(r: Record<string, any>) {
     [
       `   CPU ceiling, ${r.throughput.cpuCeiling.cores} cores / ${r.throughput.cpuCeiling.microsPerRow} µs per row`,
       `${fmtInt(r.throughput.cpuCeiling.rowsPerSec)} rows/s (${r.throughput.cpuCeiling.ratioToBaseline} x baseline); 0.5 x needs ferry <= ${r.throughput.cpuCeiling.ferryMicrosPerRowForHalf} µs/row`,
+    ],
+    [
+      `   CPU bound with a core per process (busiest: ${r.throughput.cpuCeiling.corePerProcess.busiest})`,
+      `${fmtInt(r.throughput.cpuCeiling.corePerProcess.rowsPerSec)} rows/s (${r.throughput.cpuCeiling.corePerProcess.ratioToBaseline} x baseline)`,
     ],
   );
   if (r.lag) rows.push(

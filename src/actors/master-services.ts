@@ -36,7 +36,7 @@ export function masterServices(d: MasterDeps) {
     let stopped = false;
 
     let switching: string | null = null;
-    const exec = new SqlExecutor({ url: repo.url, deadline: clock.shared.buffer as SharedArrayBuffer, busyTimeoutMs: rt.config.nats.requestTimeoutMs / 2 });
+    const exec = new SqlExecutor({ url: repo.url, node: rt.node, deadline: clock.shared.buffer as SharedArrayBuffer, busyTimeoutMs: rt.config.nats.requestTimeoutMs / 2 });
     exec.setAccepting(true);
     const notMaster = () =>
       new ClusterError("FENCED", `${rt.node} is no longer the master (lease not renewed in time)`, {
@@ -79,12 +79,15 @@ export function masterServices(d: MasterDeps) {
       repo.checkAvailable();
       // In the SQL worker: a long transaction does not stop this thread from renewing the lease.
       const out = await exec.execute(req.sql, req.params, req.id);
-      if (out.replayed) rt.log.info({ id: req.id }, "a retried write answered from its record, not run again");
+      if (out.replayed) rt.log.info({ id: req.id, by: out.replayed.by }, "a retried write answered from its record, not run again");
       let lsn = spool.head;
-      if (out.lastChangeId > 0) {
-        sendBack({ type: "KICK" });
+      // A write recorded by an earlier master came here replicated: everything spooled here covers it.
+      if (out.lastChangeId > 0 || out.replayed) {
         try {
-          lsn = await d.progress.waitFor(out.lastChangeId, Math.max(cfg.syncTimeoutMs, 5000), spool.head);
+          if (out.lastChangeId > 0) {
+            sendBack({ type: "KICK" });
+            lsn = await d.progress.waitFor(out.lastChangeId, Math.max(cfg.syncTimeoutMs, 5000), spool.head);
+          }
           if (cfg.syncReplicas > 0) await replicas.waitAcked(lsn, cfg.syncReplicas, cfg.syncTimeoutMs);
         } catch (err) {
           // Committed here: a wait cut short by fencing (the services stop and fail every waiter with

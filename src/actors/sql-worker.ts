@@ -11,6 +11,8 @@ import { SqliteRepository } from "../storage/sqlite.js";
 
 export interface SqlWorkerData {
   url: string;
+  /** The master's node id: recorded with each write's request key. */
+  node: string;
   /** The lease's deadline, absolute ms (LeaseClock.shared). */
   deadline: SharedArrayBuffer;
   /** [0] = 1 while the master takes writes (not fenced, not handing over). */
@@ -48,7 +50,7 @@ if (parentPort) {
   port.on("message", (job: SqlJob) => {
     try {
       repo.checkAvailable();
-      port.postMessage({ id: job.id, ok: true, out: repo.execute(job.sql, job.params, beforeCommit, job.requestId) });
+      port.postMessage({ id: job.id, ok: true, out: repo.execute(job.sql, job.params, beforeCommit, job.requestId === undefined ? undefined : { id: job.requestId, node: d.node }) });
     } catch (err) {
       port.postMessage({ id: job.id, ok: false, error: asFerryError(err).toWire() });
     }

@@ -14,10 +14,17 @@ export interface SqlReply {
   results: SqlResult[];
 }
 
-/** Sends SQL to whichever node holds the master lease; retries while none answers, up to waitMs. */
+/** Errors after which the write may be retried under its key: it either did not run or is recorded. */
+const RETRIED_CODES = new Set(["FENCED", "SYNC_REPLICAS_TIMEOUT", "TIMEOUT"]);
+
+/**
+ * Sends SQL to whichever node holds the master lease. While waitMs lasts it retries whatever did
+ * not end in a definite answer: no master answered, a master refused or lost its lease, the answer
+ * did not come in time. Every attempt carries the same key, and a master that holds the write
+ * (it ran it, or received it replicated) answers from its record, so a retry never runs it twice.
+ */
 export async function runSql(c: Client, sql: string, params: unknown, waitMs = 0, timeoutMs?: number): Promise<SqlReply> {
   const deadline = Date.now() + waitMs;
-  // One key for every attempt: a master that ran the write already answers a retry from its record.
   const id = randomUUID();
   for (;;) {
     try {
@@ -25,16 +32,16 @@ export async function runSql(c: Client, sql: string, params: unknown, waitMs = 0
       const m = await c.nc.request(c.subj.sql, encodeJson({ sql, params, id }), { timeout });
       return unwrapReply<SqlReply>(c.subj.sql, m.data);
     } catch (err) {
-      const e = err as { isNoResponders?: () => boolean; name?: string; code?: string; details?: { committed?: boolean } };
-      // Retry only what certainly did not commit: no master answered, or a master refused before committing.
-      const retriable = e.isNoResponders?.() || (e.code === "FENCED" && !e.details?.committed);
+      const e = err as { isNoResponders?: () => boolean; name?: string; code?: string };
+      const timedOut = e.name === "TimeoutError";
+      const retriable = e.isNoResponders?.() || timedOut || (e.code !== undefined && RETRIED_CODES.has(e.code));
       if (!retriable || Date.now() >= deadline) {
         if (e.isNoResponders?.()) {
           throw new ClusterError("NO_ACTIVE_MASTER", "no active master answers SQL requests", {
             hint: "start a master (ferry start --role master ...) or wait for failover; --wait MS retries",
           });
         }
-        if (e.name === "TimeoutError") throw new TimeoutError("the master did not answer in time; the outcome is unknown", { cause: err });
+        if (timedOut) throw new TimeoutError("the master did not answer in time; the outcome is unknown", { cause: err });
         throw err;
       }
       await new Promise((r) => setTimeout(r, 100));

@@ -22,6 +22,7 @@ import type {
   ExecuteOutcome,
   Position,
   Repository,
+  RequestKey,
   SchemaObject,
   SnapshotReader,
   SnapshotWriter,
@@ -38,15 +39,18 @@ CREATE TABLE IF NOT EXISTS ferry_changes(
   id INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT, op TEXT NOT NULL, rid TEXT, row TEXT);
 CREATE TABLE IF NOT EXISTS ferry_state(key TEXT PRIMARY KEY, value);
 CREATE TABLE IF NOT EXISTS ferry_heartbeat(node TEXT PRIMARY KEY, ts INTEGER NOT NULL, epoch INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS ferry_requests(id TEXT PRIMARY KEY, ts INTEGER NOT NULL, last_change INTEGER NOT NULL, results TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS ferry_requests(id TEXT PRIMARY KEY, ts INTEGER NOT NULL, node TEXT NOT NULL, last_change INTEGER NOT NULL, results TEXT NOT NULL);
 `;
 
 /** How long a write's request key is remembered: far longer than any client keeps retrying it. */
 const REQUEST_KEY_MS = 15 * 60_000;
 
-/** Replicated: user tables plus ferry_heartbeat (HVR's heartbeat table). */
+/**
+ * Replicated: user tables, ferry_heartbeat (HVR's heartbeat table) and ferry_requests (the keys of
+ * writes, so a master promoted after a failover recognises a client's retry of a write it holds).
+ */
 const REPLICATED = `type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'
-  AND (name NOT LIKE 'ferry\\_%' ESCAPE '\\' OR name = 'ferry_heartbeat')`;
+  AND (name NOT LIKE 'ferry\\_%' ESCAPE '\\' OR name IN ('ferry_heartbeat', 'ferry_requests'))`;
 const USER_OBJECTS = `name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name NOT LIKE 'ferry\\_%' ESCAPE '\\'
   AND tbl_name NOT LIKE 'ferry\\_%' ESCAPE '\\' AND sql IS NOT NULL`;
 const TXN_VERBS = new Set(["BEGIN", "COMMIT", "END", "ROLLBACK", "SAVEPOINT", "RELEASE"]);
@@ -273,11 +277,11 @@ export class SqliteRepository implements Repository {
   }
 
   /**
-   * Runs a script as one transaction. A write made under `requestId` is recorded with it in the same
-   * transaction; the same key again gets the recorded outcome and runs nothing (`replayed`), so a
-   * client's retry never applies a write twice on this repository.
+   * Runs a script as one transaction. A write made under a request key is recorded with it in the
+   * same transaction (and replicated); the same key again gets the recorded outcome and runs nothing
+   * (`replayed`), so a client's retry never applies a write twice, also after a failover.
    */
-  execute(script: string, params: unknown, beforeCommit: () => void, requestId?: string): ExecuteOutcome {
+  execute(script: string, params: unknown, beforeCommit: () => void, key?: RequestKey): ExecuteOutcome {
     const statements = splitSql(script);
     if (statements.length === 0) throw new UsageError("no SQL statement given", 'give a statement, e.g. ferry sql "SELECT 1"');
     for (const s of statements) {
@@ -297,11 +301,15 @@ export class SqliteRepository implements Repository {
     }
     let ddl = false;
     const run = this.db.transaction((): ExecuteOutcome => {
-      if (requestId !== undefined) {
-        const done = cached(this.db, `SELECT last_change, results FROM ferry_requests WHERE id = ?`).get(requestId) as
-          | { last_change: number; results: string }
+      if (key !== undefined) {
+        const done = cached(this.db, `SELECT node, last_change, results FROM ferry_requests WHERE id = ?`).get(key.id) as
+          | { node: string; last_change: number; results: string }
           | undefined;
-        if (done) return { results: JSON.parse(done.results) as SqlResult[], lastChangeId: done.last_change, ddl: false, replayed: true };
+        if (done) {
+          // Change ids are this file's own: a write recorded by another master arrived here replicated.
+          const lastChangeId = done.node === key.node ? done.last_change : 0;
+          return { results: JSON.parse(done.results) as SqlResult[], lastChangeId, ddl: false, replayed: { by: done.node } };
+        }
       }
       const seqBefore = seqOf(this.db);
       const results: SqlResult[] = [];
@@ -324,7 +332,7 @@ export class SqliteRepository implements Repository {
       }
       const seq = seqOf(this.db);
       const lastChangeId = seq > seqBefore ? seq : 0;
-      if (requestId !== undefined && lastChangeId > 0) this.rememberRequest(requestId, lastChangeId, results);
+      if (key !== undefined && lastChangeId > 0) this.rememberRequest(key, lastChangeId, results);
       beforeCommit();
       return { results, lastChangeId, ddl };
     });
@@ -336,7 +344,7 @@ export class SqliteRepository implements Repository {
   }
 
   private lastKeyPrune = 0;
-  private rememberRequest(id: string, lastChange: number, results: SqlResult[]): void {
+  private rememberRequest(key: RequestKey, lastChange: number, results: SqlResult[]): void {
     const now = Date.now();
     if (now - this.lastKeyPrune > 60_000) {
       // Keys are inserted in time order: delete the oldest rowids up to the first recent key, no scan.
@@ -346,7 +354,13 @@ export class SqliteRepository implements Repository {
       ).run(now - REQUEST_KEY_MS);
       this.lastKeyPrune = now;
     }
-    cached(this.db, `INSERT INTO ferry_requests(id, ts, last_change, results) VALUES(?,?,?,?)`).run(id, now, lastChange, JSON.stringify(results));
+    cached(this.db, `INSERT INTO ferry_requests(id, ts, node, last_change, results) VALUES(?,?,?,?,?)`).run(
+      key.id,
+      now,
+      key.node,
+      lastChange,
+      JSON.stringify(results),
+    );
   }
 
   private installCaptureInTxn(): void {

@@ -26,8 +26,14 @@ export interface ExecuteOutcome {
   /** The highest change id this transaction's captured changes reach (0 when nothing was captured). */
   lastChangeId: number;
   ddl: boolean;
-  /** The request's key was seen before: these are the recorded results, nothing ran again. */
-  replayed?: boolean;
+  /** The request's key was seen before (recorded by master `by`): these are its results, nothing ran again. */
+  replayed?: { by: string };
+}
+
+/** A write request's key: the client's id, the same on every retry, and the master that runs it. */
+export interface RequestKey {
+  id: string;
+  node: string;
 }
 
 export interface SchemaObject {
@@ -113,7 +119,7 @@ export interface Repository {
   /** Deletes captured changes up to id (already spooled). */
   pruneChanges(upto: number): void;
   /** Runs a script as one transaction on the master, capturing DDL; `beforeCommit` may veto. */
-  execute(script: string, params: unknown, beforeCommit: () => void, requestId?: string): ExecuteOutcome;
+  execute(script: string, params: unknown, beforeCommit: () => void, key?: RequestKey): ExecuteOutcome;
   writeHeartbeat(node: string, epoch: number, ts: number): void;
   /** Applies batches (in order) in one transaction and records the position of the last. */
   applyBatches(batches: { lsn: number; epoch: number; changes: Iterable<Change> }[]): { ddl: boolean };

@@ -277,7 +277,17 @@ test("DDL through execute() is captured, new tables get capture triggers, ALTER 
       .prepare("SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'ferry_cap_%' ORDER BY name")
       .pluck()
       .all();
-  assert.equal(triggers(), ["ferry_cap_d_ferry_heartbeat", "ferry_cap_d_n", "ferry_cap_i_ferry_heartbeat", "ferry_cap_i_n", "ferry_cap_u_ferry_heartbeat", "ferry_cap_u_n"]);
+  assert.equal(triggers(), [
+    "ferry_cap_d_ferry_heartbeat",
+    "ferry_cap_d_ferry_requests",
+    "ferry_cap_d_n",
+    "ferry_cap_i_ferry_heartbeat",
+    "ferry_cap_i_ferry_requests",
+    "ferry_cap_i_n",
+    "ferry_cap_u_ferry_heartbeat",
+    "ferry_cap_u_ferry_requests",
+    "ferry_cap_u_n",
+  ]);
   conn(master).prepare("INSERT INTO n VALUES (1, 'x')").run();
   sql("ALTER TABLE n ADD COLUMN b INTEGER DEFAULT 7");
   conn(master).prepare("INSERT INTO n VALUES (2, 'y', 8)").run();
@@ -365,11 +375,11 @@ test("beforeCommit can veto: its error rolls the script back", () => {
 test("a write's request key: the same key again answers from the record and runs nothing", () => {
   const { master, sql } = pair();
   sql("CREATE TABLE t(id INTEGER PRIMARY KEY AUTOINCREMENT, v TEXT)");
-  const run = (script: string, id: string) => master.execute(script, undefined, () => {}, id);
+  const run = (script: string, id: string) => master.execute(script, undefined, () => {}, { id, node: "m1" });
   const first = run("INSERT INTO t(v) VALUES ('a')", "key-00000001");
   const again = run("INSERT INTO t(v) VALUES ('a')", "key-00000001");
   assert.is(first.replayed, undefined);
-  assert.is(again.replayed, true);
+  assert.equal(again.replayed, { by: "m1" });
   assert.equal(again.results, first.results);
   assert.is(again.lastChangeId, first.lastChangeId);
   assert.equal(sql("SELECT count(*) FROM t").results[0].rows, [[1]]);
@@ -382,20 +392,42 @@ test("a write's request key: the same key again answers from the record and runs
   assert.is(run("INSERT INTO t(v) VALUES ('b')", "key-00000004").replayed, undefined);
   assert.equal(sql("SELECT count(*) FROM t").results[0].rows, [[3]]);
   // A vetoed commit (fenced) records nothing either.
-  assert.throws(() => master.execute("INSERT INTO t(v) VALUES ('c')", undefined, () => { throw new RepositoryError("REPO_UNAVAILABLE", "fenced"); }, "key-00000005"));
+  assert.throws(() => master.execute("INSERT INTO t(v) VALUES ('c')", undefined, () => { throw new RepositoryError("REPO_UNAVAILABLE", "fenced"); }, { id: "key-00000005", node: "m1" }));
   assert.is(run("INSERT INTO t(v) VALUES ('c')", "key-00000005").replayed, undefined);
   assert.equal(sql("SELECT count(*) FROM t").results[0].rows, [[4]]);
+});
+
+test("a write's request key is replicated: a replica promoted later answers the retry from it, with no change id of its own", () => {
+  const { master, replica, ship, sql } = pair();
+  sql("CREATE TABLE t(id INTEGER PRIMARY KEY AUTOINCREMENT, v TEXT)");
+  ship();
+  const first = master.execute("INSERT INTO t(v) VALUES ('a')", undefined, () => {}, { id: "key-1", node: "m1" });
+  assert.ok(ship().some(([, c]) => c[0] === "ferry_requests" && c[1] === "I"), "the key travels with the write");
+  replica.installCapture(); // promoted
+  const retry = replica.execute("INSERT INTO t(v) VALUES ('a')", undefined, () => {}, { id: "key-1", node: "s1" });
+  assert.equal(retry.replayed, { by: "m1" });
+  assert.equal(retry.results, first.results);
+  assert.is(retry.lastChangeId, 0, "m1's change ids mean nothing in s1's file");
+  assert.equal(replica.execute("SELECT count(*) FROM t", undefined, () => {}).results[0].rows, [[1]]);
+  // A node resynced from a snapshot gets the keys too.
+  const resynced = repo("resynced.db");
+  const reader = master.openSnapshot();
+  const writer = resynced.restoreSnapshot(reader.header.schema);
+  for (let chunk = reader.next(1000); chunk; chunk = reader.next(1000)) writer.rows(chunk.table, chunk.rows);
+  reader.close();
+  writer.commit({ lsn: 2, epoch: 1 });
+  assert.equal(resynced.execute("INSERT INTO t(v) VALUES ('a')", undefined, () => {}, { id: "key-1", node: "s2" }).replayed, { by: "m1" });
 });
 
 test("request keys older than 15 minutes are forgotten, newer ones kept", () => {
   const { master, sql } = pair();
   sql("CREATE TABLE t(v INTEGER)");
   const c = conn(master);
-  const put = c.prepare("INSERT INTO ferry_requests(id, ts, last_change, results) VALUES (?, ?, 1, '[]')");
+  const put = c.prepare("INSERT INTO ferry_requests(id, ts, node, last_change, results) VALUES (?, ?, 'm1', 1, '[]')");
   put.run("old-key-1", Date.now() - 20 * 60_000);
   put.run("old-key-2", Date.now() - 16 * 60_000);
   put.run("recent-key", Date.now() - 60_000);
-  master.execute("INSERT INTO t VALUES (1)", undefined, () => {}, "new-key-1");
+  master.execute("INSERT INTO t VALUES (1)", undefined, () => {}, { id: "new-key-1", node: "m1" });
   const keys = c.prepare("SELECT id FROM ferry_requests ORDER BY rowid").pluck().all();
   assert.equal(keys, ["recent-key", "new-key-1"]);
 });
@@ -419,9 +451,10 @@ test("removeCapture leaves no ferry_cap_ triggers and nothing more is captured; 
   sql("CREATE TABLE t(id INTEGER PRIMARY KEY); CREATE TABLE u(k TEXT PRIMARY KEY) WITHOUT ROWID");
   const count = () =>
     conn(master, { readonly: true }).prepare("SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'ferry\\_cap\\_%' ESCAPE '\\'").pluck().get();
-  assert.is(count(), 9);
+  // t, u, ferry_heartbeat and ferry_requests
+  assert.is(count(), 12);
   master.installCapture();
-  assert.is(count(), 9);
+  assert.is(count(), 12);
   master.removeCapture();
   assert.is(count(), 0);
   const seq = master.changeSeq();
@@ -463,7 +496,7 @@ test("a snapshot streamed in small chunks and restored reproduces the master; ol
   const want = dumpFile(master.path).split("\n").filter((l) => !l.includes("'late'")).join("\n");
   assert.equal(
     reader.header.tables.map((t) => [t.name, t.rows]),
-    [["a", 300], ["c", 1], ["ferry_heartbeat", 1], ["p", 1], ["plain", 42], ["w", 40]],
+    [["a", 300], ["c", 1], ["ferry_heartbeat", 1], ["ferry_requests", 0], ["p", 1], ["plain", 42], ["w", 40]],
   );
   const writer = target.restoreSnapshot(reader.header.schema);
   let chunks = 0;
@@ -544,7 +577,7 @@ test("a lock held by another writer is REPO_UNAVAILABLE (busy) on the main threa
 function executor(master: SqliteRepository, validMs: number) {
   const deadline = new BigInt64Array(new SharedArrayBuffer(8));
   Atomics.store(deadline, 0, BigInt(Math.floor(performance.timeOrigin + performance.now() + validMs)));
-  const x = new SqlExecutor({ url: `sqlite:${master.path}`, deadline: deadline.buffer as SharedArrayBuffer, busyTimeoutMs: 5000 });
+  const x = new SqlExecutor({ url: `sqlite:${master.path}`, node: "m1", deadline: deadline.buffer as SharedArrayBuffer, busyTimeoutMs: 5000 });
   x.setAccepting(true);
   return x;
 }
