@@ -21,8 +21,13 @@ export interface SequencerDeps {
 }
 
 const enc = new TextEncoder();
-/** Captured rows already spooled are deleted in one write now and then, not after every batch. */
+/** Captured rows already spooled are deleted now and then, not after every batch... */
 const PRUNE_EVERY_MS = 5000;
+/**
+ * ...and a slice at a time: the delete runs on the master's event loop, and a burst's million rows
+ * deleted at once would stall it (and the lease renewals) for seconds. Leftovers go next cycle.
+ */
+const PRUNE_ROWS = 10_000;
 
 /**
  * Capture cycles, one at a time. `upto` caps a cycle at a change id: a snapshot taken at capture
@@ -35,6 +40,7 @@ export function createCapture(d: SequencerDeps): Capture {
   let fpEpoch = -1;
   let lastPrune = 0;
   let pruned = 0;
+  let pruneBehind = false;
   let running: Promise<unknown> = Promise.resolve();
 
   const cycle = async (upto?: number): Promise<number> => {
@@ -96,11 +102,11 @@ export function createCapture(d: SequencerDeps): Capture {
     d.rt.nc.publish(d.rt.subj.notify, encodeJson({ node: d.rt.node, epoch, lsn }));
 
     const t = Date.now();
-    if (t - lastPrune > PRUNE_EVERY_MS && lastId > pruned) {
+    if ((t - lastPrune > PRUNE_EVERY_MS || pruneBehind) && lastId > pruned) {
       lastPrune = t;
       try {
-        repo.pruneChanges(lastId);
-        pruned = lastId;
+        pruneBehind = repo.pruneChanges(lastId, PRUNE_ROWS) === PRUNE_ROWS;
+        if (!pruneBehind) pruned = lastId;
       } catch (err) {
         d.rt.log.debug({ err: String(err) }, "pruning captured changes deferred");
       }

@@ -272,8 +272,10 @@ export class SqliteRepository implements Repository {
     this.guard(() => this.db.transaction(() => this.setPosition(p)).immediate());
   }
 
-  pruneChanges(upto: number): void {
-    this.guard(() => cached(this.db, `DELETE FROM ferry_changes WHERE id <= ?`).run(upto));
+  pruneChanges(upto: number, limit: number): number {
+    return this.guard(
+      () => cached(this.db, `DELETE FROM ferry_changes WHERE id IN (SELECT id FROM ferry_changes WHERE id <= ? ORDER BY id LIMIT ?)`).run(upto, limit).changes,
+    );
   }
 
   /**

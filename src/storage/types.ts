@@ -116,8 +116,8 @@ export interface Repository {
   pendingChanges(after: number): number;
   /** Moves the recorded applied position back. */
   resetPosition(p: Position): void;
-  /** Deletes captured changes up to id (already spooled). */
-  pruneChanges(upto: number): void;
+  /** Deletes the oldest captured changes up to id (already spooled), at most `limit`; returns how many. */
+  pruneChanges(upto: number, limit: number): number;
   /** Runs a script as one transaction on the master, capturing DDL; `beforeCommit` may veto. */
   execute(script: string, params: unknown, beforeCommit: () => void, key?: RequestKey): ExecuteOutcome;
   writeHeartbeat(node: string, epoch: number, ts: number): void;

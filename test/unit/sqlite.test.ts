@@ -441,7 +441,9 @@ test("readChanges ranges, pendingChanges, pruneChanges and changeSeq", () => {
   assert.is(master.changeSeq(), all[5]);
   assert.equal([...master.readChanges(all[1], all[3])].map(([id]) => id), [all[2], all[3]]);
   assert.is(master.pendingChanges(all[2]), 3);
-  master.pruneChanges(all[3]);
+  assert.is(master.pruneChanges(all[3], 3), 3, "a slice of the oldest");
+  assert.equal([...master.readChanges(0)].map(([id]) => id), [all[3], all[4], all[5]]);
+  assert.is(master.pruneChanges(all[3], 3), 1, "the rest up to the id");
   assert.equal([...master.readChanges(0)].map(([id]) => id), [all[4], all[5]]);
   assert.is(master.changeSeq(), all[5], "ids are never reused after a prune");
 });
