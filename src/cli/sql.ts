@@ -2,7 +2,7 @@
 import { randomUUID } from "node:crypto";
 import { Command } from "commander";
 import Table from "cli-table3";
-import { ClusterError, TimeoutError, UsageError } from "../errors.js";
+import { asFerryError, ClusterError, fromWire, TimeoutError, UsageError, type FerryError } from "../errors.js";
 import { encodeJson, unwrapReply } from "../nats/codec.js";
 import type { SqlResult } from "../storage/types.js";
 import { addGlobalOptions, action, allOpts, printJson, withClient, type Client } from "./common.js";
@@ -17,6 +17,10 @@ export interface SqlReply {
 /** Errors after which the write may be retried under its key: it either did not run or is recorded. */
 const RETRIED_CODES = new Set(["FENCED", "SYNC_REPLICAS_TIMEOUT", "TIMEOUT"]);
 
+/** The answer leaves open whether the write committed. */
+const mayHaveCommitted = (e: FerryError) =>
+  e.code === "TIMEOUT" || e.code === "SYNC_REPLICAS_TIMEOUT" || (e.code === "FENCED" && e.details?.committed === true);
+
 /**
  * Sends SQL to whichever node holds the master lease. While waitMs lasts it retries whatever did
  * not end in a definite answer: no master answered, a master refused or lost its lease, the answer
@@ -26,27 +30,37 @@ const RETRIED_CODES = new Set(["FENCED", "SYNC_REPLICAS_TIMEOUT", "TIMEOUT"]);
 export async function runSql(c: Client, sql: string, params: unknown, waitMs = 0, timeoutMs?: number): Promise<SqlReply> {
   const deadline = Date.now() + waitMs;
   const id = randomUUID();
+  // The first attempt that may have committed: a later "not committed" speaks only for itself.
+  let unsure: FerryError | null = null;
   for (;;) {
     try {
       const timeout = timeoutMs ?? c.config.nats.requestTimeoutMs + c.config.replication.syncTimeoutMs;
       const m = await c.nc.request(c.subj.sql, encodeJson({ sql, params, id }), { timeout });
       return unwrapReply<SqlReply>(c.subj.sql, m.data);
     } catch (err) {
-      const e = err as { isNoResponders?: () => boolean; name?: string; code?: string };
-      const timedOut = e.name === "TimeoutError";
-      const retriable = e.isNoResponders?.() || timedOut || (e.code !== undefined && RETRIED_CODES.has(e.code));
+      const e = failureOf(err);
+      if (mayHaveCommitted(e)) unsure ??= e;
+      const retriable = e.code === "NO_ACTIVE_MASTER" || RETRIED_CODES.has(e.code);
       if (!retriable || Date.now() >= deadline) {
-        if (e.isNoResponders?.()) {
-          throw new ClusterError("NO_ACTIVE_MASTER", "no active master answers SQL requests", {
-            hint: "start a master (ferry start --role master ...) or wait for failover; --wait MS retries",
-          });
-        }
-        if (timedOut) throw new TimeoutError("the master did not answer in time; the outcome is unknown", { cause: err });
-        throw err;
+        if (!unsure || mayHaveCommitted(e)) throw e;
+        const w = unsure.toWire();
+        throw fromWire({ ...w, message: `${w.message}; retried until: ${e.message}` });
       }
       await new Promise((r) => setTimeout(r, 100));
     }
   }
+}
+
+/** A failed request as ferry's error: no responders and timeouts get their codes. */
+function failureOf(err: unknown): FerryError {
+  const e = err as { isNoResponders?: () => boolean; name?: string };
+  if (e.isNoResponders?.()) {
+    return new ClusterError("NO_ACTIVE_MASTER", "no active master answers SQL requests", {
+      hint: "start a master (ferry start --role master ...) or wait for failover; --wait MS retries",
+    });
+  }
+  if (e.name === "TimeoutError") return new TimeoutError("the master did not answer in time; the outcome is unknown", { cause: err });
+  return asFerryError(err);
 }
 
 export function sqlCommand(): Command {

@@ -5,7 +5,8 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { runSql } from "../../src/cli/sql.js";
-import { encodeJson, unwrapReply } from "../../src/nats/codec.js";
+import { RepositoryError } from "../../src/errors.js";
+import { encodeJson, errorReply, unwrapReply } from "../../src/nats/codec.js";
 import type { SqlReply } from "../../src/cli/sql.js";
 import { TestCluster } from "../helpers/cluster.js";
 import { cleanup } from "../helpers/procs.js";
@@ -67,6 +68,33 @@ test("a request swallowed by a paused master: ferry sql retries it after its tim
   }
   await waitFor("m1 back as a replica", async () => (await cl.member("m1"))?.state === "standby", { timeoutMs: 30_000 });
   assert.equal(await rows(), [["after the pause", 1]]);
+});
+
+test("a retry that ends in 'not committed' after an attempt that may have committed reports the outcome as unknown", async () => {
+  cl = await TestCluster.start();
+  const c = await cl.client();
+  // A fake master: it never answers the first attempt, and refuses the retry before running it.
+  let attempts = 0;
+  c.nc.subscribe(c.subj.sql, {
+    callback: (_err, msg) => {
+      if (++attempts > 1) errorReply(msg, new RepositoryError("REPO_UNAVAILABLE", "repository unreadable"));
+    },
+  });
+  await c.nc.flush();
+  const err = await runSql(c, "INSERT INTO k(v) VALUES ('x')", undefined, 5000, 300).then(
+    () => null,
+    (e: { code?: string; message?: string }) => e,
+  );
+  assert.is(attempts, 2);
+  assert.is(err?.code, "TIMEOUT", "the first attempt may have committed: not reported as failed");
+  assert.match(err?.message ?? "", /outcome is unknown; retried until: repository unreadable/);
+  // Refused at once, with no attempt in doubt: certainly not committed.
+  attempts = 1;
+  const direct = await runSql(c, "INSERT INTO k(v) VALUES ('x')", undefined, 5000, 300).then(
+    () => null,
+    (e: { code?: string }) => e,
+  );
+  assert.is(direct?.code, "REPO_UNAVAILABLE");
 });
 
 test.run();
