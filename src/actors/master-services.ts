@@ -36,7 +36,7 @@ export function masterServices(d: MasterDeps) {
     let stopped = false;
 
     let switching: string | null = null;
-    const exec = new SqlExecutor({ url: repo.url, node: rt.node, deadline: clock.shared.buffer as SharedArrayBuffer, busyTimeoutMs: rt.config.nats.requestTimeoutMs / 2 });
+    const exec = new SqlExecutor({ url: repo.url, deadline: clock.shared.buffer as SharedArrayBuffer, busyTimeoutMs: rt.config.nats.requestTimeoutMs / 2 });
     exec.setAccepting(true);
     const notMaster = () =>
       new ClusterError("FENCED", `${rt.node} is no longer the master (lease not renewed in time)`, {
@@ -78,7 +78,7 @@ export function masterServices(d: MasterDeps) {
       guardWrites();
       repo.checkAvailable();
       // In the SQL worker: a long transaction does not stop this thread from renewing the lease.
-      const out = await exec.execute(req.sql, req.params, req.id);
+      const out = await exec.execute(req.sql, req.params, req.id === undefined ? undefined : { id: req.id, node: rt.node });
       if (out.replayed) rt.log.info({ id: req.id, by: out.replayed.by }, "a retried write answered from its record, not run again");
       let lsn = spool.head;
       // A write recorded by an earlier master came here replicated: everything spooled here covers it.

@@ -1,7 +1,7 @@
 /** The main thread's side of the SQL worker (sql-worker.ts): one job at a time, in order. */
 import { Worker } from "node:worker_threads";
 import { fromWire, FerryError, type WireError } from "../errors.js";
-import type { ExecuteOutcome } from "../storage/types.js";
+import type { ExecuteOutcome, RequestKey } from "../storage/types.js";
 import type { SqlJob, SqlWorkerData } from "./sql-worker.js";
 
 type Reply = { id: number; ok: true; out: ExecuteOutcome } | { id: number; ok: false; error: WireError };
@@ -37,8 +37,8 @@ export class SqlExecutor {
     Atomics.store(this.accepting, 0, on ? 1 : 0);
   }
 
-  execute(sql: string, params: unknown, requestId?: string): Promise<ExecuteOutcome> {
-    const job: SqlJob = { id: this.next++, sql, params, requestId };
+  execute(sql: string, params: unknown, key?: RequestKey): Promise<ExecuteOutcome> {
+    const job: SqlJob = { id: this.next++, sql, params, key };
     return new Promise((resolve, reject) => {
       this.pending.set(job.id, { resolve, reject });
       this.worker.postMessage(job);

@@ -8,11 +8,10 @@ import { parentPort, workerData } from "node:worker_threads";
 import { performance } from "node:perf_hooks";
 import { ClusterError, asFerryError } from "../errors.js";
 import { SqliteRepository } from "../storage/sqlite.js";
+import type { RequestKey } from "../storage/types.js";
 
 export interface SqlWorkerData {
   url: string;
-  /** The master's node id: recorded with each write's request key. */
-  node: string;
   /** The lease's deadline, absolute ms (LeaseClock.shared). */
   deadline: SharedArrayBuffer;
   /** [0] = 1 while the master takes writes (not fenced, not handing over). */
@@ -24,7 +23,7 @@ export interface SqlJob {
   id: number;
   sql: string;
   params?: unknown;
-  requestId?: string;
+  key?: RequestKey;
 }
 
 if (parentPort) {
@@ -50,7 +49,7 @@ if (parentPort) {
   port.on("message", (job: SqlJob) => {
     try {
       repo.checkAvailable();
-      port.postMessage({ id: job.id, ok: true, out: repo.execute(job.sql, job.params, beforeCommit, job.requestId === undefined ? undefined : { id: job.requestId, node: d.node }) });
+      port.postMessage({ id: job.id, ok: true, out: repo.execute(job.sql, job.params, beforeCommit, job.key) });
     } catch (err) {
       port.postMessage({ id: job.id, ok: false, error: asFerryError(err).toWire() });
     }

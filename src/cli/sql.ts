@@ -15,7 +15,7 @@ export interface SqlReply {
 }
 
 /** Errors after which the write may be retried under its key: it either did not run or is recorded. */
-const RETRIED_CODES = new Set(["FENCED", "SYNC_REPLICAS_TIMEOUT", "TIMEOUT"]);
+const RETRIED_CODES = new Set(["NO_ACTIVE_MASTER", "FENCED", "SYNC_REPLICAS_TIMEOUT", "TIMEOUT"]);
 
 /** The answer leaves open whether the write committed. */
 const mayHaveCommitted = (e: FerryError) =>
@@ -40,8 +40,7 @@ export async function runSql(c: Client, sql: string, params: unknown, waitMs = 0
     } catch (err) {
       const e = failureOf(err);
       if (mayHaveCommitted(e)) unsure ??= e;
-      const retriable = e.code === "NO_ACTIVE_MASTER" || RETRIED_CODES.has(e.code);
-      if (!retriable || Date.now() >= deadline) {
+      if (!RETRIED_CODES.has(e.code) || Date.now() >= deadline) {
         if (!unsure || mayHaveCommitted(e)) throw e;
         const w = unsure.toWire();
         throw fromWire({ ...w, message: `${w.message}; retried until: ${e.message}` });

@@ -579,7 +579,7 @@ test("a lock held by another writer is REPO_UNAVAILABLE (busy) on the main threa
 function executor(master: SqliteRepository, validMs: number) {
   const deadline = new BigInt64Array(new SharedArrayBuffer(8));
   Atomics.store(deadline, 0, BigInt(Math.floor(performance.timeOrigin + performance.now() + validMs)));
-  const x = new SqlExecutor({ url: `sqlite:${master.path}`, node: "m1", deadline: deadline.buffer as SharedArrayBuffer, busyTimeoutMs: 5000 });
+  const x = new SqlExecutor({ url: `sqlite:${master.path}`, deadline: deadline.buffer as SharedArrayBuffer, busyTimeoutMs: 5000 });
   x.setAccepting(true);
   return x;
 }
