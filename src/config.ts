@@ -8,6 +8,7 @@ import { hostname } from "node:os";
 import { isIP } from "node:net";
 import { z } from "zod";
 import { ConfigError } from "./errors.js";
+import { REPOSITORY_URL_FORMS, redactRepositoryUrl, repositoryKind } from "./storage/repository/url.js";
 
 const MiB = 1024 * 1024;
 const ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/;
@@ -34,7 +35,12 @@ const nodeSchema = z
   .object({
     id: z.string().regex(ID, "letters, digits, '-' and '_', at most 63").optional(),
     role: z.enum(["master", "slave", "watchdog", "collector", "synctool"]).optional(),
-    repo: z.string().regex(/^sqlite:.+/, "must look like sqlite:PATH").optional(),
+    repo: z
+      .string()
+      .refine((u) => repositoryKind(u) !== null, `must look like ${REPOSITORY_URL_FORMS}`)
+      .optional(),
+    /** The repository's password when its URL has none (PostgreSQL; PGPASSWORD works too). Never logged. */
+    repoPassword: z.string().optional(),
     dataDir: z.string().min(1).optional(),
     host: z.string().regex(ID, "letters, digits, '-' and '_'").default(defaultHost()),
     /** Watchdogs: primary | secondary. Slaves: standby marks the designated standby (preferred on a tie). */
@@ -297,5 +303,6 @@ export function flagValue(path: string, value: unknown): unknown {
 export function redact(config: Config): Config {
   const n = config.nats;
   const mask = (v?: string) => (v === undefined ? undefined : "***");
-  return { ...config, nats: { ...n, pass: mask(n.pass), token: mask(n.token) } };
+  const node = { ...config.node, repo: config.node.repo && redactRepositoryUrl(config.node.repo), repoPassword: mask(config.node.repoPassword) };
+  return { ...config, node, nats: { ...n, pass: mask(n.pass), token: mask(n.token) } };
 }

@@ -84,7 +84,10 @@ export class ClusterError extends FerryError {
   }
 }
 
-/** The repository: unavailable, a bad statement, a schema that differs. */
+/**
+ * The repository: unavailable, a bad statement, a schema that differs. `details.busy` marks a
+ * lock held by another writer: REPO_UNAVAILABLE for the moment, not an outage.
+ */
 export class RepositoryError extends FerryError {
   constructor(code: ErrorCode, message: string, opts: ErrorOptions = {}) {
     super(code, message, opts);

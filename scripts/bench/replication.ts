@@ -38,7 +38,7 @@ import {
 } from "./common.js";
 import { summariseProfile } from "./profile.js";
 import { ReplicationSpy } from "./spy.js";
-import { SqliteRepository } from "../../src/storage/sqlite.js";
+import { SqliteRepository } from "../../src/storage/repository/sqlite/repository.js";
 import { BENCH_TABLE, type WriterResult } from "./writer.js";
 
 const TXN = 100;
@@ -65,9 +65,9 @@ export async function run(argv: string[] = []): Promise<object> {
   // The same with ferry's capture triggers on the table and no ferry process: what capture alone costs.
   const capFile = join(dir, "captured.db");
   const capRepo = new SqliteRepository(`sqlite:${capFile}`);
-  capRepo.init();
-  capRepo.execute(BENCH_TABLE, undefined, () => {});
-  capRepo.close();
+  await capRepo.init();
+  capRepo.executeScript(BENCH_TABLE, undefined, () => {});
+  await capRepo.close();
   const cap = await runWriter({ db: capFile, rows: ROWS, txn: TXN, payload: PAYLOAD }).done;
   results.baseline = {
     rowsPerSec: round(base.rowsPerSec),

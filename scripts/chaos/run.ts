@@ -7,7 +7,7 @@ import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync,
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { decodeLease } from "../../src/actors/lease.js";
-import { dumpFile } from "../../src/storage/sqlite.js";
+import { dumpFile } from "../../src/storage/repository/sqlite/repository.js";
 import { tempDir } from "../../test/helpers/procs.js";
 import { waitFor } from "../../test/helpers/wait.js";
 import { startWriter, type WriteRecord } from "../../test/helpers/workload.js";

@@ -11,7 +11,7 @@
  * reopens the snapshot after the last key written, as a new segment (see src/storage/sync.ts).
  */
 import { listKeys } from "../nats/buckets.js";
-import { resolve } from "node:path";
+import { repositoryLocation } from "../storage/repository/index.js";
 import type { Msg } from "@nats-io/transport-node";
 import { ReplicationError, SyncError, TimeoutError, asFerryError } from "../errors.js";
 import { decodeFrame, decodeJson, encodeFrame, encodeJson, errorReply, isJsonReply, unwrapReply } from "../nats/codec.js";
@@ -25,7 +25,7 @@ import {
   type SyncPosition,
   type SyncSegment,
 } from "../storage/sync.js";
-import type { Change, TableColumns } from "../storage/types.js";
+import type { Change, TableColumns } from "../storage/repository/types.js";
 import type { Config } from "../config.js";
 import { startAgent, type AgentHandle, type RunningAgent } from "./agent.js";
 import { HEARTBEAT_MS } from "./heartbeat.js";
@@ -315,7 +315,7 @@ class Collector {
     if (this.source) return this.source;
     const { rt } = this.h;
     const host = rt.config.node.host;
-    const repo = rt.config.node.repo ? resolve(rt.config.node.repo.replace(/^sqlite:/, "")) : null;
+    const repo = rt.config.node.repo ? repositoryLocation(rt.config.node.repo).id : null;
     const found: { node: string; master: boolean }[] = [];
     for (const key of await listKeys(rt.buckets.members)) {
       const e = await rt.buckets.members.get(key);

@@ -11,7 +11,7 @@ import { decodeJson, encodeFrame, encodeJson, errorReply, okReply, unwrapReply }
 import { pullRequest, sqlRequest, switchoverRequest, type PullRecordHeader, type PullRequest } from "../nats/messages.js";
 import type { Spool } from "../storage/spool.js";
 import type { ReplicaRegistry } from "./replicas.js";
-import { SqlExecutor } from "./sql-executor.js";
+import { newWriteGate, setAccepting } from "../storage/repository/write-gate.js";
 import type { Capture, SequencerDeps } from "./sequencer.js";
 
 export interface MasterDeps extends SequencerDeps {
@@ -36,8 +36,10 @@ export function masterServices(d: MasterDeps) {
     let stopped = false;
 
     let switching: string | null = null;
-    const exec = new SqlExecutor({ url: repo.url, deadline: clock.shared.buffer as SharedArrayBuffer, busyTimeoutMs: rt.config.nats.requestTimeoutMs / 2 });
-    exec.setAccepting(true);
+    const gate = newWriteGate(clock.shared.buffer as SharedArrayBuffer);
+    // Off the main thread's path: a long transaction does not stop it from renewing the lease.
+    const exec = repo.openSqlRunner(gate, { busyTimeoutMs: rt.config.nats.requestTimeoutMs / 2 });
+    setAccepting(gate, true);
     const notMaster = () =>
       new ClusterError("FENCED", `${rt.node} is no longer the master (lease not renewed in time)`, {
         hint: "retry: the request goes to whichever node holds the master lease",
@@ -76,8 +78,7 @@ export function masterServices(d: MasterDeps) {
     serve(rt.subj.sql, async (msg) => {
       const req = decodeJson(msg.subject, msg.data, sqlRequest);
       guardWrites();
-      repo.checkAvailable();
-      // In the SQL worker: a long transaction does not stop this thread from renewing the lease.
+      await repo.checkAvailable();
       const out = await exec.execute(req.sql, req.params, req.id === undefined ? undefined : { id: req.id, node: rt.node });
       if (out.replayed) rt.log.info({ id: req.id, by: out.replayed.by }, "a retried write answered from its record, not run again");
       let lsn = spool.head;
@@ -133,7 +134,7 @@ export function masterServices(d: MasterDeps) {
       const started = Date.now();
       const deadline = started + req.timeoutMs;
       switching = req.to;
-      exec.setAccepting(false);
+      setAccepting(gate, false);
       rt.alerts.raise("switchover-started", "info", `switchover from ${rt.node} to ${req.to}: writes paused`, { to: req.to });
       const control = rt.subj.node(req.to).control;
       let handedOver = false;
@@ -158,7 +159,7 @@ export function masterServices(d: MasterDeps) {
       } catch (err) {
         if (!handedOver) {
           switching = null;
-          exec.setAccepting(true);
+          setAccepting(gate, true);
           void rt.nc.request(control, encodeJson({ op: "promote-cancel" }), { timeout: 1000 }).catch(() => {});
           rt.alerts.raise("switchover-failed", "warning", `switchover to ${req.to} failed; ${rt.node} stays master: ${(err as Error).message}`);
         }
@@ -248,11 +249,11 @@ export function masterServices(d: MasterDeps) {
     // down only when heartbeat rows have failed for longer than two heartbeat periods.
     let failingSince = 0;
     let reported = false;
-    const beat = () => {
+    const beat = async () => {
       if (stopped || !clock.valid()) return;
       try {
-        repo.checkAvailable();
-        repo.writeHeartbeat(rt.node, clock.epoch, Date.now());
+        await repo.checkAvailable();
+        await repo.writeHeartbeat(rt.node, clock.epoch, Date.now());
         sendBack({ type: "KICK" });
         if (reported) sendBack({ type: "REPO_UP" });
         failingSince = 0;
@@ -261,15 +262,21 @@ export function masterServices(d: MasterDeps) {
         const e = asFerryError(err);
         if (e.code !== "REPO_UNAVAILABLE") return void rt.log.warn({ err: e.message }, "heartbeat row not written");
         failingSince ||= Date.now();
-        const busy = /SQLITE_BUSY/.test(e.message);
+        const busy = e.details?.busy === true;
         if (!reported && (!busy || Date.now() - failingSince >= 2 * cfg.heartbeatMs)) {
           sendBack({ type: "REPO_DOWN", code: e.code, message: e.message });
           reported = true;
         }
       }
     };
-    beat();
-    timers.push(setInterval(beat, cfg.heartbeatMs));
+    let beating = false;
+    const tick = () => {
+      if (beating) return;
+      beating = true;
+      void beat().finally(() => (beating = false));
+    };
+    tick();
+    timers.push(setInterval(tick, cfg.heartbeatMs));
 
     // A new master does not know its replicas yet: it holds batches for every node in the members
     // bucket from the position its last heartbeat gave, until the replica pulls (or passes the cap).
@@ -317,6 +324,7 @@ export function masterServices(d: MasterDeps) {
 
     return () => {
       stopped = true;
+      setAccepting(gate, false);
       void exec.close();
       for (const t of timers) clearInterval(t);
       for (const s of subs) s.unsubscribe();

@@ -13,7 +13,7 @@ import { ClusterError, ReplicationError, RepositoryError, UsageError, asFerryErr
 import { decodeJson, encodeFrame, errorReply, okReply } from "../nats/codec.js";
 import { changesRequest, snapshotRequest, type PullRecordHeader, type TableChunkHeader } from "../nats/messages.js";
 import type { Spool } from "../storage/spool.js";
-import type { Repository, SnapshotReader, TableReader } from "../storage/types.js";
+import type { Repository, SnapshotReader, TableReader } from "../storage/repository/types.js";
 import type { ReplicaRegistry } from "./replicas.js";
 import type { Runtime } from "./runtime.js";
 import type { Capture } from "./sequencer.js";
@@ -60,12 +60,12 @@ export function startNodeServices(d: NodeServiceDeps): () => void {
    * a capture cycle queued earlier has already gone past that position there is no such batch (the
    * LSN would hold changes the read lacks), and a newer read is opened.
    */
-  const openAt = async <R extends { header: { seq: number; applied: { lsn: number; epoch: number } }; close(): void }>(
-    open: () => R,
+  const openAt = async <R extends { header: { seq: number; applied: { lsn: number; epoch: number } }; close(): Promise<void> }>(
+    open: () => Promise<R>,
     what: string,
   ): Promise<{ reader: R; at: { lsn: number; epoch: number } }> => {
     for (let attempt = 1; ; attempt++) {
-      const reader = open();
+      const reader = await open();
       try {
         const epoch = d.masterEpoch();
         if (epoch === null) return { reader, at: reader.header.applied };
@@ -73,10 +73,10 @@ export function startNodeServices(d: NodeServiceDeps): () => void {
         const last = spool.last;
         if (!last || last.epoch !== epoch || last.lastId <= reader.header.seq) return { reader, at: { lsn: spool.head, epoch } };
       } catch (err) {
-        reader.close();
+        await reader.close();
         throw err;
       }
-      reader.close();
+      await reader.close();
       if (attempt >= 5) throw new ReplicationError("TIMEOUT", `${rt.node} could not align a snapshot of ${what} with a batch; retry`);
     }
   };
@@ -84,7 +84,7 @@ export function startNodeServices(d: NodeServiceDeps): () => void {
   serve(rt.subj.node(rt.node).snapshot, async (msg) => {
     const req = decodeJson(msg.subject, msg.data, snapshotRequest);
     if (req.op === "info") {
-      const table = repo.tableColumns(req.table);
+      const table = await repo.tableColumns(req.table);
       if (!table) throw new RepositoryError("NOT_FOUND", `table ${req.table} does not exist on ${rt.node}`, { hint: "give an existing table as main.TABLE" });
       return okReply(msg, { table });
     }
@@ -114,20 +114,20 @@ export function startNodeServices(d: NodeServiceDeps): () => void {
     if (!s) throw new ReplicationError("NOT_FOUND", `snapshot session ${req.session} is unknown or expired`);
     s.used = Date.now();
     if (req.op === "end") {
-      s.reader.close();
+      await s.reader.close();
       sessions.delete(req.session);
       return okReply(msg, {});
     }
     if (s.table) {
       // JSON Lines as they are, in a frame: up to the NATS payload limit rather than pullBytes.
       const max = Math.max(1024, Math.min(req.maxBytes, (rt.nc.info?.max_payload ?? 1024 * 1024) - 64 * 1024));
-      const chunk = (s.reader as TableReader).next(max);
+      const chunk = await (s.reader as TableReader).next(max);
       const payload = chunk ? enc.encode(chunk.text) : new Uint8Array(0);
       const header: TableChunkHeader = { ok: true, rows: chunk?.rows ?? 0, len: payload.length };
       if (msg.reply) msg.respond(encodeFrame(header, [payload]));
       return;
     }
-    okReply(msg, { chunk: (s.reader as SnapshotReader).next(Math.min(req.maxBytes, cfg.pullBytes)) });
+    okReply(msg, { chunk: await (s.reader as SnapshotReader).next(Math.min(req.maxBytes, cfg.pullBytes)) });
   });
 
   serve(rt.subj.node(rt.node).changes, async (msg) => {
@@ -145,7 +145,7 @@ export function startNodeServices(d: NodeServiceDeps): () => void {
   const sweep = setInterval(() => {
     for (const [id, s] of sessions) {
       if (Date.now() - s.used > SESSION_IDLE_MS) {
-        s.reader.close();
+        void s.reader.close().catch(() => {});
         sessions.delete(id);
       }
     }
@@ -154,7 +154,7 @@ export function startNodeServices(d: NodeServiceDeps): () => void {
   return () => {
     clearInterval(sweep);
     for (const s of subs) s.unsubscribe();
-    for (const s of sessions.values()) s.reader.close();
+    for (const s of sessions.values()) void s.reader.close().catch(() => {});
     sessions.clear();
   };
 }

@@ -18,7 +18,7 @@ import { nodeMachine, type NodeActor } from "../machines/node.js";
 import type { LeaseValue } from "../machines/lease.js";
 import { Meta } from "../storage/meta.js";
 import { Spool } from "../storage/spool.js";
-import { SqliteRepository } from "../storage/sqlite.js";
+import { openRepository, REPOSITORY_URL_FORMS, type Repository } from "../storage/repository/index.js";
 import { openLevel } from "../storage/store.js";
 import { Alerts } from "./alerts.js";
 import { HEARTBEAT_MS, heartbeatLogic } from "./heartbeat.js";
@@ -43,7 +43,7 @@ export function nodeSettings(config: Config) {
   const n = config.node;
   if (!n.id) throw new ConfigError("node.id", "required (give --node ID)");
   if (n.role !== "master" && n.role !== "slave") throw new ConfigError("node.role", "must be master or slave for a node");
-  if (!n.repo) throw new ConfigError("node.repo", "required (give --repo sqlite:PATH)");
+  if (!n.repo) throw new ConfigError("node.repo", `required (give --repo ${REPOSITORY_URL_FORMS})`);
   return { id: n.id, role: n.role, repo: n.repo, dataDir: resolve(n.dataDir ?? join("data", n.id)) };
 }
 
@@ -76,13 +76,13 @@ export async function startNode(config: Config): Promise<RunningNode> {
     cleanups.push(() => nc.close());
     step("opening the KV buckets");
     const buckets = await openBuckets(nc, config.cluster, config.nats.kvReplicas);
-    step(`opening the repository ${s.repo}`);
-    const repo = new SqliteRepository(s.repo);
+    const repo = openRepository(s.repo, { password: config.node.repoPassword });
+    step(`opening the repository ${repo.location.url}`);
     cleanups.push(() => repo.close());
-    repo.init();
+    await repo.init();
     const instance = randomUUID();
     step("checking the members bucket for a node with the same id or repository");
-    await refuseConflicts(buckets.members, { node: s.id, instance, repo: repo.path, host: config.node.host, data: s.dataDir });
+    await refuseConflicts(buckets.members, { node: s.id, instance, repo: repo.location.id, repoKind: repo.kind, host: config.node.host, data: s.dataDir });
     step("loading the spool and replication state");
 
     const rt: Runtime = {
@@ -108,7 +108,7 @@ export async function startNode(config: Config): Promise<RunningNode> {
 
 async function runNode(
   rt: Runtime,
-  repo: SqliteRepository,
+  repo: Repository,
   level: Awaited<ReturnType<typeof openLevel>>,
   cleanups: (() => unknown)[],
 ): Promise<RunningNode> {
@@ -126,7 +126,7 @@ async function runNode(
   await io.init();
   const resync = await meta.resync();
   const fresh = stats.applied === 0 && spool.head === 0;
-  const unexpectedData = fresh && repo.hasUserData() && rt.role === "slave";
+  const unexpectedData = fresh && rt.role === "slave" && (await repo.hasUserData());
   /** Why this node was marked for resync outside the replica machine (at start, or demoted with unsequenced changes). */
   let resyncReason = resync.needed ? resync.reason : undefined;
   if (unexpectedData && !resync.needed) {
@@ -163,8 +163,8 @@ async function runNode(
           const r = await meta.resync();
           if (r.needed) throw new ClusterError("NEEDS_RESYNC", `${rt.node} cannot be promoted: ${r.reason}`);
           for (let more = true; more; ) more = (await io.apply()).more;
-          repo.installCapture();
-          repo.durableCommits(true);
+          await repo.installCapture();
+          await repo.durableCommits(true);
           progress.checkpoint = await meta.checkpoint();
           await meta.recordEpochStart({ epoch: input.epoch, firstLsn: spool.head + 1, node: rt.node });
           // The highest epoch this node has seen is now its own (the lease made it durable in LevelDB).
@@ -181,15 +181,15 @@ async function runNode(
       }),
       demote: fromPromise<{ needsResync: boolean; fresh: boolean }, { holder: LeaseValue | null }>(async ({ input }) => {
         clock.revoke();
-        repo.removeCapture();
-        repo.durableCommits(false);
+        await repo.removeCapture();
+        await repo.durableCommits(false);
         // Positions moved while this node was master: the replica starts from what is true now.
         await io.init();
         const fresh = stats.applied === 0 && spool.head === 0;
         // At start (no holder yet) leftovers are not judged: promoted, this node sequences them; as a
         // replica of another master, its first pull reports them and it is marked for resync.
         if (!input.holder) return { needsResync: false, fresh };
-        const pending = repo.pendingChanges(await meta.checkpoint());
+        const pending = await repo.pendingChanges(await meta.checkpoint());
         rt.alerts.raise("demoted", "warning", `${rt.node} lost the master lease to ${input.holder.node} (epoch ${input.holder.epoch})`, {
           holder: input.holder.node,
           epoch: input.holder.epoch,
@@ -279,6 +279,24 @@ async function runNode(
     }),
   ];
 
+  /**
+   * Readings of the repository for status(), which is synchronous: refreshed in the background.
+   * A failing read keeps the last value (the repository's outage is reported through repoDown).
+   */
+  const repoReadings = { hbTs: 0, changeSeq: 0 };
+  let reading = false;
+  const readRepo = () => {
+    if (reading) return;
+    reading = true;
+    void Promise.all([repo.lastHeartbeatTs(), repo.changeSeq()])
+      .then(([hbTs, changeSeq]) => Object.assign(repoReadings, { hbTs, changeSeq }))
+      .catch(() => {})
+      .finally(() => (reading = false));
+  };
+  readRepo();
+  const readings = setInterval(readRepo, HEARTBEAT_MS / 2);
+  cleanups.push(() => clearInterval(readings));
+
   function status(): Record<string, unknown> {
     const snap = actor.getSnapshot();
     const state = stateName(snap.value);
@@ -286,21 +304,11 @@ async function runNode(
     const isMaster = state === "active";
     const head = isMaster ? spool.head : Math.max(replicaSnap?.context.head ?? 0, stats.applied);
     const lagLsn = Math.max(0, head - stats.applied);
-    let hbTs = 0;
-    try {
-      hbTs = repo.lastHeartbeatTs();
-    } catch {
-      /* reported through repoDown */
-    }
+    const hbTs = repoReadings.hbTs;
     const lagMs = isMaster ? 0 : lagLsn > 0 && stats.appliedTs ? Date.now() - stats.appliedTs : hbTs ? Math.max(0, Date.now() - hbTs - config.replication.heartbeatMs) : null;
     const replicaState = replicaSnap ? stateName(replicaSnap.value) : null;
     const resyncNeeded = replicaState === "needsResync" || (replicaState === null && snap.context.replica.needsResync);
-    let changeSeq = 0;
-    try {
-      changeSeq = repo.changeSeq();
-    } catch {
-      /* reported through repoDown */
-    }
+    const changeSeq = repoReadings.changeSeq;
     return {
       node: rt.node,
       role: rt.role,
@@ -311,7 +319,8 @@ async function runNode(
       host: config.node.host,
       pid: process.pid,
       instance: rt.instance,
-      repo: repo.path,
+      repo: repo.location.id,
+      repoKind: repo.kind,
       data: level.location,
       startedAt: rt.startedAt,
       // Fenced, demoting or promoting, a node still reports the highest epoch it has seen: never lower.
@@ -354,7 +363,7 @@ async function runNode(
 
   exitOnActorError(actor, log);
   actor.start();
-  log.info({ repo: repo.path, data: level.location, nats: config.nats.servers.map(redactUrl), cluster: config.cluster }, `${rt.role} node ${rt.node} started`);
+  log.info({ repo: repo.location.url, data: level.location, nats: config.nats.servers.map(redactUrl), cluster: config.cluster }, `${rt.role} node ${rt.node} started`);
 
   return {
     actor,
@@ -382,13 +391,13 @@ export function stateName(value: unknown): string {
  */
 async function refuseConflicts(
   members: Runtime["buckets"]["members"],
-  me: { node: string; instance: string; repo: string; host: string; data: string },
+  me: { node: string; instance: string; repo: string; repoKind: string; host: string; data: string },
 ): Promise<void> {
   const liveSince = Date.now() - 3 * HEARTBEAT_MS;
   for (const key of await listKeys(members)) {
     const e = await members.get(key);
     if (!e || e.operation !== "PUT") continue;
-    let m: { node?: string; instance?: string; repo?: string; host?: string; data?: string; pid?: number; ts?: number };
+    let m: { node?: string; instance?: string; repo?: string; repoKind?: string; host?: string; data?: string; pid?: number; ts?: number };
     try {
       m = e.json();
     } catch {
@@ -404,7 +413,13 @@ async function refuseConflicts(
     }
     if (m.repo === me.repo && m.host === me.host) {
       throw new ClusterError("REPO_IN_USE", `repository ${me.repo} is already served by node ${m.node}`, {
-        hint: "master and slaves each need their own repository file",
+        hint: "master and slaves each need their own repository",
+      });
+    }
+    // Row images and DDL are the kind's own: a replica of another kind cannot apply them.
+    if (m.repoKind && m.repoKind !== me.repoKind && m.node) {
+      throw new ClusterError("REPO_IN_USE", `node ${m.node} replicates a ${m.repoKind} repository; this node's is ${me.repoKind}: a cluster is of one kind`, {
+        hint: `give --repo a ${m.repoKind} repository, or start this node in another cluster (--cluster)`,
       });
     }
   }

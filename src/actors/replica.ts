@@ -10,7 +10,7 @@ import type { PullReplyHeader, PullRequest } from "../nats/messages.js";
 import { replicaMachine, type ApplyResult, type FetchResult, type MasterRef } from "../machines/replica.js";
 import type { Meta } from "../storage/meta.js";
 import type { BatchMeta, PartRecord, Spool } from "../storage/spool.js";
-import type { Change, Repository, SnapshotHeader } from "../storage/types.js";
+import type { Change, Repository, SnapshotHeader } from "../storage/repository/types.js";
 import type { Runtime } from "./runtime.js";
 
 export interface ReplicaDeps {
@@ -67,16 +67,16 @@ export function createReplicaIo(d: ReplicaDeps, stats: ReplicaStats) {
   async function init(): Promise<void> {
     await spool.dropIncomplete();
     // What this node sequenced itself while master is in its repository by construction.
-    const applied = repo.appliedPosition();
+    const applied = await repo.appliedPosition();
     const captured = await meta.capture();
     const pos = captured.lsn > applied.lsn ? captured : applied;
     stats.applied = pos.lsn;
     stats.appliedEpoch = pos.epoch;
     stats.maxEpoch = Math.max(await meta.maxEpoch(), pos.epoch);
     stats.next = { lsn: Math.max(spool.head, pos.lsn) + 1, part: 0 };
-    stats.fp = repo.fingerprint();
+    stats.fp = await repo.fingerprint();
     // A replica has no capture triggers: what it captured as master stays as it is until it is master again.
-    stats.unsequenced = repo.pendingChanges(captured.checkpoint);
+    stats.unsequenced = await repo.pendingChanges(captured.checkpoint);
   }
 
   async function fetch(master: MasterRef, signal?: AbortSignal): Promise<FetchResult> {
@@ -156,7 +156,7 @@ export function createReplicaIo(d: ReplicaDeps, stats: ReplicaStats) {
     const pos = { lsn: from - 1, epoch: back?.epoch ?? 0 };
     const captured = await meta.capture();
     if (captured.lsn >= from) await meta.setCapture({ ...captured, ...pos });
-    if (repo.appliedPosition().lsn >= from) repo.resetPosition(pos);
+    if ((await repo.appliedPosition()).lsn >= from) await repo.resetPosition(pos);
     stats.applied = pos.lsn;
     stats.appliedEpoch = pos.epoch;
     stats.next = { lsn: from, part: 0 };
@@ -181,7 +181,7 @@ export function createReplicaIo(d: ReplicaDeps, stats: ReplicaStats) {
       if (m.ddl) break; // the fingerprint is checked after each DDL batch
     }
     const prevEpoch = stats.appliedEpoch;
-    const { ddl } = repo.applyBatches(batches.map((b) => ({ lsn: b.meta.lsn, epoch: b.meta.epoch, changes: b.changes })));
+    const { ddl } = await repo.applyBatches(batches.map((b) => ({ lsn: b.meta.lsn, epoch: b.meta.epoch, changes: b.changes })));
     const last = batches[batches.length - 1].meta;
     stats.applied = last.lsn;
     stats.appliedEpoch = last.epoch;
@@ -191,7 +191,7 @@ export function createReplicaIo(d: ReplicaDeps, stats: ReplicaStats) {
       if (b.meta.epoch > prevEpoch) await meta.recordEpochStart({ epoch: b.meta.epoch, firstLsn: b.meta.lsn, node: stats.master ?? "?" });
     }
     if (ddl) {
-      stats.fp = repo.fingerprint();
+      stats.fp = await repo.fingerprint();
       if (stats.fp !== last.fp) {
         throw new RepositoryError("SCHEMA_MISMATCH", `schema fingerprint mismatch after LSN ${last.lsn}: ${rt.node} has ${stats.fp}, the master had ${last.fp}`, {
           hint: `run: ferry resync --node ${rt.node}`,
@@ -228,7 +228,7 @@ export function createReplicaIo(d: ReplicaDeps, stats: ReplicaStats) {
     const totalRows = header.tables.reduce((n, t) => n + t.rows, 0);
     rt.log.info({ master: master.node, lsn, totalRows }, `resync from ${master.node} at LSN ${lsn}: ${totalRows} rows`);
     say({ phase: "started", lsn, totalRows, rows: 0 });
-    const writer = repo.restoreSnapshot(header.schema);
+    const writer = await repo.restoreSnapshot(header.schema);
     let rows = 0;
     let lastSaid = 0;
     try {
@@ -238,16 +238,16 @@ export function createReplicaIo(d: ReplicaDeps, stats: ReplicaStats) {
           await request(d, subject, { op: "next", session, maxBytes: rt.config.replication.pullBytes }, master.node),
         );
         if (!r.chunk) break;
-        writer.rows(r.chunk.table, r.chunk.rows);
+        await writer.rows(r.chunk.table, r.chunk.rows);
         rows += r.chunk.rows.length;
         if (Date.now() - lastSaid > 200) {
           lastSaid = Date.now();
           say({ phase: "copying", lsn, totalRows, rows, table: r.chunk.table });
         }
       }
-      writer.commit({ lsn, epoch });
+      await writer.commit({ lsn, epoch });
     } catch (err) {
-      writer.abort();
+      await writer.abort();
       say({ phase: "failed", error: (err as Error).message });
       throw err;
     } finally {

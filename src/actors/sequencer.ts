@@ -8,7 +8,7 @@ import { encodeJson } from "../nats/codec.js";
 import { sequencerMachine, type SequencerEvent } from "../machines/sequencer.js";
 import type { Meta } from "../storage/meta.js";
 import type { BatchMeta, Spool } from "../storage/spool.js";
-import type { Repository } from "../storage/types.js";
+import type { Repository } from "../storage/repository/types.js";
 import type { CaptureProgress, LeaseClock, Runtime } from "./runtime.js";
 
 export interface SequencerDeps {
@@ -21,13 +21,6 @@ export interface SequencerDeps {
 }
 
 const enc = new TextEncoder();
-/** Captured rows already spooled are deleted now and then, not after every batch... */
-const PRUNE_EVERY_MS = 5000;
-/**
- * ...and a slice at a time: the delete runs on the master's event loop, and a burst's million rows
- * deleted at once would stall it (and the lease renewals) for seconds. Leftovers go next cycle.
- */
-const PRUNE_ROWS = 10_000;
 
 /**
  * Capture cycles, one at a time. `upto` caps a cycle at a change id: a snapshot taken at capture
@@ -38,16 +31,13 @@ export type Capture = (upto?: number) => Promise<number>;
 export function createCapture(d: SequencerDeps): Capture {
   let fp: string | null = null;
   let fpEpoch = -1;
-  let lastPrune = 0;
-  let pruned = 0;
-  let pruneBehind = false;
   let running: Promise<unknown> = Promise.resolve();
 
   const cycle = async (upto?: number): Promise<number> => {
     const { repo, spool, progress } = d;
-    repo.checkAvailable();
+    await repo.checkAvailable();
     const checkpoint = progress.checkpoint;
-    if (Math.min(repo.changeSeq(), upto ?? Infinity) <= checkpoint) return 0;
+    if (Math.min(await repo.changeSeq(), upto ?? Infinity) <= checkpoint) return 0;
     if (!d.clock.valid()) return 0; // fenced: nothing may be sequenced under an epoch we no longer hold
 
     const lsn = spool.head + 1;
@@ -67,21 +57,33 @@ export function createCapture(d: SequencerDeps): Capture {
       bytes += data.length;
       return data;
     };
-    for (const [id, op, s] of repo.readEncodedChanges(checkpoint, upto)) {
-      if (firstId === 0) firstId = id;
-      lastId = id;
-      if (op === "X") ddl = true;
-      cur.push(s);
-      curBytes += s.length + 1;
-      // A large transaction goes out in parts, written unsynced: without its meta, a batch is never served.
-      if (curBytes >= partBytes) await spool.writeUnsynced({ lsn, part: part++, parts: 0, data: take() });
+    const read = repo.readChanges(checkpoint, upto);
+    for await (const chunk of read) {
+      for (const [id, op, s] of chunk) {
+        if (firstId === 0) firstId = id;
+        lastId = id;
+        if (op === "X") ddl = true;
+        cur.push(s);
+        curBytes += s.length + 1;
+        // A large transaction goes out in parts, written unsynced: without its meta, a batch is never served.
+        if (curBytes >= partBytes) await spool.writeUnsynced({ lsn, part: part++, parts: 0, data: take() });
+      }
     }
-    if (lastId === 0) return 0;
+    // The read may cover more than its last change (positions that are not change ids): a waiter
+    // for such a position is answered by this batch, or by the head when nothing was captured.
+    const reached = Math.max(read.reached(), lastId);
+    if (lastId === 0) {
+      if (reached <= checkpoint) return 0;
+      await d.meta.setCapture({ checkpoint: reached, lsn: spool.head, epoch: spool.last?.epoch ?? epoch });
+      progress.advanced(reached, spool.head);
+      await confirm(reached);
+      return 0;
+    }
     const data = take();
 
     // Cached per epoch: a node promoted again may have applied DDL as a replica in between.
     if (ddl || fp === null || fpEpoch !== epoch) {
-      fp = repo.fingerprint();
+      fp = await repo.fingerprint();
       fpEpoch = epoch;
     }
     const prev = spool.last;
@@ -97,21 +99,19 @@ export function createCapture(d: SequencerDeps): Capture {
       fp,
       ddl,
     };
-    await spool.write([{ lsn, part, parts: part + 1, data, meta }], [d.meta.captureOp({ checkpoint: lastId, lsn, epoch })]);
-    progress.advanced(lastId, lsn);
+    await spool.write([{ lsn, part, parts: part + 1, data, meta }], [d.meta.captureOp({ checkpoint: reached, lsn, epoch })]);
+    progress.advanced(reached, lsn);
     d.rt.nc.publish(d.rt.subj.notify, encodeJson({ node: d.rt.node, epoch, lsn }));
-
-    const t = Date.now();
-    if ((t - lastPrune > PRUNE_EVERY_MS || pruneBehind) && lastId > pruned) {
-      lastPrune = t;
-      try {
-        pruneBehind = repo.pruneChanges(lastId, PRUNE_ROWS) === PRUNE_ROWS;
-        if (!pruneBehind) pruned = lastId;
-      } catch (err) {
-        d.rt.log.debug({ err: String(err) }, "pruning captured changes deferred");
-      }
-    }
+    await confirm(reached);
     return 1;
+  };
+  /** Only after the synced spool write: a crash before it finds the changes still captured. */
+  const confirm = async (upto: number) => {
+    try {
+      await d.repo.confirmCapture(upto);
+    } catch (err) {
+      d.rt.log.debug({ err: String(err) }, "releasing captured changes deferred");
+    }
   };
   return (upto?: number) => {
     const next = running.then(() => cycle(upto));
@@ -132,16 +132,19 @@ export function sequencerLogic(d: SequencerDeps, capture: Capture) {
         }
       }),
       probe: fromPromise<void, void>(async () => {
-        d.repo.checkAvailable();
-        d.repo.changeSeq();
+        await d.repo.checkAvailable();
+        await d.repo.changeSeq();
       }),
       watch: fromCallback<SequencerEvent, { intervalMs: number }>(({ sendBack, input }) => {
+        let busy = false;
         const t = setInterval(() => {
-          try {
-            if (d.repo.changeSeq() > d.progress.checkpoint) sendBack({ type: "KICK" });
-          } catch {
-            sendBack({ type: "KICK" }); // the capture cycle reports what is wrong
-          }
+          if (busy) return;
+          busy = true;
+          d.repo
+            .changeSeq()
+            .then((seq) => seq > d.progress.checkpoint && sendBack({ type: "KICK" }))
+            .catch(() => sendBack({ type: "KICK" })) // the capture cycle reports what is wrong
+            .finally(() => (busy = false));
         }, input.intervalMs);
         return () => clearInterval(t);
       }),

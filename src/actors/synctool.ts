@@ -22,7 +22,7 @@ import { decodeJson, encodeJson, errorReply, okReply } from "../nats/codec.js";
 import { emptyRequest, taskCreateRequest, taskDeleteRequest, type TaskCreateRequest } from "../nats/messages.js";
 import { checkDestination } from "../storage/destination.js";
 import { SyncProgress } from "../storage/sync-progress.js";
-import type { TableColumns } from "../storage/types.js";
+import type { TableColumns } from "../storage/repository/types.js";
 import { startAgent, type AgentHandle, type RunningAgent } from "./agent.js";
 import { HEARTBEAT_MS } from "./heartbeat.js";
 import type { Runtime } from "./runtime.js";
@@ -410,7 +410,6 @@ class Manager {
     if (req.mode !== 0 && req.mode !== 1 && req.mode !== 2) {
       throw new UsageError(`mode ${req.mode} is not one of 0 (FULL), 1 (INCREMENTAL_BY_TIMESTAMP), 2 (FULL_AND_CONTINUOUS)`, "give -m 0, -m 1 or -m 2");
     }
-    if (req.db !== "main") throw new UsageError(`database ${req.db} does not exist: a SQLite repository has one database, main`, "give the table as main.TABLE");
     if (/[/\\\0]/.test(req.table) || req.table === "." || req.table === "..") throw new UsageError(`table name ${JSON.stringify(req.table)} cannot name a directory`);
     if (req.mode === 1 && req.ts === undefined) throw new UsageError("mode 1 (INCREMENTAL_BY_TIMESTAMP) needs the first timestamp", "give -ts N");
     const partitions = req.partitions ?? cfg.partitions;
@@ -420,6 +419,9 @@ class Manager {
     const existing = await this.rt.buckets.tasks.get(key);
     if (existing?.operation === "PUT") throw this.exists(req);
     const table = await this.tableColumns(req.table);
+    if (table.db !== undefined && req.db !== table.db) {
+      throw new UsageError(`database ${req.db} does not exist: the repositories name theirs ${table.db}`, `give the table as ${table.db}.${req.table}`);
+    }
     let tsColumn: string | undefined;
     if (req.mode === 1) {
       tsColumn = req.tsColumn ?? cfg.tsColumns[`${req.db}.${req.table}`] ?? cfg.tsColumns[req.table];

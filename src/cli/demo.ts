@@ -8,11 +8,11 @@ import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import Database from "better-sqlite3";
 import { Command } from "commander";
 import { FERRY_BIN, LocalCluster } from "../local/cluster.js";
 import { encodeJson, unwrapReply } from "../nats/codec.js";
-import { dumpFile } from "../storage/sqlite.js";
+import { openRepository } from "../storage/repository/index.js";
+import { newWriteGate, setAccepting } from "../storage/repository/write-gate.js";
 import { UsageError } from "../errors.js";
 import { action, client, type Client } from "./common.js";
 import { runSql } from "./sql.js";
@@ -65,12 +65,7 @@ export function demoCommand(): Command {
         say(`   $ ferry sql "CREATE TABLE orders(id INTEGER PRIMARY KEY, item TEXT, qty INTEGER, price REAL, at TEXT)"`);
         await runSql(c, "CREATE TABLE orders(id INTEGER PRIMARY KEY, item TEXT, qty INTEGER, price REAL, at TEXT)", undefined, 10_000);
         await runSql(c, `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ${rows}) INSERT INTO orders SELECT i, 'item-' || i, i % 7, i * 1.25, CURRENT_TIMESTAMP FROM n`, undefined, 10_000);
-        const outside = new Database(cluster.member("dm1").repo!, { timeout: 5000 });
-        const ins = outside.prepare("INSERT INTO orders(id, item, qty, price, at) VALUES (?, ?, ?, ?, datetime('now'))");
-        outside.transaction(() => {
-          for (let i = 1; i <= rows; i++) ins.run(100_000 + i, `outside-${i}`, i % 5, i / 4);
-        })();
-        outside.close();
+        await outsideWrite(cluster.member("dm1").repo!, rows);
         const converged = await identical(cluster, ["dm1", "dm2", "dm3"], 30_000);
         check("the slaves caught up", converged, converged ? `dm2 and dm3 hold the same ${2 * rows} rows as dm1` : "they differ from dm1");
         say(indent(renderStatus(await readStatus(c))));
@@ -111,7 +106,7 @@ export function demoCommand(): Command {
         sub.unsubscribe();
         const all = await identical(cluster, ["dm1", "dm2", "dm3"], 30_000, first.node);
         check("all replicas identical", all, all ? "dm1, dm2 and dm3 hold the same rows" : "they differ");
-        const table = tableIds(cluster.member(first.node).repo!);
+        const table = await tableIds(cluster.member(first.node).repo!);
         const acked = [...writer.acked, ...probe.acked];
         const lost = acked.filter((w) => !table.has(w.id));
         check("no acknowledged write lost", lost.length === 0, `${acked.length} writes acknowledged, ${lost.length} missing`);
@@ -163,22 +158,57 @@ async function until(what: string, c: Client, pred: (s: Status) => boolean, time
   }
 }
 
+/**
+ * An outside program: its own connection to the master's repository, not ferry's SQL service
+ * (the repository's SQL runner, opened here with a gate that never closes).
+ */
+async function outsideWrite(url: string, rows: number): Promise<void> {
+  const repo = openRepository(url);
+  const gate = newWriteGate(new SharedArrayBuffer(8));
+  Atomics.store(new BigInt64Array(gate.deadline), 0, BigInt(Number.MAX_SAFE_INTEGER));
+  setAccepting(gate, true);
+  const runner = repo.openSqlRunner(gate, { busyTimeoutMs: 5000 });
+  try {
+    const values = Array.from({ length: rows }, (_, k) => `(${100_001 + k}, 'outside-${k + 1}', ${(k + 1) % 5}, ${(k + 1) / 4}, '${new Date().toISOString()}')`);
+    await runner.execute(`INSERT INTO orders(id, item, qty, price, at) VALUES ${values.join(",")}`, undefined);
+  } finally {
+    await runner.close();
+    await repo.close();
+  }
+}
+
+async function dumpOf(url: string): Promise<string> {
+  const repo = openRepository(url);
+  try {
+    return await repo.dump();
+  } finally {
+    await repo.close();
+  }
+}
+
 async function identical(cluster: LocalCluster, nodes: string[], timeoutMs: number, reference = nodes[0]): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const want = dumpFile(cluster.member(reference).repo!);
-    if (nodes.every((n) => dumpFile(cluster.member(n).repo!) === want)) return true;
+    const want = await dumpOf(cluster.member(reference).repo!);
+    const dumps = await Promise.all(nodes.map((n) => dumpOf(cluster.member(n).repo!)));
+    if (dumps.every((d) => d === want)) return true;
     if (Date.now() > deadline) return false;
     await new Promise((r) => setTimeout(r, 250));
   }
 }
 
-function tableIds(repo: string): Set<number> {
-  const db = new Database(repo, { readonly: true });
+async function tableIds(url: string): Promise<Set<number>> {
+  const repo = openRepository(url);
+  const reader = await repo.openTableReader({ table: "orders" });
+  const ids = new Set<number>();
   try {
-    return new Set((db.prepare("SELECT id FROM orders").all() as { id: number }[]).map((r) => r.id));
+    for (let chunk = await reader.next(1 << 20); chunk; chunk = await reader.next(1 << 20)) {
+      for (const line of chunk.text.split("\n")) if (line) ids.add(Number((JSON.parse(line) as { id: number }).id));
+    }
+    return ids;
   } finally {
-    db.close();
+    await reader.close();
+    await repo.close();
   }
 }
 

@@ -4,7 +4,7 @@ import { Command } from "commander";
 import Table from "cli-table3";
 import { asFerryError, ClusterError, fromWire, TimeoutError, UsageError, type FerryError } from "../errors.js";
 import { encodeJson, unwrapReply } from "../nats/codec.js";
-import type { SqlResult } from "../storage/types.js";
+import type { SqlResult } from "../storage/repository/types.js";
 import { addGlobalOptions, action, allOpts, printJson, withClient, type Client } from "./common.js";
 
 export interface SqlReply {

@@ -2,6 +2,7 @@
 import { Command } from "commander";
 import { ConfigError } from "../errors.js";
 import { addGlobalOptions, action, allOpts, configFrom } from "./common.js";
+import { REPOSITORY_URL_FORMS } from "../storage/repository/url.js";
 import type { Config, Role } from "../config.js";
 import { startNode } from "../actors/node.js";
 import { startWatchdog } from "../actors/watchdog.js";
@@ -22,7 +23,7 @@ export function startCommand(): Command {
     .description("run one ferry process (a node, or another role) until SIGINT/SIGTERM")
     .option("--role <role>", "master | slave | watchdog | collector | synctool (env FERRY_NODE_ROLE)")
     .option("--node <id>", "this process's id, unique in the cluster (env FERRY_NODE_ID)")
-    .option("--repo <url>", "the node's repository, sqlite:PATH (env FERRY_NODE_REPO)")
+    .option("--repo <url>", `the node's repository, ${REPOSITORY_URL_FORMS} (env FERRY_NODE_REPO)`)
     .option("--data <dir>", "LevelDB directory for spool and progress (default data/<node>)")
     .option("--host <name>", "host label, used for collectors and conflict checks (default: this host)")
     .option("--source <node>", "collector: the node whose replica it reads (default: the node with the same --host)")

@@ -33,7 +33,7 @@ export async function synctoolRequest<T>(c: Client, subject: string, body: unkno
 function parseTable(value: unknown): { db: string; table: string } {
   const s = String(value ?? "");
   const dot = s.indexOf(".");
-  if (!value || dot <= 0 || dot === s.length - 1) throw new UsageError(`-t must be DB.TABLE (for SQLite: main.TABLE), not "${s}"`);
+  if (!value || dot <= 0 || dot === s.length - 1) throw new UsageError(`-t must be DB.TABLE (SQLite: main.TABLE; PostgreSQL: public.TABLE), not "${s}"`);
   return { db: s.slice(0, dot), table: s.slice(dot + 1) };
 }
 
@@ -88,7 +88,7 @@ export function taskCommand(): Command {
 
   const create = new Command("create")
     .description("sync a table to a directory: mode 0 FULL, 1 INCREMENTAL_BY_TIMESTAMP, 2 FULL_AND_CONTINUOUS")
-    .option("-t, --table <db.table>", "the table, DB.TABLE (SQLite: main.TABLE)")
+    .option("-t, --table <db.table>", "the table, DB.TABLE (SQLite: main.TABLE; PostgreSQL: SCHEMA.TABLE, e.g. public.TABLE)")
     .option("-m, --mode <mode>", "0 FULL | 1 INCREMENTAL_BY_TIMESTAMP | 2 FULL_AND_CONTINUOUS")
     .option("--ts <n>", "mode 1: rows whose timestamp column is at least N (also -ts N)")
     .option("--ts-column <col>", "mode 1: the timestamp column (default: sync.tsColumns.<table> in the config)")

@@ -9,6 +9,7 @@ import { createServer } from "node:net";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { freePort, startNatsServer, type NatsServer } from "../nats/server.js";
+import { redactRepositoryUrl } from "../storage/repository/url.js";
 
 export const FERRY_BIN = resolve(fileURLToPath(new URL("../../bin/ferry", import.meta.url)));
 
@@ -75,7 +76,7 @@ export class LocalCluster {
   private add(id: string, role: string, extra: string[]): void {
     const dir = join(this.opts.dir, id);
     mkdirSync(dir, { recursive: true });
-    const repo = extra.includes("--repo") ? extra[extra.indexOf("--repo") + 1].replace(/^sqlite:/, "") : undefined;
+    const repo = extra.includes("--repo") ? extra[extra.indexOf("--repo") + 1] : undefined;
     this.members.set(id, {
       id,
       role,
@@ -121,7 +122,7 @@ export class LocalCluster {
   describe(): string[] {
     return [...this.members.values()].map((m) =>
       m.repo
-        ? `  ${m.id.padEnd(8)} ${m.role.padEnd(9)} pid ${m.proc?.pid}  repo ${m.repo}  log ${m.log}`
+        ? `  ${m.id.padEnd(8)} ${m.role.padEnd(9)} pid ${m.proc?.pid}  repo ${redactRepositoryUrl(m.repo)}  log ${m.log}`
         : `  ${m.id.padEnd(8)} ${m.role.padEnd(9)} pid ${m.proc?.pid}  log ${m.log}`,
     );
   }

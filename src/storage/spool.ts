@@ -4,7 +4,7 @@
  * in the same synced LevelDB batch as the last part.
  */
 import type { AbstractSublevel } from "abstract-level";
-import type { Change } from "./types.js";
+import type { Change } from "./repository/types.js";
 import { lsnKey, partKey, writeSynced, type BatchOp, type LevelDb } from "./store.js";
 
 export interface BatchMeta {

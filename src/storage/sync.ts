@@ -2,7 +2,7 @@
  * Online-to-offline sync: the pure pieces the repository (snapshots), the collector (change
  * stream) and the synctool (pack files, resuming) share.
  *
- * Keys and values stay as the JSON text SQLite rendered them (`json_array` / `json_object`), so an
+ * Keys and values stay as the JSON text the repository rendered them (row images, JSON objects), so an
  * integer beyond 2^53 keeps every digit and the snapshot and the change stream agree on every key.
  *
  * Partition of a row: from its key image (the JSON array of its key columns; the rowid for rowid
@@ -174,16 +174,8 @@ function fnv1a(s: string): number {
   return h >>> 0;
 }
 
-/** The same partition rule as SQL over columns (for the snapshot's WHERE clause). */
-export function partitionSql(keyExprs: string[], encoded: string[], index: number, count: number): string {
-  if (count <= 1) return "1";
-  const hashed = `ferry_partition(json_array(${encoded.join(",")}), ${count})`;
-  if (keyExprs.length !== 1) return `${hashed} = ${index}`;
-  const k = keyExprs[0];
-  return `(CASE WHEN typeof(${k})='integer' AND ${k} BETWEEN -9007199254740991 AND 9007199254740991 THEN ((${k} % ${count}) + ${count}) % ${count} ELSE ${hashed} END) = ${index}`;
-}
 
-/** SQLite's order of values (BINARY collation): NULL < numbers < text < blobs. */
+/** ferry's key order (SQLite's BINARY collation; what every adapter's table reader gives): NULL < numbers < text by bytes < blobs. */
 function rank(raw: string): number {
   const c = raw.charCodeAt(0);
   if (raw === "null") return 0;
@@ -213,7 +205,7 @@ function compareRaw(a: string, b: string): number {
   return 0;
 }
 
-/** Compares two keys (raw element texts) the way SQLite orders them. */
+/** Compares two keys (raw element texts) in ferry's key order. */
 export function compareKeys(a: string[], b: string[]): number {
   for (let i = 0; i < Math.min(a.length, b.length); i++) {
     const d = compareRaw(a[i], b[i]);

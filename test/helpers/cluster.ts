@@ -5,7 +5,7 @@ import { randomBytes } from "node:crypto";
 import { client, type Client } from "../../src/cli/common.js";
 import { readStatus, type ClusterStatus } from "../../src/cli/status.js";
 import { runSql, type SqlReply } from "../../src/cli/sql.js";
-import { dumpFile } from "../../src/storage/sqlite.js";
+import { dumpFile } from "../../src/storage/repository/sqlite/repository.js";
 import type { NatsServer, NatsServerOpts } from "../../src/nats/server.js";
 import { ferry, ferryRun, natsServer, tempDir, type FerryProcess, type RunResult } from "./procs.js";
 import { waitFor } from "./wait.js";

@@ -59,7 +59,7 @@ test("invalid config, flag or environment value: refused at start with the field
   cl = await TestCluster.start();
   const bad = await cl.cli(["start", "--role", "slave", "--node", "x1", "--repo", "nope"]);
   assert.is(bad.code, 2);
-  assert.match(bad.stderr, /node\.repo: must look like sqlite:PATH \(from flag --repo\)/);
+  assert.match(bad.stderr, /node\.repo: must look like sqlite:PATH or postgres:\/\/USER\[:PASS\]@HOST:PORT\/DB \(from flag --repo\)/);
   const env = await cl.cli(["start", "--role", "slave", "--node", "x1", "--repo", `sqlite:${cl.dir}/x.db`], { FERRY_REPLICATION_MAX_BACKLOG_BYTES: "lots" });
   assert.is(env.code, 2);
   assert.match(env.stderr, /replication\.maxBacklogBytes.*FERRY_REPLICATION_MAX_BACKLOG_BYTES/);

@@ -1,7 +1,7 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import Database from "better-sqlite3";
-import { decodeImage } from "../../src/storage/row-image.js";
+import { decodeImage } from "../../src/storage/repository/row-image.js";
 
 test("integers become BigInt (exact beyond 2^53), reals stay numbers, text, null and blobs", () => {
   assert.equal(decodeImage(`[1,-2,9223372036854775807,-9223372036854775808]`), [1n, -2n, 9223372036854775807n, -9223372036854775808n]);

@@ -1,8 +1,8 @@
-/** src/storage/sql-split.ts: statements at top-level semicolons only, and each statement's verb. */
+/** src/storage/repository/sqlite/sql-split.ts: statements at top-level semicolons only, and each statement's verb. */
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import Database from "better-sqlite3";
-import { splitSql } from "../../src/storage/sql-split.js";
+import { splitSql } from "../../src/storage/repository/sqlite/sql-split.js";
 
 const sqls = (s: string) => splitSql(s).map((x) => x.sql);
 const verbs = (s: string) => splitSql(s).map((x) => x.verb);

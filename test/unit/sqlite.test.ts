@@ -1,5 +1,5 @@
 /**
- * src/storage/sqlite.ts against real SQLite files in a temp directory: capture by triggers,
+ * src/storage/repository/sqlite/repository.ts against real SQLite files in a temp directory: capture by triggers,
  * apply on a replica, snapshots, and the errors a master and a replica meet.
  *
  * `ship` moves what the master captured to the replica the way ferry does (JSON through the
@@ -11,10 +11,10 @@ import { mkdtempSync, renameSync, rmSync, unlinkSync, writeFileSync } from "node
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
-import { SqliteRepository, dumpFile } from "../../src/storage/sqlite.js";
-import { SqlExecutor } from "../../src/actors/sql-executor.js";
+import { SqliteRepository, dumpFile } from "../../src/storage/repository/sqlite/repository.js";
+import { newWriteGate, setAccepting } from "../../src/storage/repository/write-gate.js";
 import { RepositoryError, FerryError } from "../../src/errors.js";
-import type { Change } from "../../src/storage/types.js";
+import type { Change } from "../../src/storage/repository/types.js";
 
 let dir = "";
 const open: SqliteRepository[] = [];
@@ -23,16 +23,16 @@ const conns: Database.Database[] = [];
 test.before.each(() => {
   dir = mkdtempSync(join(tmpdir(), "ferry-sqlite-test-"));
 });
-test.after.each(() => {
-  for (const r of open.splice(0)) r.close();
+test.after.each(async () => {
+  for (const r of open.splice(0)) await r.close();
   for (const c of conns.splice(0)) if (c.open) c.close();
   rmSync(dir, { recursive: true, force: true });
 });
 
-function repo(name: string): SqliteRepository {
+async function repo(name: string): Promise<SqliteRepository> {
   const r = new SqliteRepository(`sqlite:${join(dir, name)}`);
   open.push(r);
-  r.init();
+  await r.init();
   return r;
 }
 
@@ -43,22 +43,41 @@ function conn(r: SqliteRepository, opts: Database.Options = {}): Database.Databa
   return c;
 }
 
+/**
+ * readChanges collected: [position, Change] pairs from every chunk (the Change parsed from the JSON
+ * the sequencer spools, whose op must match the encoded op), and the position the read reached.
+ */
+async function readAll(r: SqliteRepository, from: number, upto?: number): Promise<{ changes: [number, Change][]; reached: number }> {
+  const read = r.readChanges(from, upto);
+  const changes: [number, Change][] = [];
+  for await (const chunk of read) {
+    for (const [pos, op, json] of chunk) {
+      const c = JSON.parse(json) as Change;
+      assert.is(c[1], op, `the encoded op of change ${pos}`);
+      changes.push([pos, c]);
+    }
+  }
+  return { changes, reached: read.reached() };
+}
+const changesOf = async (r: SqliteRepository, from: number, upto?: number) => (await readAll(r, from, upto)).changes;
+const idsOf = async (r: SqliteRepository, from: number, upto?: number) => (await changesOf(r, from, upto)).map(([id]) => id);
+
 /** A master with capture on and an empty replica, and a function that ships what was captured since the last call. */
-function pair() {
-  const master = repo("master.db");
-  master.installCapture();
-  const replica = repo("replica.db");
+async function pair() {
+  const master = await repo("master.db");
+  await master.installCapture();
+  const replica = await repo("replica.db");
   let last = 0;
   let lsn = 0;
-  const ship = (): [number, Change][] => {
-    const changes = [...master.readChanges(last)];
+  const ship = async (): Promise<[number, Change][]> => {
+    const changes = await changesOf(master, last);
     if (changes.length === 0) return changes;
     last = changes[changes.length - 1][0];
-    const spooled = JSON.parse(JSON.stringify(changes.map((c) => c[1]))) as Change[];
-    replica.applyBatches([{ lsn: ++lsn, epoch: 1, changes: spooled }]);
+    const spooled = changes.map((c) => c[1]);
+    await replica.applyBatches([{ lsn: ++lsn, epoch: 1, changes: spooled }]);
     return changes;
   };
-  const sql = (script: string, params?: unknown) => master.execute(script, params, () => {});
+  const sql = (script: string, params?: unknown) => master.executeScript(script, params, () => {});
   const same = () => assert.fixture(dumpFile(replica.path), dumpFile(master.path));
   return { master, replica, ship, sql, same };
 }
@@ -78,73 +97,87 @@ function throwsCode(fn: () => unknown, code: string, match?: string): FerryError
   throw new Error("unreachable");
 }
 
+/** throwsCode for an async call: it must reject with a FerryError of `code` (and `match` in its message). */
+async function rejectsCode(fn: () => Promise<unknown>, code: string, match?: string): Promise<FerryError> {
+  try {
+    await fn();
+  } catch (err) {
+    assert.instance(err, FerryError);
+    assert.is((err as FerryError).code, code, (err as Error).message);
+    if (match) assert.match((err as Error).message, match);
+    return err as FerryError;
+  }
+  assert.unreachable(`expected ${code}`);
+  throw new Error("unreachable");
+}
+
 // --- capture and apply ------------------------------------------------------------------------
 
-test("rowid table without a key: INSERT / UPDATE / UPDATE of the rowid / DELETE are captured and replayed", () => {
-  const { ship, sql, same } = pair();
+test("rowid table without a key: INSERT / UPDATE / UPDATE of the rowid / DELETE are captured and replayed", async () => {
+  const { ship, sql, same } = await pair();
   sql("CREATE TABLE plain(a TEXT, b INTEGER)");
-  ship();
+  await ship();
   sql("INSERT INTO plain VALUES ('x', 1), ('y', 2), ('z', 3)");
   sql("UPDATE plain SET b = 20 WHERE a = 'y'");
   sql("UPDATE plain SET rowid = 100 WHERE a = 'z'");
   sql("DELETE FROM plain WHERE a = 'x'");
-  const changes = ship();
+  const changes = await ship();
   assert.equal(ops(changes), ["plain:I", "plain:I", "plain:I", "plain:U", "plain:U [3]", "plain:D [1]"]);
   assert.equal(JSON.parse(changes[0][1][3]!), [1, "x", 1], "the image starts with the rowid");
   same();
   assert.ok(dumpFile(join(dir, "replica.db")).includes("plain|'z'|3"));
 });
 
-test("INTEGER PRIMARY KEY table: the key is the rowid alias; a key change deletes the old key", () => {
-  const { ship, sql, same } = pair();
+test("INTEGER PRIMARY KEY table: the key is the rowid alias; a key change deletes the old key", async () => {
+  const { ship, sql, same } = await pair();
   sql("CREATE TABLE acct(id INTEGER PRIMARY KEY, owner TEXT NOT NULL, balance INTEGER)");
-  ship();
+  await ship();
   sql("INSERT INTO acct VALUES (1, 'a', 10), (2, 'b', 20)");
   sql("UPDATE acct SET balance = balance + 5 WHERE id = 1");
   sql("UPDATE acct SET id = 7 WHERE id = 2");
   sql("DELETE FROM acct WHERE id = 1");
-  const changes = ship();
+  const changes = await ship();
   assert.equal(ops(changes), ["acct:I", "acct:I", "acct:U", "acct:U [2]", "acct:D [1]"]);
   assert.equal(JSON.parse(changes[0][1][3]!), [1, "a", 10], "no separate rowid in the image");
   same();
 });
 
-test("WITHOUT ROWID table with a composite key, including a key change", () => {
-  const { ship, sql, same } = pair();
+test("WITHOUT ROWID table with a composite key, including a key change", async () => {
+  const { ship, sql, same } = await pair();
   sql("CREATE TABLE tags(ns TEXT, name TEXT, weight REAL, PRIMARY KEY(name, ns)) WITHOUT ROWID");
-  ship();
+  await ship();
   sql("INSERT INTO tags VALUES ('a', 'x', 1.5), ('a', 'y', 2.5), ('b', 'x', 3.5)");
   sql("UPDATE tags SET weight = 9 WHERE ns = 'a' AND name = 'x'");
   sql("UPDATE tags SET ns = 'c' WHERE ns = 'a' AND name = 'y'");
   sql("DELETE FROM tags WHERE ns = 'b'");
-  const changes = ship();
+  const changes = await ship();
   assert.equal(ops(changes), ["tags:I", "tags:I", "tags:I", "tags:U", `tags:U ["y","a"]`, `tags:D ["x","b"]`]);
   same();
 });
 
-test("STRICT, WITHOUT ROWID tables (options in any order) capture and replay", () => {
-  const { ship, sql, same } = pair();
+test("STRICT, WITHOUT ROWID tables (options in any order) capture and replay", async () => {
+  const { ship, sql, same } = await pair();
   sql("CREATE TABLE s1(k TEXT PRIMARY KEY, v INTEGER) STRICT, WITHOUT ROWID; CREATE TABLE s2(k TEXT PRIMARY KEY, v INTEGER) WITHOUT ROWID, STRICT");
   sql("INSERT INTO s1 VALUES ('a', 1); INSERT INTO s2 VALUES ('b', 2); UPDATE s1 SET v = 3; DELETE FROM s2");
-  assert.equal(ops(ship()).slice(2), ["s1:I", "s2:I", "s1:U", `s2:D ["b"]`]);
+  assert.equal(ops(await ship()).slice(2), ["s1:I", "s2:I", "s1:U", `s2:D ["b"]`]);
   same();
 });
 
-test("an outside writer (its own connection) is captured like ferry's own SQL", () => {
-  const { ship, sql, same, master } = pair();
+test("an outside writer (its own connection) is captured like ferry's own SQL", async () => {
+  const { ship, sql, same, master } = await pair();
   sql("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)");
-  ship();
+  await ship();
   const w = conn(master);
   w.transaction(() => {
     for (let i = 0; i < 50; i++) w.prepare("INSERT INTO t VALUES (?, ?)").run(i, `v${i}`);
   })();
   w.prepare("UPDATE t SET v = 'changed' WHERE id % 10 = 0").run();
-  assert.is(ship().length, 55);
+  assert.is((await ship()).length, 55);
   same();
 });
 
-test("exact types: blobs (empty too), reals that look integral, big integers, text, NULL", () => {
-  const { ship, sql, same, master, replica } = pair();
+test("exact types: blobs (empty too), reals that look integral, big integers, text, NULL", async () => {
+  const { ship, sql, same, master, replica } = await pair();
   sql("CREATE TABLE v(id INTEGER PRIMARY KEY, x, note TEXT)");
   const w = conn(master);
   w.defaultSafeIntegers(true);
@@ -167,7 +200,7 @@ test("exact types: blobs (empty too), reals that look integral, big integers, te
     for (const [id, x] of values) ins.run(id, x, typeof x);
   })();
   w.prepare("UPDATE v SET x = ? WHERE id = 5").run(2n ** 62n + 3n);
-  ship();
+  await ship();
   same();
   const read = (r: SqliteRepository) => {
     const c = conn(r, { readonly: true });
@@ -186,31 +219,31 @@ test("exact types: blobs (empty too), reals that look integral, big integers, te
   assert.is((byId.get(2) as Buffer).length, 0);
 });
 
-test("a big integer primary key (> 2^53) keeps its identity through update and delete", () => {
-  const { ship, sql, same, master } = pair();
+test("a big integer primary key (> 2^53) keeps its identity through update and delete", async () => {
+  const { ship, sql, same, master } = await pair();
   sql("CREATE TABLE big(id INTEGER PRIMARY KEY, v TEXT)");
   const w = conn(master);
   w.defaultSafeIntegers(true);
   const a = 2n ** 60n + 1n;
   const b = 2n ** 60n + 2n;
   w.prepare("INSERT INTO big VALUES (?, 'a'), (?, 'b')").run(a, b);
-  ship();
+  await ship();
   w.prepare("UPDATE big SET v = 'a2' WHERE id = ?").run(a);
   w.prepare("DELETE FROM big WHERE id = ?").run(b);
-  ship();
+  await ship();
   same();
   assert.match(dumpFile(join(dir, "replica.db")), `big|${a}|'a2'`);
 });
 
-test("applyBatches is one transaction that records the position; a failing change applies nothing", () => {
-  const { ship, sql, replica } = pair();
+test("applyBatches is one transaction that records the position; a failing change applies nothing", async () => {
+  const { ship, sql, replica } = await pair();
   sql("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1, 'a')");
-  ship();
-  assert.equal(replica.appliedPosition(), { lsn: 1, epoch: 1 });
+  await ship();
+  assert.equal(await replica.appliedPosition(), { lsn: 1, epoch: 1 });
   const before = dumpFile(replica.path);
   const good: Change = ["t", "I", null, JSON.stringify([2, "b"])];
   const bad: Change = ["missing", "I", null, JSON.stringify([1])];
-  throwsCode(
+  await rejectsCode(
     () =>
       replica.applyBatches([
         { lsn: 2, epoch: 1, changes: [good] },
@@ -219,37 +252,37 @@ test("applyBatches is one transaction that records the position; a failing chang
     "SQL_ERROR",
   );
   assert.fixture(dumpFile(replica.path), before);
-  assert.equal(replica.appliedPosition(), { lsn: 1, epoch: 1 });
-  replica.applyBatches([
+  assert.equal(await replica.appliedPosition(), { lsn: 1, epoch: 1 });
+  await replica.applyBatches([
     { lsn: 2, epoch: 1, changes: [good] },
     { lsn: 3, epoch: 2, changes: [] },
   ]);
-  assert.equal(replica.appliedPosition(), { lsn: 3, epoch: 2 });
+  assert.equal(await replica.appliedPosition(), { lsn: 3, epoch: 2 });
 });
 
-test("a replica applies an updated parent row without cascading to its children (foreign keys)", () => {
-  const { ship, sql, same } = pair();
+test("a replica applies an updated parent row without cascading to its children (foreign keys)", async () => {
+  const { ship, sql, same } = await pair();
   sql(`CREATE TABLE p(id INTEGER PRIMARY KEY, n TEXT);
        CREATE TABLE c(id INTEGER PRIMARY KEY, pid INTEGER REFERENCES p(id) ON DELETE CASCADE)`);
   sql("INSERT INTO p VALUES (1, 'a'), (2, 'b'); INSERT INTO c VALUES (10, 1), (20, 2)");
-  ship();
+  await ship();
   sql("UPDATE p SET n = 'a2' WHERE id = 1");
-  ship();
+  await ship();
   same();
   sql("DELETE FROM p WHERE id = 2"); // the cascade on the master is captured as its own D
-  assert.equal(ops(ship()).sort(), ["c:D [20]", "p:D [2]"]);
+  assert.equal(ops(await ship()).sort(), ["c:D [20]", "p:D [2]"]);
   same();
 });
 
-test("user triggers do not fire again on a replica, are there between batches, and replicated DDL on them applies", () => {
+test("user triggers do not fire again on a replica, are there between batches, and replicated DDL on them applies", async () => {
   // The master captures both the row and what its trigger wrote; the replica must apply both
   // without its own copy of the trigger firing.
-  const { ship, sql, same, replica } = pair();
+  const { ship, sql, same, replica } = await pair();
   sql(`CREATE TABLE a(id INTEGER PRIMARY KEY, v TEXT);
        CREATE TABLE audit(id INTEGER PRIMARY KEY, what TEXT);
        CREATE TRIGGER a_ins AFTER INSERT ON a BEGIN INSERT INTO audit(what) VALUES ('ins ' || NEW.id); END`);
   sql("INSERT INTO a VALUES (1, 'x'); INSERT INTO a VALUES (2, 'y')");
-  ship();
+  await ship();
   same();
   const r = conn(replica, { readonly: true });
   assert.is(r.prepare("SELECT count(*) FROM audit").pluck().get(), 2);
@@ -259,7 +292,7 @@ test("user triggers do not fire again on a replica, are there between batches, a
        DELETE FROM a WHERE id = 1;
        DROP TRIGGER a_ins;
        INSERT INTO a VALUES (3, 'z')`);
-  ship();
+  await ship();
   same();
   assert.equal(triggers(), ["a_del"]);
   assert.equal(r.prepare("SELECT what FROM audit ORDER BY id").pluck().all(), ["ins 1", "ins 2", "del 1"]);
@@ -267,8 +300,8 @@ test("user triggers do not fire again on a replica, are there between batches, a
 
 // --- DDL and execute --------------------------------------------------------------------------
 
-test("DDL through execute() is captured, new tables get capture triggers, ALTER refreshes them", () => {
-  const { ship, sql, same, master } = pair();
+test("DDL through executeScript() is captured, new tables get capture triggers, ALTER refreshes them", async () => {
+  const { ship, sql, same, master } = await pair();
   const out = sql("CREATE TABLE n(id INTEGER PRIMARY KEY, a TEXT)");
   assert.ok(out.ddl);
   assert.ok(out.lastChangeId > 0);
@@ -292,7 +325,7 @@ test("DDL through execute() is captured, new tables get capture triggers, ALTER 
   sql("ALTER TABLE n ADD COLUMN b INTEGER DEFAULT 7");
   conn(master).prepare("INSERT INTO n VALUES (2, 'y', 8)").run();
   sql("CREATE INDEX n_a ON n(a); CREATE VIEW nv AS SELECT a FROM n");
-  const changes = ship();
+  const changes = await ship();
   assert.equal(
     changes.map(([, c]) => c[1]),
     ["X", "I", "X", "I", "X", "X"],
@@ -301,13 +334,13 @@ test("DDL through execute() is captured, new tables get capture triggers, ALTER 
   assert.equal(JSON.parse(changes[3][1][3]!), [2, "y", 8], "the image has the added column");
   same();
   sql("DROP TABLE n");
-  ship();
+  await ship();
   same();
   assert.not.ok(triggers().some((t) => String(t).endsWith("_n")));
 });
 
-test("execute returns rows of reads and counts of writes", () => {
-  const { sql } = pair();
+test("executeScript returns rows of reads and counts of writes", async () => {
+  const { sql } = await pair();
   sql("CREATE TABLE t(id INTEGER PRIMARY KEY, b BLOB, big INTEGER)");
   const w = sql("INSERT INTO t VALUES (1, x'0aff', 9007199254740993)");
   assert.is(w.results[0].changes, 1);
@@ -323,10 +356,10 @@ test("execute returns rows of reads and counts of writes", () => {
   assert.equal(p.results[0].rows, [[42]]);
 });
 
-test("BEGIN, COMMIT, SAVEPOINT, ATTACH, DETACH and VACUUM are refused with SQL_ERROR before anything runs", () => {
-  const { sql, master } = pair();
+test("BEGIN, COMMIT, SAVEPOINT, ATTACH, DETACH and VACUUM are refused with SQL_ERROR before anything runs", async () => {
+  const { sql, master } = await pair();
   sql("CREATE TABLE t(id INTEGER PRIMARY KEY)");
-  const seq = master.changeSeq();
+  const seq = await master.changeSeq();
   for (const s of [
     "BEGIN; INSERT INTO t VALUES (1); COMMIT",
     "INSERT INTO t VALUES (1); COMMIT",
@@ -337,45 +370,45 @@ test("BEGIN, COMMIT, SAVEPOINT, ATTACH, DETACH and VACUUM are refused with SQL_E
   ]) {
     throwsCode(() => sql(s), "SQL_ERROR");
   }
-  assert.is(master.changeSeq(), seq);
+  assert.is(await master.changeSeq(), seq);
   assert.equal(sql("SELECT count(*) FROM t").results[0].rows, [[0]]);
   throwsCode(() => sql("  ;  "), "USAGE");
 });
 
-test("a failing statement rolls back the whole script: rows, DDL, capture triggers and captured changes", () => {
-  const { sql, master } = pair();
+test("a failing statement rolls back the whole script: rows, DDL, capture triggers and captured changes", async () => {
+  const { sql, master } = await pair();
   sql("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1, 'a')");
   const before = dumpFile(master.path);
-  const seq = master.changeSeq();
+  const seq = await master.changeSeq();
   throwsCode(() => sql("INSERT INTO t VALUES (2, 'b'); CREATE TABLE u(x); INSERT INTO u VALUES (1); INSERT INTO nosuch VALUES (1)"), "SQL_ERROR", "no such table: nosuch");
   throwsCode(() => sql("UPDATE t SET v = 'z'; INSERT INTO t VALUES (1, 'dup')"), "SQL_ERROR", "UNIQUE");
   assert.fixture(dumpFile(master.path), before);
-  assert.is(master.changeSeq(), seq);
-  assert.is(master.pendingChanges(seq), 0);
+  assert.is(await master.changeSeq(), seq);
+  assert.is(await master.pendingChanges(seq), 0);
   const names = conn(master, { readonly: true }).prepare("SELECT name FROM sqlite_master WHERE name LIKE '%u'").pluck().all();
   assert.equal(names, []);
   // The connection is usable afterwards and capture still works.
   sql("INSERT INTO t VALUES (3, 'c')");
-  assert.is(master.pendingChanges(seq), 1);
+  assert.is(await master.pendingChanges(seq), 1);
 });
 
-test("beforeCommit can veto: its error rolls the script back", () => {
-  const { master } = pair();
-  master.execute("CREATE TABLE t(id INTEGER PRIMARY KEY)", undefined, () => {});
+test("beforeCommit can veto: its error rolls the script back", async () => {
+  const { master } = await pair();
+  master.executeScript("CREATE TABLE t(id INTEGER PRIMARY KEY)", undefined, () => {});
   assert.throws(
     () =>
-      master.execute("INSERT INTO t VALUES (1)", undefined, () => {
+      master.executeScript("INSERT INTO t VALUES (1)", undefined, () => {
         throw new RepositoryError("REPO_UNAVAILABLE", "fenced");
       }),
     (e: Error) => e.message === "fenced",
   );
-  assert.equal(master.execute("SELECT count(*) FROM t", undefined, () => {}).results[0].rows, [[0]]);
+  assert.equal(master.executeScript("SELECT count(*) FROM t", undefined, () => {}).results[0].rows, [[0]]);
 });
 
-test("a write's request key: the same key again answers from the record and runs nothing", () => {
-  const { master, sql } = pair();
+test("a write's request key: the same key again answers from the record and runs nothing", async () => {
+  const { master, sql } = await pair();
   sql("CREATE TABLE t(id INTEGER PRIMARY KEY AUTOINCREMENT, v TEXT)");
-  const run = (script: string, id: string) => master.execute(script, undefined, () => {}, { id, node: "m1" });
+  const run = (script: string, id: string) => master.executeScript(script, undefined, () => {}, { id, node: "m1" });
   const first = run("INSERT INTO t(v) VALUES ('a')", "key-00000001");
   const again = run("INSERT INTO t(v) VALUES ('a')", "key-00000001");
   assert.is(first.replayed, undefined);
@@ -392,85 +425,105 @@ test("a write's request key: the same key again answers from the record and runs
   assert.is(run("INSERT INTO t(v) VALUES ('b')", "key-00000004").replayed, undefined);
   assert.equal(sql("SELECT count(*) FROM t").results[0].rows, [[3]]);
   // A vetoed commit (fenced) records nothing either.
-  assert.throws(() => master.execute("INSERT INTO t(v) VALUES ('c')", undefined, () => { throw new RepositoryError("REPO_UNAVAILABLE", "fenced"); }, { id: "key-00000005", node: "m1" }));
+  assert.throws(() => master.executeScript("INSERT INTO t(v) VALUES ('c')", undefined, () => { throw new RepositoryError("REPO_UNAVAILABLE", "fenced"); }, { id: "key-00000005", node: "m1" }));
   assert.is(run("INSERT INTO t(v) VALUES ('c')", "key-00000005").replayed, undefined);
   assert.equal(sql("SELECT count(*) FROM t").results[0].rows, [[4]]);
 });
 
-test("a write's request key is replicated: a replica promoted later answers the retry from it, with no change id of its own", () => {
-  const { master, replica, ship, sql } = pair();
+test("a write's request key is replicated: a replica promoted later answers the retry from it, with no change id of its own", async () => {
+  const { master, replica, ship, sql } = await pair();
   sql("CREATE TABLE t(id INTEGER PRIMARY KEY AUTOINCREMENT, v TEXT)");
-  ship();
-  const first = master.execute("INSERT INTO t(v) VALUES ('a')", undefined, () => {}, { id: "key-1", node: "m1" });
-  assert.ok(ship().some(([, c]) => c[0] === "ferry_requests" && c[1] === "I"), "the key travels with the write");
-  replica.installCapture(); // promoted
-  const retry = replica.execute("INSERT INTO t(v) VALUES ('a')", undefined, () => {}, { id: "key-1", node: "s1" });
+  await ship();
+  const first = master.executeScript("INSERT INTO t(v) VALUES ('a')", undefined, () => {}, { id: "key-1", node: "m1" });
+  assert.ok((await ship()).some(([, c]) => c[0] === "ferry_requests" && c[1] === "I"), "the key travels with the write");
+  await replica.installCapture(); // promoted
+  const retry = replica.executeScript("INSERT INTO t(v) VALUES ('a')", undefined, () => {}, { id: "key-1", node: "s1" });
   assert.equal(retry.replayed, { by: "m1" });
   assert.equal(retry.results, first.results);
   assert.is(retry.lastChangeId, 0, "m1's change ids mean nothing in s1's file");
-  assert.equal(replica.execute("SELECT count(*) FROM t", undefined, () => {}).results[0].rows, [[1]]);
+  assert.equal(replica.executeScript("SELECT count(*) FROM t", undefined, () => {}).results[0].rows, [[1]]);
   // A node resynced from a snapshot gets the keys too.
-  const resynced = repo("resynced.db");
-  const reader = master.openSnapshot();
-  const writer = resynced.restoreSnapshot(reader.header.schema);
-  for (let chunk = reader.next(1000); chunk; chunk = reader.next(1000)) writer.rows(chunk.table, chunk.rows);
-  reader.close();
-  writer.commit({ lsn: 2, epoch: 1 });
-  assert.equal(resynced.execute("INSERT INTO t(v) VALUES ('a')", undefined, () => {}, { id: "key-1", node: "s2" }).replayed, { by: "m1" });
+  const resynced = await repo("resynced.db");
+  const reader = await master.openSnapshot();
+  const writer = await resynced.restoreSnapshot(reader.header.schema);
+  for (let chunk = await reader.next(1000); chunk; chunk = await reader.next(1000)) await writer.rows(chunk.table, chunk.rows);
+  await reader.close();
+  await writer.commit({ lsn: 2, epoch: 1 });
+  assert.equal(resynced.executeScript("INSERT INTO t(v) VALUES ('a')", undefined, () => {}, { id: "key-1", node: "s2" }).replayed, { by: "m1" });
 });
 
-test("request keys older than 15 minutes are forgotten, newer ones kept", () => {
-  const { master, sql } = pair();
+test("request keys older than 15 minutes are forgotten, newer ones kept", async () => {
+  const { master, sql } = await pair();
   sql("CREATE TABLE t(v INTEGER)");
   const c = conn(master);
   const put = c.prepare("INSERT INTO ferry_requests(id, ts, node, last_change, results) VALUES (?, ?, 'm1', 1, '[]')");
   put.run("old-key-1", Date.now() - 20 * 60_000);
   put.run("old-key-2", Date.now() - 16 * 60_000);
   put.run("recent-key", Date.now() - 60_000);
-  master.execute("INSERT INTO t VALUES (1)", undefined, () => {}, { id: "new-key-1", node: "m1" });
+  master.executeScript("INSERT INTO t VALUES (1)", undefined, () => {}, { id: "new-key-1", node: "m1" });
   const keys = c.prepare("SELECT id FROM ferry_requests ORDER BY rowid").pluck().all();
   assert.equal(keys, ["recent-key", "new-key-1"]);
 });
 
-test("readChanges ranges, pendingChanges, pruneChanges and changeSeq", () => {
-  const { sql, master } = pair();
+test("readChanges ranges, pendingChanges, confirmCapture and changeSeq", async () => {
+  const { sql, master } = await pair();
   sql("CREATE TABLE t(id INTEGER PRIMARY KEY)");
   for (let i = 1; i <= 5; i++) sql(`INSERT INTO t VALUES (${i})`);
-  const all = [...master.readChanges(0)].map(([id]) => id);
+  const all = await idsOf(master, 0);
   assert.is(all.length, 6);
-  assert.is(master.changeSeq(), all[5]);
-  assert.equal([...master.readChanges(all[1], all[3])].map(([id]) => id), [all[2], all[3]]);
-  assert.is(master.pendingChanges(all[2]), 3);
-  assert.is(master.pruneChanges(all[3], 3), 3, "a slice of the oldest");
-  assert.equal([...master.readChanges(0)].map(([id]) => id), [all[3], all[4], all[5]]);
-  assert.is(master.pruneChanges(all[3], 3), 1, "the rest up to the id");
-  assert.equal([...master.readChanges(0)].map(([id]) => id), [all[4], all[5]]);
-  assert.is(master.changeSeq(), all[5], "ids are never reused after a prune");
+  assert.is(await master.changeSeq(), all[5]);
+  const range = await readAll(master, all[1], all[3]);
+  assert.equal(range.changes.map(([id]) => id), [all[2], all[3]]);
+  assert.is(range.reached, all[3], "the read reached its last change");
+  assert.is(await master.pendingChanges(all[2]), 3);
+  await master.confirmCapture(all[3]);
+  assert.equal(await idsOf(master, 0), [all[4], all[5]], "the first confirmation releases every change up to it at once");
+  await master.confirmCapture(all[4]);
+  assert.equal(await idsOf(master, 0), [all[4], all[5]], "within 5 s of the last prune, and not behind, nothing more is released");
+  assert.is(await master.changeSeq(), all[5], "ids are never reused after a prune");
 });
 
-test("removeCapture leaves no ferry_cap_ triggers and nothing more is captured; installCapture is idempotent", () => {
-  const { sql, master } = pair();
+test("confirmCapture releases at most 10,000 changes at a time and comes back at once while it is behind", async () => {
+  const { sql, master } = await pair();
+  sql("CREATE TABLE t(id INTEGER PRIMARY KEY)");
+  sql("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10005) INSERT INTO t SELECT i FROM n");
+  const all = await idsOf(master, 0);
+  assert.is(all.length, 10_006, "the CREATE and 10,005 rows");
+  const seq = await master.changeSeq();
+  assert.is(seq, all[all.length - 1]);
+  await master.confirmCapture(seq);
+  assert.equal(await idsOf(master, 0), all.slice(10_000), "a slice of the oldest 10,000");
+  await master.confirmCapture(seq);
+  assert.equal(await idsOf(master, 0), [], "behind: the rest goes on the next call, not 5 s later");
+  sql("INSERT INTO t VALUES (0)");
+  await master.confirmCapture(await master.changeSeq());
+  assert.is(await master.pendingChanges(0), 1, "caught up: the next prune waits");
+  assert.is(await master.changeSeq(), seq + 1, "ids are never reused after a prune");
+});
+
+test("removeCapture leaves no ferry_cap_ triggers and nothing more is captured; installCapture is idempotent", async () => {
+  const { sql, master } = await pair();
   sql("CREATE TABLE t(id INTEGER PRIMARY KEY); CREATE TABLE u(k TEXT PRIMARY KEY) WITHOUT ROWID");
   const count = () =>
     conn(master, { readonly: true }).prepare("SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'ferry\\_cap\\_%' ESCAPE '\\'").pluck().get();
   // t, u, ferry_heartbeat and ferry_requests
   assert.is(count(), 12);
-  master.installCapture();
+  await master.installCapture();
   assert.is(count(), 12);
-  master.removeCapture();
+  await master.removeCapture();
   assert.is(count(), 0);
-  const seq = master.changeSeq();
+  const seq = await master.changeSeq();
   conn(master).prepare("INSERT INTO t VALUES (1)").run();
-  assert.is(master.pendingChanges(seq), 0);
-  master.installCapture();
+  assert.is(await master.pendingChanges(seq), 0);
+  await master.installCapture();
   conn(master).prepare("INSERT INTO t VALUES (2)").run();
-  assert.is(master.pendingChanges(seq), 1);
+  assert.is(await master.pendingChanges(seq), 1);
 });
 
 // --- snapshots, fingerprint, availability -----------------------------------------------------
 
-test("a snapshot streamed in small chunks and restored reproduces the master; old tables are dropped", () => {
-  const { sql, master } = pair();
+test("a snapshot streamed in small chunks and restored reproduces the master; old tables are dropped", async () => {
+  const { sql, master } = await pair();
   sql(`CREATE TABLE a(id INTEGER PRIMARY KEY, v TEXT, b BLOB);
        CREATE TABLE plain(x, y);
        CREATE TABLE w(k TEXT, j INTEGER, r REAL, PRIMARY KEY(k, j)) WITHOUT ROWID;
@@ -486,13 +539,13 @@ test("a snapshot streamed in small chunks and restored reproduces the master; ol
     wr.prepare("INSERT INTO p VALUES (1)").run();
     wr.prepare("INSERT INTO c VALUES (1, 1)").run();
   })();
-  master.writeHeartbeat("m1", 3, 12345);
+  await master.writeHeartbeat("m1", 3, 12345);
 
-  const target = repo("target.db");
-  target.execute("CREATE TABLE junk(x); INSERT INTO junk VALUES (1)", undefined, () => {});
-  target.removeCapture();
+  const target = await repo("target.db");
+  target.executeScript("CREATE TABLE junk(x); INSERT INTO junk VALUES (1)", undefined, () => {});
+  await target.removeCapture();
 
-  const reader = master.openSnapshot();
+  const reader = await master.openSnapshot();
   // Written after the snapshot began: not in it.
   conn(master).prepare("INSERT INTO a VALUES (1000, 'late', NULL)").run();
   const want = dumpFile(master.path).split("\n").filter((l) => !l.includes("'late'")).join("\n");
@@ -500,74 +553,74 @@ test("a snapshot streamed in small chunks and restored reproduces the master; ol
     reader.header.tables.map((t) => [t.name, t.rows]),
     [["a", 300], ["c", 1], ["ferry_heartbeat", 1], ["ferry_requests", 0], ["p", 1], ["plain", 42], ["w", 40]],
   );
-  const writer = target.restoreSnapshot(reader.header.schema);
+  const writer = await target.restoreSnapshot(reader.header.schema);
   let chunks = 0;
-  for (let chunk = reader.next(200); chunk; chunk = reader.next(200)) {
-    writer.rows(chunk.table, chunk.rows);
+  for (let chunk = await reader.next(200); chunk; chunk = await reader.next(200)) {
+    await writer.rows(chunk.table, chunk.rows);
     chunks++;
   }
-  reader.close();
-  writer.commit({ lsn: 17, epoch: 3 });
+  await reader.close();
+  await writer.commit({ lsn: 17, epoch: 3 });
   assert.ok(chunks > 20, `${chunks} chunks`);
   assert.fixture(dumpFile(target.path), want);
-  assert.equal(target.appliedPosition(), { lsn: 17, epoch: 3 });
-  assert.is(target.lastHeartbeatTs(), 12345);
-  assert.is(target.fingerprint(), reader.header.fingerprint);
+  assert.equal(await target.appliedPosition(), { lsn: 17, epoch: 3 });
+  assert.is(await target.lastHeartbeatTs(), 12345);
+  assert.is(await target.fingerprint(), reader.header.fingerprint);
 });
 
-test("an aborted restore leaves the target as it was", () => {
-  const { sql, master } = pair();
+test("an aborted restore leaves the target as it was", async () => {
+  const { sql, master } = await pair();
   sql("CREATE TABLE a(id INTEGER PRIMARY KEY); INSERT INTO a VALUES (1)");
-  const target = repo("target.db");
-  target.execute("CREATE TABLE old(x); INSERT INTO old VALUES (1)", undefined, () => {});
+  const target = await repo("target.db");
+  target.executeScript("CREATE TABLE old(x); INSERT INTO old VALUES (1)", undefined, () => {});
   const before = dumpFile(target.path);
-  const reader = master.openSnapshot();
-  const writer = target.restoreSnapshot(reader.header.schema);
-  writer.rows("a", reader.next(1000)!.rows);
-  writer.abort();
-  reader.close();
+  const reader = await master.openSnapshot();
+  const writer = await target.restoreSnapshot(reader.header.schema);
+  await writer.rows("a", (await reader.next(1000))!.rows);
+  await writer.abort();
+  await reader.close();
   assert.fixture(dumpFile(target.path), before);
-  assert.equal(target.appliedPosition(), { lsn: 0, epoch: 0 });
+  assert.equal(await target.appliedPosition(), { lsn: 0, epoch: 0 });
 });
 
-test("fingerprint: equal for equal schemas, changes with the schema, not with data or capture triggers", () => {
-  const { sql, master, replica, ship } = pair();
-  const empty = master.fingerprint();
-  assert.is(replica.fingerprint(), empty);
+test("fingerprint: equal for equal schemas, changes with the schema, not with data or capture triggers", async () => {
+  const { sql, master, replica, ship } = await pair();
+  const empty = await master.fingerprint();
+  assert.is(await replica.fingerprint(), empty);
   sql("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)");
-  const one = master.fingerprint();
+  const one = await master.fingerprint();
   assert.is.not(one, empty);
   sql("INSERT INTO t VALUES (1, 'a')");
-  assert.is(master.fingerprint(), one);
-  master.removeCapture();
-  assert.is(master.fingerprint(), one);
-  master.installCapture();
-  ship();
-  assert.is(replica.fingerprint(), one, "the replica (no capture triggers) has the master's fingerprint");
+  assert.is(await master.fingerprint(), one);
+  await master.removeCapture();
+  assert.is(await master.fingerprint(), one);
+  await master.installCapture();
+  await ship();
+  assert.is(await replica.fingerprint(), one, "the replica (no capture triggers) has the master's fingerprint");
   sql("CREATE INDEX t_v ON t(v)");
-  assert.is.not(master.fingerprint(), one);
+  assert.is.not(await master.fingerprint(), one);
   assert.match(one, /^[0-9a-f]{16}$/);
 });
 
-test("checkAvailable: a missing file is REPO_UNAVAILABLE; so is a file replaced by another", () => {
-  const r = repo("gone.db");
-  r.checkAvailable();
+test("checkAvailable: a missing file is REPO_UNAVAILABLE; so is a file replaced by another", async () => {
+  const r = await repo("gone.db");
+  await r.checkAvailable();
   unlinkSync(r.path);
-  throwsCode(() => r.checkAvailable(), "REPO_UNAVAILABLE", "the file is missing");
-  const s = repo("swapped.db");
+  await rejectsCode(() => r.checkAvailable(), "REPO_UNAVAILABLE", "the file is missing");
+  const s = await repo("swapped.db");
   const other = join(dir, "other.db");
   writeFileSync(other, "");
   renameSync(other, s.path);
-  throwsCode(() => s.checkAvailable(), "REPO_UNAVAILABLE", "replaced by another file");
+  await rejectsCode(() => s.checkAvailable(), "REPO_UNAVAILABLE", "replaced by another file");
 });
 
-test("opening a repository in a missing directory is REPO_UNAVAILABLE with a hint", () => {
+test("opening a repository in a missing directory is REPO_UNAVAILABLE with a hint", async () => {
   const e = throwsCode(() => new SqliteRepository(`sqlite:${join(dir, "no", "such", "dir", "r.db")}`), "REPO_UNAVAILABLE", "cannot open repository");
   assert.match(e.hint ?? "", "--repo");
 });
 
-test("a lock held by another writer is REPO_UNAVAILABLE (busy) on the main thread's short busy timeout", () => {
-  const { sql, master } = pair();
+test("a lock held by another writer is REPO_UNAVAILABLE (busy) on the main thread's short busy timeout", async () => {
+  const { sql, master } = await pair();
   sql("CREATE TABLE t(id INTEGER PRIMARY KEY)");
   const other = conn(master);
   other.exec("BEGIN IMMEDIATE");
@@ -575,17 +628,22 @@ test("a lock held by another writer is REPO_UNAVAILABLE (busy) on the main threa
   assert.match(e.hint ?? "", "retries");
 });
 
-/** The SQL worker on the pair's master, with a lease deadline `validMs` from now. */
+/** The SQL runner (a worker thread) on the pair's master, its gate accepting, with a lease deadline `validMs` from now. */
 function executor(master: SqliteRepository, validMs: number) {
   const deadline = new BigInt64Array(new SharedArrayBuffer(8));
   Atomics.store(deadline, 0, BigInt(Math.floor(performance.timeOrigin + performance.now() + validMs)));
-  const x = new SqlExecutor({ url: `sqlite:${master.path}`, deadline: deadline.buffer as SharedArrayBuffer, busyTimeoutMs: 5000 });
-  x.setAccepting(true);
-  return x;
+  const gate = newWriteGate(deadline.buffer as SharedArrayBuffer);
+  setAccepting(gate, true);
+  const runner = master.openSqlRunner(gate, { busyTimeoutMs: 5000 });
+  return {
+    execute: (sql: string, params: unknown) => runner.execute(sql, params),
+    setAccepting: (on: boolean) => setAccepting(gate, on),
+    close: () => runner.close(),
+  };
 }
 
 test("the SQL worker waits out another writer's lock while the main thread's event loop runs", async () => {
-  const { sql, master } = pair();
+  const { sql, master } = await pair();
   sql("CREATE TABLE t(id INTEGER PRIMARY KEY)");
   const x = executor(master, 60_000);
   try {
@@ -605,7 +663,7 @@ test("the SQL worker waits out another writer's lock while the main thread's eve
 });
 
 test("the SQL worker rolls back instead of committing once the master stops taking writes or its lease runs out", async () => {
-  const { sql, master } = pair();
+  const { sql, master } = await pair();
   sql("CREATE TABLE t(id INTEGER PRIMARY KEY)");
   const handingOver = executor(master, 60_000);
   const expired = executor(master, -1);
@@ -632,14 +690,14 @@ async function assert_rejects(p: Promise<unknown>, code: string) {
   assert.unreachable(`expected ${code}`);
 }
 
-test("hasUserData and outsideCommits", () => {
-  const { sql, master } = pair();
-  assert.is(master.hasUserData(), false);
+test("hasUserData and outsideCommits", async () => {
+  const { sql, master } = await pair();
+  assert.is(await master.hasUserData(), false);
   sql("CREATE TABLE t(id INTEGER PRIMARY KEY)");
-  assert.is(master.hasUserData(), false, "a table without rows is no data");
-  master.outsideCommits();
+  assert.is(await master.hasUserData(), false, "a table without rows is no data");
+  await master.outsideCommits();
   conn(master).prepare("INSERT INTO t VALUES (1)").run();
-  assert.is(master.hasUserData(), true);
+  assert.is(await master.hasUserData(), true);
 });
 
 test.run();

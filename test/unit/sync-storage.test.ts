@@ -7,7 +7,7 @@ import * as assert from "uvu/assert";
 import { readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
-import { SqliteRepository } from "../../src/storage/sqlite.js";
+import { SqliteRepository } from "../../src/storage/repository/sqlite/repository.js";
 import {
   compareKeys,
   keyOfRow,
@@ -33,30 +33,42 @@ test("raw JSON: array elements and object members keep SQLite's text, blobs conv
   assert.throws(() => splitJsonArray("[1,2"), /not a complete JSON/);
 });
 
-function repoWith(sql: string): { repo: SqliteRepository; db: Database.Database } {
+async function repoWith(sql: string): Promise<{ repo: SqliteRepository; db: Database.Database }> {
   const file = join(tempDir(), "repo.db");
   const db = new Database(file);
   db.pragma("journal_mode = WAL");
   db.exec(sql);
   const repo = new SqliteRepository(`sqlite:${file}`);
-  repo.init();
+  await repo.init();
   return { repo, db };
 }
 
+/** assert.throws for a promise: it must reject, and the error must pass `check`. */
+async function rejectsWith(p: Promise<unknown>, check: (e: unknown) => boolean): Promise<void> {
+  let threw = false;
+  try {
+    await p;
+  } catch (err) {
+    threw = true;
+    assert.ok(check(err), `unexpected error: ${String(err)}`);
+  }
+  assert.ok(threw, "expected a rejection");
+}
+
 /** Every row of a partition read through openTableReader. */
-function readAll(repo: SqliteRepository, table: string, opts: Record<string, unknown> = {}): string[] {
-  const r = repo.openTableReader({ table, ...opts });
+async function readAll(repo: SqliteRepository, table: string, opts: Record<string, unknown> = {}): Promise<string[]> {
+  const r = await repo.openTableReader({ table, ...opts });
   const out: string[] = [];
   try {
-    for (let c = r.next(200); c; c = r.next(200)) out.push(...c.text.split("\n").filter(Boolean));
+    for (let c = await r.next(200); c; c = await r.next(200)) out.push(...c.text.split("\n").filter(Boolean));
   } finally {
-    r.close();
+    await r.close();
   }
   return out;
 }
 
-test("partitions: the snapshot's SQL filter and the change stream's function put every key in the same partition", () => {
-  const { repo, db } = repoWith(`
+test("partitions: the snapshot's SQL filter and the change stream's function put every key in the same partition", async () => {
+  const { repo, db } = await repoWith(`
     CREATE TABLE ints(id INTEGER PRIMARY KEY, v TEXT);
     CREATE TABLE texts(name TEXT PRIMARY KEY, v INTEGER) WITHOUT ROWID;
     CREATE TABLE combo(a TEXT, b INTEGER, c BLOB, PRIMARY KEY(a, b)) WITHOUT ROWID;
@@ -69,11 +81,11 @@ test("partitions: the snapshot's SQL filter and the change stream's function put
   for (let i = 0; i < 30; i++) db.prepare("INSERT INTO plain VALUES (?, ?)").run(i, `p${i}`);
   for (const k of [1, 2.5, "1", "z", Buffer.from("b"), 7]) db.prepare("INSERT INTO mixed VALUES (?, 0)").run(k);
   for (const [table, P] of [["ints", 4], ["texts", 3], ["combo", 5], ["plain", 4], ["mixed", 3]] as const) {
-    const key = repo.tableColumns(table)!.key;
-    const all = readAll(repo, table);
+    const key = (await repo.tableColumns(table))!.key;
+    const all = await readAll(repo, table);
     let seen = 0;
     for (let p = 0; p < P; p++) {
-      const rows = readAll(repo, table, { partition: { index: p, count: P } });
+      const rows = await readAll(repo, table, { partition: { index: p, count: P } });
       seen += rows.length;
       for (const row of rows) assert.is(partitionOf(splitJsonArray(keyOfRow(row, key)), P), p, `${table}: ${row} in partition ${p}`);
     }
@@ -81,42 +93,42 @@ test("partitions: the snapshot's SQL filter and the change stream's function put
   }
   assert.is(partitionOf(["-7"], 4), 1);
   assert.is(partitionOf(['"x"'], 1), 0);
-  repo.close();
+  await repo.close();
   db.close();
 });
 
-test("key order: compareKeys agrees with SQLite's ORDER BY, and a read resumes after a key", () => {
-  const { repo, db } = repoWith(
+test("key order: compareKeys agrees with SQLite's ORDER BY, and a read resumes after a key", async () => {
+  const { repo, db } = await repoWith(
     `CREATE TABLE mixed(k PRIMARY KEY, v) WITHOUT ROWID; CREATE TABLE pair(a TEXT, b INTEGER, PRIMARY KEY(a, b)) WITHOUT ROWID; CREATE TABLE nocase(k TEXT PRIMARY KEY COLLATE NOCASE) WITHOUT ROWID;`,
   );
   for (const k of ["b", "A", "c", "B2", "a2"]) db.prepare("INSERT INTO nocase VALUES (?)").run(k);
   for (const k of [3, -1, 2.5, 10, "b", "B", "é", "ab", Buffer.from([1]), Buffer.from([0, 9]), 9007199254740993n]) db.prepare("INSERT INTO mixed VALUES (?, 0)").run(k);
   for (const [a, b] of [["x", 2], ["x", 10], ["a", 5], ["y", -1]]) db.prepare("INSERT INTO pair VALUES (?, ?)").run(a, b);
   for (const table of ["mixed", "pair", "nocase"]) {
-    const key = repo.tableColumns(table)!.key;
-    const keys = readAll(repo, table).map((r) => splitJsonArray(keyOfRow(r, key)));
+    const key = (await repo.tableColumns(table))!.key;
+    const keys = (await readAll(repo, table)).map((r) => splitJsonArray(keyOfRow(r, key)));
     for (let i = 1; i < keys.length; i++) assert.ok(compareKeys(keys[i - 1], keys[i]) < 0, `${keys[i - 1]} < ${keys[i]}`);
     const sorted = [...keys].reverse().sort(compareKeys);
     assert.equal(sorted, keys);
     // Resuming after the third key gives the rest.
     const after = `[${keys[2].join(",")}]`;
-    const rest = readAll(repo, table, { after }).map((r) => splitJsonArray(keyOfRow(r, key)));
+    const rest = (await readAll(repo, table, { after })).map((r) => splitJsonArray(keyOfRow(r, key)));
     assert.equal(rest, keys.slice(3));
   }
-  repo.close();
+  await repo.close();
   db.close();
 });
 
-test("a read with a timestamp keeps rows at or after it; a missing table or column is NOT_FOUND", () => {
-  const { repo, db } = repoWith(`CREATE TABLE ev(id INTEGER PRIMARY KEY, ts INTEGER)`);
+test("a read with a timestamp keeps rows at or after it; a missing table or column is NOT_FOUND", async () => {
+  const { repo, db } = await repoWith(`CREATE TABLE ev(id INTEGER PRIMARY KEY, ts INTEGER)`);
   for (let i = 0; i < 20; i++) db.prepare("INSERT INTO ev VALUES (?, ?)").run(i, i * 10);
-  const rows = readAll(repo, "ev", { since: { column: "ts", min: 150 } }).map((r) => JSON.parse(r).id);
+  const rows = (await readAll(repo, "ev", { since: { column: "ts", min: 150 } })).map((r) => JSON.parse(r).id);
   assert.equal(rows, [15, 16, 17, 18, 19]);
-  assert.throws(() => repo.openTableReader({ table: "nope" }), (e: any) => e.code === "NOT_FOUND");
-  assert.throws(() => repo.openTableReader({ table: "ev", since: { column: "nope", min: 0 } }), (e: any) => e.code === "NOT_FOUND");
-  assert.is(repo.tableColumns("nope"), null);
-  assert.is(repo.tableColumns("ferry_changes"), null, "ferry's own tables are not synced");
-  repo.close();
+  await rejectsWith(repo.openTableReader({ table: "nope" }), (e: any) => e.code === "NOT_FOUND");
+  await rejectsWith(repo.openTableReader({ table: "ev", since: { column: "nope", min: 0 } }), (e: any) => e.code === "NOT_FOUND");
+  assert.is(await repo.tableColumns("nope"), null);
+  assert.is(await repo.tableColumns("ferry_changes"), null, "ferry's own tables are not synced");
+  await repo.close();
   db.close();
 });
 

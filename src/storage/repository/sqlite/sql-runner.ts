@@ -1,27 +1,24 @@
 /** The main thread's side of the SQL worker (sql-worker.ts): one job at a time, in order. */
 import { Worker } from "node:worker_threads";
-import { fromWire, FerryError, type WireError } from "../errors.js";
-import type { ExecuteOutcome, RequestKey } from "../storage/types.js";
+import { fromWire, FerryError, type WireError } from "../../../errors.js";
+import type { ExecuteOutcome, RequestKey, SqlRunner } from "../types.js";
 import type { SqlJob, SqlWorkerData } from "./sql-worker.js";
 
 type Reply = { id: number; ok: true; out: ExecuteOutcome } | { id: number; ok: false; error: WireError };
 
-export class SqlExecutor {
+export class SqliteSqlRunner implements SqlRunner {
   private worker: Worker;
   private next = 1;
   private pending = new Map<number, { resolve: (o: ExecuteOutcome) => void; reject: (e: unknown) => void }>();
-  /** [0] = 1 while the master takes writes; the worker reads it before every commit. */
-  readonly accepting = new Int32Array(new SharedArrayBuffer(4));
 
-  constructor(data: Omit<SqlWorkerData, "accepting">) {
-    const full: SqlWorkerData = { ...data, accepting: this.accepting.buffer as SharedArrayBuffer };
+  constructor(data: SqlWorkerData) {
     this.worker = import.meta.url.endsWith(".ts")
       ? // Under tsx (tests, scripts) this module is the .ts source; a worker does not inherit tsx's hooks.
         new Worker(
           `import("tsx/esm/api").then((t) => t.register()).then(() => import(${JSON.stringify(new URL("./sql-worker.ts", import.meta.url).href)}))`,
-          { eval: true, workerData: full },
+          { eval: true, workerData: data },
         )
-      : new Worker(new URL("./sql-worker.js", import.meta.url), { workerData: full });
+      : new Worker(new URL("./sql-worker.js", import.meta.url), { workerData: data });
     this.worker.on("message", (r: Reply) => {
       const p = this.pending.get(r.id);
       if (!p) return;
@@ -31,10 +28,6 @@ export class SqlExecutor {
     });
     this.worker.on("error", (err) => this.failAll(new FerryError("INTERNAL", `the SQL worker failed: ${err.message}`, { cause: err })));
     this.worker.on("exit", () => this.failAll(new FerryError("INTERNAL", "the SQL worker stopped")));
-  }
-
-  setAccepting(on: boolean): void {
-    Atomics.store(this.accepting, 0, on ? 1 : 0);
   }
 
   execute(sql: string, params: unknown, key?: RequestKey): Promise<ExecuteOutcome> {
@@ -51,7 +44,6 @@ export class SqlExecutor {
   }
 
   async close(): Promise<void> {
-    this.setAccepting(false);
     await this.worker.terminate();
   }
 }

@@ -13,24 +13,31 @@ import { accessSync, constants, statSync, type Stats } from "node:fs";
 import { createHash } from "node:crypto";
 import { resolve } from "node:path";
 import Database from "better-sqlite3";
-import { RepositoryError, UsageError } from "../errors.js";
-import { decodeImage } from "./row-image.js";
+import { RepositoryError, UsageError } from "../../../errors.js";
+import { decodeImage } from "../row-image.js";
 import { splitSql } from "./sql-split.js";
-import { partitionOf, partitionSql, splitJsonArray } from "./sync.js";
+import { partitionOf, splitJsonArray } from "../../sync.js";
+import { partitionSql } from "./partition.js";
+import { SqliteSqlRunner } from "./sql-runner.js";
 import type {
   Change,
+  ChangeRead,
+  EncodedChange,
   ExecuteOutcome,
   Position,
   Repository,
+  RepositoryLocation,
   RequestKey,
   SchemaObject,
   SnapshotReader,
   SnapshotWriter,
   SqlResult,
+  SqlRunner,
   TableColumns,
   TableReader,
   TableReadOpts,
-} from "./types.js";
+  WriteGate,
+} from "../types.js";
 
 type DB = Database.Database;
 
@@ -56,6 +63,10 @@ const USER_OBJECTS = `name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name NOT LIKE '
 const TXN_VERBS = new Set(["BEGIN", "COMMIT", "END", "ROLLBACK", "SAVEPOINT", "RELEASE"]);
 const REFUSED_VERBS = new Set(["ATTACH", "DETACH", "VACUUM"]);
 const DDL_VERBS = new Set(["CREATE", "ALTER", "DROP"]);
+/** Changes handed to the sequencer at a time. */
+const CHANGE_CHUNK = 512;
+const PRUNE_EVERY_MS = 5000;
+const PRUNE_ROWS = 10_000;
 
 export const quoteId = (name: string) => `"${name.replace(/"/g, '""')}"`;
 
@@ -87,8 +98,10 @@ const dec = (i: number) =>
   `CASE WHEN json_type(j,'$[${i}]')='array' THEN unhex(json_extract(j,'$[${i}][1]')) ELSE json_extract(j,'$[${i}]') END`;
 
 export class SqliteRepository implements Repository {
+  readonly kind = "sqlite";
   readonly url: string;
   readonly path: string;
+  readonly location: RepositoryLocation;
   private db: DB;
   /** Reads that must not wait for writers; never holds an open iterator. */
   private reader: DB;
@@ -105,15 +118,21 @@ export class SqliteRepository implements Repository {
    * lock: 10 ms on a process's main thread (a blocked event loop delays batches and lease renewals;
    * callers retry asynchronously), longer in the SQL worker thread, which blocks nobody.
    */
+  static locate(url: string): RepositoryLocation {
+    const path = resolve(url.replace(/^sqlite:/, ""));
+    return { kind: "sqlite", url, id: path };
+  }
+
   constructor(url: string, opts: { busyTimeoutMs?: number } = {}) {
     this.url = url;
-    this.path = resolve(url.replace(/^sqlite:/, ""));
+    this.location = SqliteRepository.locate(url);
+    this.path = this.location.id;
     this.db = openDb(this.path, false, opts.busyTimeoutMs ?? 10);
     this.reader = openDb(this.path, true);
     this.stat = statSync(this.path);
   }
 
-  init(): void {
+  async init(): Promise<void> {
     this.guard(() => this.db.exec(FERRY_TABLES));
   }
 
@@ -179,7 +198,7 @@ export class SqliteRepository implements Repository {
   }
 
   /** (Re)creates capture triggers whose text differs from what the current schema needs. */
-  installCapture(): void {
+  async installCapture(): Promise<void> {
     this.guard(() => this.db.transaction(() => this.installCaptureInTxn()).immediate());
   }
 
@@ -188,11 +207,11 @@ export class SqliteRepository implements Repository {
    * commits need not be: its applied position commits with the data, and whatever a power cut
    * takes is pulled again (synchronous=NORMAL, still crash-safe in WAL mode).
    */
-  durableCommits(on: boolean): void {
+  async durableCommits(on: boolean): Promise<void> {
     this.guard(() => this.db.pragma(`synchronous = ${on ? "FULL" : "NORMAL"}`));
   }
 
-  removeCapture(): void {
+  async removeCapture(): Promise<void> {
     this.guard(() =>
       this.db.transaction(() => {
         for (const n of this.existingCaptureTriggers().keys()) this.db.exec(`DROP TRIGGER IF EXISTS ${quoteId(n)}`);
@@ -200,7 +219,12 @@ export class SqliteRepository implements Repository {
     );
   }
 
-  checkAvailable(): void {
+  async checkAvailable(): Promise<void> {
+    this.checkFile();
+  }
+
+  /** checkAvailable for the SQL worker thread, which runs synchronously. */
+  checkFile(): void {
     let st: Stats;
     try {
       st = statSync(this.path);
@@ -220,45 +244,63 @@ export class SqliteRepository implements Repository {
     }
   }
 
-  changeSeq(): number {
+  async changeSeq(): Promise<number> {
     return this.guard(() => seqOf(this.reader));
   }
 
-  readChanges(from: number, upto = Number.MAX_SAFE_INTEGER): IterableIterator<[number, Change]> {
-    const it = this.guard(() =>
-      (this.capture ??= openDb(this.path, true))
-        .prepare(`SELECT id, tbl, op, rid, row FROM ferry_changes WHERE id > ? AND id <= ? ORDER BY id`)
-        .raw()
-        .iterate(from, upto) as IterableIterator<[number, string | null, Change[1], string | null, string | null]>,
-    );
+  /**
+   * Committed changes past `from`, encoded as JSON by SQLite itself (no parse and re-encode), in
+   * chunks. One statement reads them all: SQLite's read transaction sees whole transactions only.
+   */
+  readChanges(from: number, upto = Number.MAX_SAFE_INTEGER): ChangeRead {
+    let reached = from;
     const self = this;
-    return (function* () {
+    const chunks = async function* (): AsyncGenerator<EncodedChange[]> {
+      const it = self.guard(
+        () =>
+          cached((self.capture ??= openDb(self.path, true)), `SELECT id, op, json_array(tbl, op, rid, row) FROM ferry_changes WHERE id > ? AND id <= ? ORDER BY id`)
+            .raw()
+            .iterate(from, upto) as IterableIterator<EncodedChange>,
+      );
       try {
-        for (const [id, tbl, op, rid, row] of it) yield [id, [tbl, op, rid, row]] as [number, Change];
+        let chunk: EncodedChange[] = [];
+        for (const c of it) {
+          chunk.push(c);
+          reached = c[0];
+          if (chunk.length >= CHANGE_CHUNK) {
+            yield chunk;
+            chunk = [];
+          }
+        }
+        if (chunk.length > 0) yield chunk;
       } catch (err) {
         throw self.wrap(err);
+      } finally {
+        it.return?.();
       }
-    })();
+    };
+    return { [Symbol.asyncIterator]: () => chunks(), reached: () => reached };
   }
 
-  /** Like readChanges, but each change already encoded as JSON by SQLite: [id, op, json]. */
-  readEncodedChanges(from: number, upto = Number.MAX_SAFE_INTEGER): IterableIterator<[number, string, string]> {
-    const it = this.guard(() =>
-      cached((this.capture ??= openDb(this.path, true)), `SELECT id, op, json_array(tbl, op, rid, row) FROM ferry_changes WHERE id > ? AND id <= ? ORDER BY id`)
-        .raw()
-        .iterate(from, upto) as IterableIterator<[number, string, string]>,
-    );
-    const self = this;
-    return (function* () {
-      try {
-        yield* it;
-      } catch (err) {
-        throw self.wrap(err);
-      }
-    })();
+  /**
+   * Spooled changes are deleted now and then, not after every batch, and a slice at a time: the
+   * delete runs on the master's event loop, and a burst's million rows deleted at once would stall
+   * it (and the lease renewals) for seconds. Leftovers go next time.
+   */
+  async confirmCapture(upto: number): Promise<void> {
+    const t = Date.now();
+    if ((t - this.lastPrune <= PRUNE_EVERY_MS && !this.pruneBehind) || upto <= this.pruned) return;
+    this.lastPrune = t;
+    this.pruneBehind =
+      this.guard(() => cached(this.db, `DELETE FROM ferry_changes WHERE id IN (SELECT id FROM ferry_changes WHERE id <= ? ORDER BY id LIMIT ?)`).run(upto, PRUNE_ROWS).changes) ===
+      PRUNE_ROWS;
+    if (!this.pruneBehind) this.pruned = upto;
   }
+  private lastPrune = 0;
+  private pruned = 0;
+  private pruneBehind = false;
 
-  pendingChanges(after: number): number {
+  async pendingChanges(after: number): Promise<number> {
     // Heartbeat rows are ferry's own: one never replicated loses nothing.
     return this.guard(
       () =>
@@ -268,14 +310,8 @@ export class SqliteRepository implements Repository {
   }
 
   /** Moves the applied position back (after dropping diverged batches of heartbeat rows only). */
-  resetPosition(p: Position): void {
+  async resetPosition(p: Position): Promise<void> {
     this.guard(() => this.db.transaction(() => this.setPosition(p)).immediate());
-  }
-
-  pruneChanges(upto: number, limit: number): number {
-    return this.guard(
-      () => cached(this.db, `DELETE FROM ferry_changes WHERE id IN (SELECT id FROM ferry_changes WHERE id <= ? ORDER BY id LIMIT ?)`).run(upto, limit).changes,
-    );
   }
 
   /**
@@ -283,7 +319,12 @@ export class SqliteRepository implements Repository {
    * same transaction (and replicated); the same key again gets the recorded outcome and runs nothing
    * (`replayed`), so a client's retry never applies a write twice, also after a failover.
    */
-  execute(script: string, params: unknown, beforeCommit: () => void, key?: RequestKey): ExecuteOutcome {
+  openSqlRunner(gate: WriteGate, opts: { busyTimeoutMs: number }): SqlRunner {
+    return new SqliteSqlRunner({ url: this.url, gate, busyTimeoutMs: opts.busyTimeoutMs });
+  }
+
+  /** Runs in the SQL worker thread (sql-worker.ts). */
+  executeScript(script: string, params: unknown, beforeCommit: () => void, key?: RequestKey): ExecuteOutcome {
     const statements = splitSql(script);
     if (statements.length === 0) throw new UsageError("no SQL statement given", 'give a statement, e.g. ferry sql "SELECT 1"');
     for (const s of statements) {
@@ -374,7 +415,7 @@ export class SqliteRepository implements Repository {
     for (const [n, sql] of wanted) if (existing.get(n) !== sql) this.db.exec(sql);
   }
 
-  writeHeartbeat(node: string, epoch: number, ts: number): void {
+  async writeHeartbeat(node: string, epoch: number, ts: number): Promise<void> {
     this.guard(() =>
       cached(this.db, `INSERT INTO ferry_heartbeat(node, ts, epoch) VALUES(?,?,?) ON CONFLICT(node) DO UPDATE SET ts=excluded.ts, epoch=excluded.epoch`).run(
         node,
@@ -447,7 +488,7 @@ export class SqliteRepository implements Repository {
     return false;
   }
 
-  applyBatches(batches: { lsn: number; epoch: number; changes: Iterable<Change> }[]): { ddl: boolean } {
+  async applyBatches(batches: { lsn: number; epoch: number; changes: Iterable<Change> }[]): Promise<{ ddl: boolean }> {
     if (batches.length === 0) return { ddl: false };
     let ddl = false;
     const run = this.db.transaction(() => {
@@ -478,19 +519,19 @@ export class SqliteRepository implements Repository {
     put.run("applied_epoch", BigInt(p.epoch));
   }
 
-  appliedPosition(): Position {
+  async appliedPosition(): Promise<Position> {
     return this.guard(() => positionOf(this.db));
   }
 
-  lastHeartbeatTs(): number {
+  async lastHeartbeatTs(): Promise<number> {
     return this.guard(() => (cached(this.reader, `SELECT max(ts) AS ts FROM ferry_heartbeat`).get() as { ts: number | null }).ts ?? 0);
   }
 
-  fingerprint(): string {
+  async fingerprint(): Promise<string> {
     return this.guard(() => fingerprintOf(this.reader));
   }
 
-  hasUserData(): boolean {
+  async hasUserData(): Promise<boolean> {
     return this.guard(() => {
       const names = (this.db.prepare(`SELECT name FROM sqlite_master WHERE type='table' AND ${USER_OBJECTS}`).all() as {
         name: string;
@@ -503,7 +544,7 @@ export class SqliteRepository implements Repository {
     return this.db.pragma("data_version", { simple: true }) as number;
   }
 
-  outsideCommits(): number {
+  async outsideCommits(): Promise<number> {
     return this.guard(() => {
       const v = this.currentDataVersion();
       const changed = this.dataVersion !== 0 && v !== this.dataVersion ? 1 : 0;
@@ -512,7 +553,7 @@ export class SqliteRepository implements Repository {
     });
   }
 
-  openSnapshot(opts: { tables?: string[] } = {}): SnapshotReader {
+  async openSnapshot(opts: { tables?: string[] } = {}): Promise<SnapshotReader> {
     this.freshSchema();
     const conn = openDb(this.path, true);
     try {
@@ -532,7 +573,7 @@ export class SqliteRepository implements Repository {
       let pending: string | null = null;
       return {
         header,
-        next(maxBytes: number) {
+        async next(maxBytes: number) {
           while (ti < infos.length) {
             const t = infos[ti];
             if (!iter) {
@@ -565,7 +606,7 @@ export class SqliteRepository implements Repository {
           }
           return null;
         },
-        close: () => endRead(conn, iter),
+        close: async () => endRead(conn, iter),
       };
     } catch (err) {
       conn.close();
@@ -573,18 +614,18 @@ export class SqliteRepository implements Repository {
     }
   }
 
-  tableColumns(name: string): TableColumns | null {
+  async tableColumns(name: string): Promise<TableColumns | null> {
     this.freshSchema();
     return this.guard(() => {
       const found = this.reader.prepare(`SELECT 1 FROM sqlite_master WHERE type='table' AND ${USER_OBJECTS} AND name=?`).get(name);
       if (!found) return null;
       const t = this.tableInfo(name);
       const rows = (cached(this.reader, `SELECT count(*) AS n FROM ${quoteId(name)}`).get() as { n: number }).n;
-      return { name, columns: t.image, key: t.key, rows };
+      return { name, db: "main", columns: t.image, key: t.key, rows };
     });
   }
 
-  openTableReader(opts: TableReadOpts): TableReader {
+  async openTableReader(opts: TableReadOpts): Promise<TableReader> {
     this.freshSchema();
     const conn = openDb(this.path, true);
     try {
@@ -619,7 +660,7 @@ export class SqliteRepository implements Repository {
       let done = false;
       return {
         header: { seq, applied, table: { name: t.name, columns: t.image, key: t.key } },
-        next(maxBytes: number) {
+        async next(maxBytes: number) {
           const rows: string[] = [];
           let bytes = 0;
           if (pending !== null) {
@@ -644,7 +685,7 @@ export class SqliteRepository implements Repository {
           }
           return rows.length === 0 ? null : { rows: rows.length, text: rows.join("\n") + "\n" };
         },
-        close: () => endRead(conn, iter),
+        close: async () => endRead(conn, iter),
       };
     } catch (err) {
       conn.close();
@@ -652,7 +693,7 @@ export class SqliteRepository implements Repository {
     }
   }
 
-  restoreSnapshot(schema: SchemaObject[]): SnapshotWriter {
+  async restoreSnapshot(schema: SchemaObject[]): Promise<SnapshotWriter> {
     const db = this.db;
     const restoreFk = this.guard(() => foreignKeysOff(db));
     this.guard(() => {
@@ -682,20 +723,20 @@ export class SqliteRepository implements Repository {
       }
     });
     return {
-      rows: (table, rows) => {
+      rows: async (table, rows) => {
         const s = this.guard(() => this.stmtsFor(table));
         this.guard(() => {
           for (const r of rows) s.upsert.run(...decodeImage(r));
         });
       },
-      commit: (at) => {
+      commit: async (at) => {
         this.guard(() => {
           this.setPosition(at);
           db.exec("COMMIT");
         });
         restoreFk();
       },
-      abort: () => {
+      abort: async () => {
         if (db.inTransaction) db.exec("ROLLBACK");
         restoreFk();
         this.tables.clear();
@@ -704,11 +745,11 @@ export class SqliteRepository implements Repository {
     };
   }
 
-  dump(): string {
+  async dump(): Promise<string> {
     return this.guard(() => dumpDb(this.reader));
   }
 
-  close(): void {
+  async close(): Promise<void> {
     if (this.capture?.open) this.capture.close();
     if (this.reader.open) this.reader.close();
     if (this.db.open) this.db.close();
@@ -731,6 +772,7 @@ export class SqliteRepository implements Repository {
       return new RepositoryError("REPO_UNAVAILABLE", `repository ${this.path} is unavailable: ${e.message} (${code})`, {
         cause: err,
         hint: code.startsWith("SQLITE_BUSY") ? "another process holds a lock; ferry retries by itself" : "check the file and its disk",
+        details: code.startsWith("SQLITE_BUSY") || code.startsWith("SQLITE_LOCKED") ? { busy: true } : undefined,
       });
     }
     if (code.startsWith("SQLITE_") || err instanceof RangeError || err instanceof TypeError) {

@@ -1,11 +1,15 @@
 /**
- * Decodes a row image (SQLite's `json_array(...)` of a row, blobs as ["x", HEX]) into values a
- * prepared statement binds with their exact SQLite types: integers as BigInt (64-bit, and bound
- * as INTEGER: better-sqlite3 binds every JS number as REAL), reals as numbers, text as strings,
- * blobs as Buffers. JSON.parse cannot do this: it reads 1.0 as 1 and rounds integers above 2^53.
- * SQLite writes a real with a '.' or an exponent and an integer without, which is what tells them apart.
+ * ferry's row image: the text form in which every repository kind hands rows to the spool and
+ * takes them back. A JSON array of the row's values, each with its exact type:
+ * - a number token without '.' or exponent is a 64-bit integer (decoded as BigInt: every digit kept),
+ * - a number token with '.' or an exponent is a double (1.0 stays a real),
+ * - a string is text, null is NULL, ["x", HEX] is a blob,
+ * - a value an adapter cannot express in these (PostgreSQL's NaN float, numeric beyond a double)
+ *   travels as the kind's exact text form in a string, which the kind parses back by column type.
+ * SQLite's `json_array` writes exactly this (blobs tagged in SQL), so its capture costs no JS.
+ * JSON.parse cannot decode it: it reads 1.0 as 1 and rounds integers above 2^53.
  */
-import { RepositoryError } from "../errors.js";
+import { RepositoryError } from "../../errors.js";
 
 export type SqlValue = bigint | number | string | Buffer | null;
 

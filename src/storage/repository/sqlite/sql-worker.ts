@@ -1,0 +1,37 @@
+/**
+ * The SQL worker thread: runs `ferry sql` transactions on its own connection to the master's
+ * SQLite file, so a long transaction never stops the main thread from renewing the lease.
+ * better-sqlite3 is synchronous: a transaction on the main thread would block its event loop.
+ */
+import { parentPort, workerData } from "node:worker_threads";
+import { asFerryError } from "../../../errors.js";
+import type { RequestKey, WriteGate } from "../types.js";
+import { checkGate } from "../write-gate.js";
+import { SqliteRepository } from "./repository.js";
+
+export interface SqlWorkerData {
+  url: string;
+  gate: WriteGate;
+  busyTimeoutMs: number;
+}
+
+export interface SqlJob {
+  id: number;
+  sql: string;
+  params?: unknown;
+  key?: RequestKey;
+}
+
+if (parentPort) {
+  const port = parentPort;
+  const d = workerData as SqlWorkerData;
+  const repo = new SqliteRepository(d.url, { busyTimeoutMs: d.busyTimeoutMs });
+  port.on("message", (job: SqlJob) => {
+    try {
+      repo.checkFile();
+      port.postMessage({ id: job.id, ok: true, out: repo.executeScript(job.sql, job.params, () => checkGate(d.gate), job.key) });
+    } catch (err) {
+      port.postMessage({ id: job.id, ok: false, error: asFerryError(err).toWire() });
+    }
+  });
+}

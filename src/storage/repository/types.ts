@@ -1,0 +1,211 @@
+/**
+ * The repository interface: what ferry needs of a SQL repository, in terms no database owns.
+ * One folder per kind implements it (sqlite/, postgres/); openRepository(url) picks the kind.
+ * Everything outside those folders (sequencer, replica, collectors, CLI) speaks only these types.
+ *
+ * Positions. A *capture position* is an integer that orders committed changes on the master in
+ * commit order (SQLite: the change table's id; PostgreSQL: the WAL position of the commit). It is
+ * the master's own and means nothing on another node. An *LSN* with its epoch orders the batches
+ * ferry ships; replicas record the LSN they applied in the target itself.
+ *
+ * Row images are ferry's own text format (row-image.ts): a JSON array of typed values. Every
+ * adapter encodes into it and decodes from it, so batches are the same whatever the kind.
+ */
+
+/** I insert, U update, D delete (row images), X DDL (row holds the statement). */
+export type ChangeOp = "I" | "U" | "D" | "X";
+
+/**
+ * One captured change. `rid` is the key image of the old row (U when the key changed, D);
+ * `row` is the row image of the new row (I, U) or the DDL text (X).
+ */
+export type Change = [tbl: string | null, op: ChangeOp, rid: string | null, row: string | null];
+
+/**
+ * A captured change as the sequencer spools it: [capture position, op, the Change as JSON text].
+ * Changes of one transaction share or follow positions; the JSON is what the spool stores.
+ */
+export type EncodedChange = [pos: number, op: ChangeOp, json: string];
+
+export interface Position {
+  lsn: number;
+  epoch: number;
+}
+
+export interface SqlResult {
+  columns?: string[];
+  rows?: unknown[][];
+  changes: number;
+  lastInsertRowid?: number;
+}
+
+export interface ExecuteOutcome {
+  results: SqlResult[];
+  /** A capture position at or past this transaction's changes, reached once they are captured (0 when nothing was captured). */
+  lastChangeId: number;
+  ddl: boolean;
+  /** The request's key was seen before (recorded by master `by`): these are its results, nothing ran again. */
+  replayed?: { by: string };
+}
+
+/** A write request's key: the client's id, the same on every retry, and the master that runs it. */
+export interface RequestKey {
+  id: string;
+  node: string;
+}
+
+/** A schema object as the kind's own DDL text; replicas of the same kind recreate it from `sql`. */
+export interface SchemaObject {
+  type: string;
+  name: string;
+  tbl: string;
+  sql: string;
+}
+
+export interface SnapshotHeader {
+  /** Capture position the snapshot contains: every change at or before seq (meaningful on a master). */
+  seq: number;
+  /** Replicated position the snapshot contains (meaningful on a replica). */
+  applied: Position;
+  schema: SchemaObject[];
+  tables: { name: string; rows: number }[];
+  fingerprint: string;
+}
+
+/** A consistent read of every replicated table, held open until closed. */
+export interface SnapshotReader {
+  header: SnapshotHeader;
+  /** Next rows (row images) of the current table, at most maxBytes; null when all tables are done. */
+  next(maxBytes: number): Promise<{ table: string; rows: string[] } | null>;
+  close(): Promise<void>;
+}
+
+/** A table's columns as they appear in row images and JSON objects, and its key. */
+export interface TableColumns {
+  name: string;
+  /** The name of the table's database as users write it in DB.TABLE (SQLite: main; PostgreSQL: the schema). */
+  db?: string;
+  columns: string[];
+  key: string[];
+  /** Each column's type as the database names it (same order as columns). */
+  types?: string[];
+  /** Rows in the table now (for progress; given by tableColumns). */
+  rows?: number;
+}
+
+/** What a sync snapshot reads: one table, one partition of its keys, after a key, rows with a timestamp at least `min`. */
+export interface TableReadOpts {
+  table: string;
+  partition?: { index: number; count: number };
+  /** Key image (JSON array) after which to start, in key order. */
+  after?: string | null;
+  since?: { column: string; min: number };
+}
+
+/**
+ * A consistent read of one table in ferry's key order (sync.ts compareKeys: NULL < numbers <
+ * text by bytes < blobs), rows as JSON Lines of objects (blobs as {"$blob": HEX}).
+ */
+export interface TableReader {
+  header: { seq: number; applied: Position; table: TableColumns };
+  /** The next rows, at most maxBytes (at least one row); null when done. */
+  next(maxBytes: number): Promise<{ rows: number; text: string } | null>;
+  close(): Promise<void>;
+}
+
+/** A snapshot being restored in one transaction on the target. */
+export interface SnapshotWriter {
+  rows(table: string, rows: string[]): Promise<void>;
+  commit(at: Position): Promise<void>;
+  abort(): Promise<void>;
+}
+
+/**
+ * Runs `ferry sql` scripts on the master, one transaction each, off the path that renews the
+ * lease. Before every commit it asks the gate whether the master may still commit.
+ */
+export interface SqlRunner {
+  execute(sql: string, params: unknown, key?: RequestKey): Promise<ExecuteOutcome>;
+  close(): Promise<void>;
+}
+
+/**
+ * What a SqlRunner checks before each commit, in shared memory so a worker thread can read it:
+ * `accepting[0] === 1` while the master takes writes, `deadline[0]` the lease's end (absolute ms,
+ * performance.timeOrigin + performance.now()).
+ */
+export interface WriteGate {
+  accepting: SharedArrayBuffer;
+  deadline: SharedArrayBuffer;
+}
+
+/** Where a repository lives, as shown in logs and member records: never a password. */
+export interface RepositoryLocation {
+  kind: RepositoryKind;
+  /** The URL without its password. */
+  url: string;
+  /** A stable identity of the storage (a file's absolute path; host:port/database). */
+  id: string;
+}
+
+export type RepositoryKind = "sqlite" | "postgres";
+
+export interface Repository {
+  readonly kind: RepositoryKind;
+  /** The URL as given (it may hold a password: log `location`, never this). */
+  readonly url: string;
+  readonly location: RepositoryLocation;
+  /** Creates ferry's tables (idempotent). */
+  init(): Promise<void>;
+  /** Starts capturing every committed change (the master); idempotent. Refuses tables it cannot capture. */
+  installCapture(): Promise<void>;
+  /** Stops capturing (a replica applies without capture). */
+  removeCapture(): Promise<void>;
+  /** fsync every commit (the master) or not (a replica, which re-pulls what a power cut takes). */
+  durableCommits(on: boolean): Promise<void>;
+  /** Throws RepositoryError REPO_UNAVAILABLE when the repository is gone, unreadable or replaced. */
+  checkAvailable(): Promise<void>;
+  /** A capture position at or past every committed change (the probe for "is there more?"). */
+  changeSeq(): Promise<number>;
+  /**
+   * Committed changes with from < position <= upto, in commit order, whole transactions, in chunks.
+   * `reached` is the position the read has covered when the iteration ends: every committed change
+   * at or before it was yielded or lies at or before `from` (it may pass the last change yielded).
+   */
+  readChanges(from: number, upto?: number): ChangeRead;
+  /** Tells capture that every change up to `upto` is in the synced spool (it may release them). */
+  confirmCapture(upto: number): Promise<void>;
+  /** Captured changes of user tables not yet sequenced (after `after`); heartbeat rows do not count. */
+  pendingChanges(after: number): Promise<number>;
+  /** Moves the recorded applied position back. */
+  resetPosition(p: Position): Promise<void>;
+  /** A runner of `ferry sql` transactions guarded by `gate`. */
+  openSqlRunner(gate: WriteGate, opts: { busyTimeoutMs: number }): SqlRunner;
+  writeHeartbeat(node: string, epoch: number, ts: number): Promise<void>;
+  /** Applies batches (in order) in one transaction and records the position of the last; never captured again. */
+  applyBatches(batches: { lsn: number; epoch: number; changes: Iterable<Change> }[]): Promise<{ ddl: boolean }>;
+  appliedPosition(): Promise<Position>;
+  /** Newest master heartbeat row applied or written here. */
+  lastHeartbeatTs(): Promise<number>;
+  /** The user schema's fingerprint: replicas of one master must have the master's. */
+  fingerprint(): Promise<string>;
+  /** True when the repository holds user tables with rows. */
+  hasUserData(): Promise<boolean>;
+  /** Commits by other connections since the last call (outside writers). */
+  outsideCommits(): Promise<number>;
+  /** A consistent read of the replicated tables (or only `tables`). */
+  openSnapshot(opts?: { tables?: string[] }): Promise<SnapshotReader>;
+  restoreSnapshot(schema: SchemaObject[]): Promise<SnapshotWriter>;
+  /** A user table's columns and key; null when there is no such table. */
+  tableColumns(name: string): Promise<TableColumns | null>;
+  /** A consistent read of one table (a sync snapshot) with the position it corresponds to. */
+  openTableReader(opts: TableReadOpts): Promise<TableReader>;
+  /** A deterministic text dump of every user table (schema and rows), for comparing replicas. */
+  dump(): Promise<string>;
+  close(): Promise<void>;
+}
+
+export interface ChangeRead extends AsyncIterable<EncodedChange[]> {
+  /** Valid once the iteration has ended. */
+  reached(): number;
+}
