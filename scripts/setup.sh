@@ -38,9 +38,31 @@ fi
 
 # Chromium (Debian's package), for the dashboard's browser test: with --chromium (npm test and CI do),
 # where it is missing. Without it only that test fails, and says how to install it.
-if [ "${1:-}" = "--chromium" ] && [ -z "${FERRY_CHROMIUM:-}" ] && [ ! -x /usr/bin/chromium ]; then
+want_chromium=""; want_postgres=""
+for a in "$@"; do
+  case "$a" in
+    --chromium) want_chromium=1 ;;
+    --postgres) want_postgres=1 ;;
+  esac
+done
+
+if [ -n "$want_chromium" ] && [ -z "${FERRY_CHROMIUM:-}" ] && [ ! -x /usr/bin/chromium ]; then
   apt_install chromium || true
   [ -x /usr/bin/chromium ] || echo "setup: chromium is missing (the dashboard test needs it); install it with: sudo apt-get install -y chromium" >&2
+fi
+
+# PostgreSQL's server programs (Debian's postgresql package), with --postgres (npm test, CI and
+# `npm run start:postgres` pass it), where they are missing. Tests start their own servers and never use the
+# cluster the package may start on 5432. Without them only the PostgreSQL tests fail.
+pg_server_found() {
+  local d
+  d=$(pg_config --bindir 2>/dev/null) && [ -x "$d/initdb" ] && return 0
+  for d in /usr/lib/postgresql/*/bin; do [ -x "$d/initdb" ] && [ -x "$d/postgres" ] && return 0; done
+  return 1
+}
+if [ -n "$want_postgres" ] && ! pg_server_found; then
+  apt_install postgresql || true
+  pg_server_found || echo "setup: PostgreSQL's server programs (initdb, postgres) are missing (the PostgreSQL tests need them); install them with: sudo apt-get install -y postgresql" >&2
 fi
 
 # Build when a source is newer than the build.

@@ -17,6 +17,7 @@ export type ErrorCode =
   | "REPO_NOT_INITIALISED"
   | "SQL_ERROR"
   | "SCHEMA_MISMATCH"
+  | "CAPTURE_LOST"
   | "BACKLOG_EXCEEDED"
   | "NEEDS_RESYNC"
   | "DIVERGED"
@@ -143,6 +144,7 @@ const classByCode: Partial<Record<ErrorCode, new (code: ErrorCode, m: string, o:
   REPO_UNAVAILABLE: RepositoryError,
   SQL_ERROR: RepositoryError,
   SCHEMA_MISMATCH: RepositoryError,
+  CAPTURE_LOST: RepositoryError,
   BACKLOG_EXCEEDED: ReplicationError,
   NEEDS_RESYNC: ReplicationError,
   DIVERGED: ReplicationError,

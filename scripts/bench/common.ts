@@ -3,21 +3,23 @@
  * a process's RSS and CPU time), percentiles and the result table. Clusters come from
  * test/helpers (TestCluster: real nats-server and ferry processes).
  */
-import { spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { spawn, type ChildProcess } from "node:child_process";
+import { readdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import Database from "better-sqlite3";
 import Table from "cli-table3";
+import pg from "pg";
 import { openLevel } from "../../src/storage/store.js";
 import { wallMs, type WriterResult } from "./writer.js";
+import type { PgWriterResult } from "./pg-writer.js";
 
 export { wallMs };
 export const ROOT = resolve(fileURLToPath(new URL("../..", import.meta.url)));
 const WRITER = join(ROOT, "scripts", "bench", "writer.ts");
 
-export interface WriterOpts {
-  db: string;
+/** The options both writers take (see writer.ts and pg-writer.ts). */
+interface WriterRunOpts {
   rows: number;
   txn?: number;
   from?: number;
@@ -25,59 +27,124 @@ export interface WriterOpts {
   payload?: number;
   create?: boolean;
   times?: boolean;
+}
+
+export interface WriterOpts extends WriterRunOpts {
+  db: string;
   untilFile?: string;
 }
 
-/** Runs the writer in its own process (node + tsx) and resolves with its result. */
-export function runWriter(o: WriterOpts): { pid: () => number | undefined; done: Promise<WriterResult> } {
-  const args = ["--import", "tsx", WRITER, "--db", o.db, "--rows", String(o.rows), "--txn", String(o.txn ?? 100), "--from", String(o.from ?? 1)];
+/** The command line for a writer `script` writing to `target` ([flag, value]) with `o`. */
+function writerArgv(script: string, target: [string, string], o: WriterRunOpts): string[] {
+  const args = ["--import", "tsx", script, ...target, "--rows", String(o.rows), "--txn", String(o.txn ?? 100), "--from", String(o.from ?? 1)];
   if (o.rate) args.push("--rate", String(o.rate));
   if (o.payload) args.push("--payload", String(o.payload));
   if (o.create) args.push("--create");
   if (o.times) args.push("--times");
-  if (o.untilFile) args.push("--until-file", o.untilFile);
+  return args;
+}
+
+/** Runs a writer (node + tsx) with `args` and resolves with the JSON line it printed last. */
+function spawnWriter<R>(label: string, args: string[], live?: Set<ChildProcess>): { pid: () => number | undefined; kill: () => void; done: Promise<R> } {
   const p = spawn(process.execPath, args, { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+  live?.add(p);
   let out = "";
   let err = "";
   p.stdout.on("data", (d) => (out += d));
   p.stderr.on("data", (d) => (err += d));
-  const done = new Promise<WriterResult>((res, rej) =>
+  const done = new Promise<R>((res, rej) =>
     p.once("exit", (code) => {
-      if (code !== 0) return rej(new Error(`writer exited with ${code}: ${err.trim()}`));
+      live?.delete(p);
+      if (code !== 0) return rej(new Error(`${label} exited with ${code}: ${err.trim()}`));
       try {
         res(JSON.parse(out.trim().split("\n").pop()!));
-      } catch (e) {
-        rej(new Error(`writer printed no result: ${out.slice(0, 200)} ${err.slice(0, 500)}`));
+      } catch {
+        rej(new Error(`${label} printed no result: ${out.slice(0, 200)} ${err.slice(0, 500)}`));
       }
     }),
   );
-  return { pid: () => p.pid, done };
+  return { pid: () => p.pid, kill: () => p.exitCode === null && p.kill("SIGKILL"), done };
+}
+
+/** Runs the writer in its own process (node + tsx) and resolves with its result. */
+export function runWriter(o: WriterOpts): { pid: () => number | undefined; done: Promise<WriterResult> } {
+  const args = writerArgv(WRITER, ["--db", o.db], o);
+  if (o.untilFile) args.push("--until-file", o.untilFile);
+  const { pid, done } = spawnWriter<WriterResult>("writer", args);
+  return { pid, done };
+}
+
+/**
+ * Per replica, the highest bench row id it showed over time: [time (wallMs), max id] whenever the
+ * max id changed (`empty` until the first poll that answered). A replica applies whole
+ * transactions in order, so "row id N visible" means every transaction up to the one holding N is.
+ */
+export class MaxIdLog {
+  readonly seen = new Map<string, [number, number][]>();
+  polls = 0;
+
+  constructor(readonly empty: number) {}
+
+  latest(name: string): number {
+    const s = this.seen.get(name)!;
+    return s.length ? s[s.length - 1][1] : this.empty;
+  }
+
+  /** Records that `name` shows max id `m` now, if that is a change. */
+  protected record(name: string, m: number): void {
+    if (m !== this.latest(name)) this.seen.get(name)!.push([wallMs(), m]);
+  }
+
+  /** Resolves with the time every replica (or each of `names`) first showed `id`; rejects after timeoutMs. */
+  async waitAll(id: number, timeoutMs: number, names = [...this.seen.keys()]): Promise<number> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const times = names.map((n) => this.firstAt(n, id));
+      if (times.every((t) => t !== null)) return Math.max(...(times as number[]));
+      if (Date.now() > deadline) {
+        const at = names.map((n) => `${n} at ${this.latest(n)}`).join(", ");
+        throw new Error(`timed out waiting for row ${id} on every replica (${at})`);
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  /** When `name` first showed a max id >= id, or null. */
+  firstAt(name: string, id: number): number | null {
+    const s = this.seen.get(name)!;
+    const i = lowerBound(s, 1, id); // max ids only grow
+    return i < s.length ? s[i][0] : null;
+  }
+}
+
+/** The first index in `a` (sorted by field `f`) whose field `f` is >= x; a.length if none. */
+export function lowerBound(a: [number, number][], f: 0 | 1, x: number): number {
+  let lo = 0;
+  let hi = a.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (a[mid][f] >= x) hi = mid;
+    else lo = mid + 1;
+  }
+  return lo;
 }
 
 /**
  * Polls replicas' files read-only (every ~1 ms) for the highest bench row id they show, and
- * records when it changes. A replica applies whole transactions in order, so "row id N visible"
- * means every transaction up to the one holding N is visible.
+ * records when it changes (see MaxIdLog).
  */
-export class VisibilitySampler {
+export class VisibilitySampler extends MaxIdLog {
   private conns: { name: string; q: Database.Statement; db: Database.Database }[] = [];
-  /** Per replica: [time (wallMs), max id] whenever the max id changed. */
-  readonly seen = new Map<string, [number, number][]>();
-  polls = 0;
   private running = false;
   private loop: Promise<void> = Promise.resolve();
 
   constructor(files: Record<string, string>) {
+    super(0);
     for (const [name, file] of Object.entries(files)) {
       const db = new Database(file, { readonly: true, fileMustExist: true, timeout: 1000 });
       this.conns.push({ name, db, q: db.prepare("SELECT max(id) AS m FROM bench").pluck() });
       this.seen.set(name, []);
     }
-  }
-
-  latest(name: string): number {
-    const s = this.seen.get(name)!;
-    return s.length ? s[s.length - 1][1] : 0;
   }
 
   start(): this {
@@ -100,37 +167,8 @@ export class VisibilitySampler {
       } catch {
         continue; // busy for a moment (checkpoint): next poll
       }
-      const s = this.seen.get(c.name)!;
-      if (m !== (s.length ? s[s.length - 1][1] : 0)) s.push([wallMs(), m]);
+      this.record(c.name, m);
     }
-  }
-
-  /** Resolves with the time every replica (or each of `names`) first showed `id`; rejects after timeoutMs. */
-  async waitAll(id: number, timeoutMs: number, names = [...this.seen.keys()]): Promise<number> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const times = names.map((n) => this.firstAt(n, id));
-      if (times.every((t) => t !== null)) return Math.max(...(times as number[]));
-      if (Date.now() > deadline) {
-        const at = names.map((n) => `${n} at ${this.latest(n)}`).join(", ");
-        throw new Error(`timed out waiting for row ${id} on every replica (${at})`);
-      }
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  }
-
-  /** When `name` first showed a max id >= id, or null. */
-  firstAt(name: string, id: number): number | null {
-    const s = this.seen.get(name)!;
-    // Binary search: max ids only grow.
-    let lo = 0;
-    let hi = s.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if (s[mid][1] >= id) hi = mid;
-      else lo = mid + 1;
-    }
-    return lo < s.length ? s[lo][0] : null;
   }
 
   async stop(): Promise<void> {
@@ -248,4 +286,203 @@ export function printTable(title: string, rows: [string, string, string?, boolea
 
 export function log(msg: string): void {
   process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
+}
+
+// PostgreSQL (replication-postgres.ts) ------------------------------------------------------------
+
+const PG_WRITER = join(ROOT, "scripts", "bench", "pg-writer.ts");
+const pgWriters = new Set<ChildProcess>();
+process.on("exit", () => {
+  for (const p of pgWriters) if (p.exitCode === null) try { p.kill("SIGKILL"); } catch {}
+});
+
+export interface PgWriterOpts extends WriterRunOpts {
+  url: string;
+}
+
+/** Runs pg-writer.ts in its own process (node + tsx) and resolves with its result. */
+export function runPgWriter(o: PgWriterOpts): { pid: () => number | undefined; kill: () => void; done: Promise<PgWriterResult> } {
+  return spawnWriter<PgWriterResult>("pg writer", writerArgv(PG_WRITER, ["--url", o.url], o), pgWriters);
+}
+
+/** Kills any pg writer still running (a benchmark that failed half-way). */
+export function killPgWriters(): void {
+  for (const p of pgWriters) if (p.exitCode === null) p.kill("SIGKILL");
+}
+
+/**
+ * Polls PostgreSQL replicas (one connection each, every `intervalMs`) for the highest bench row id
+ * they show, and records when it changes (the time the answer arrived: an upper bound on when it
+ * became visible). Replicas apply whole transactions in commit order, so "row id N visible" means
+ * every transaction up to the one holding N is. `backendPids` are the polling connections' server
+ * processes (their CPU is the sampler's, not replication's). The table's max is -1 while empty.
+ */
+export class PgVisibilitySampler extends MaxIdLog {
+  private conns: { name: string; c: pg.Client }[] = [];
+  readonly backendPids = new Map<string, number>();
+  private running = false;
+  private loop: Promise<void> = Promise.resolve();
+
+  private constructor(public intervalMs: number) {
+    super(-1);
+  }
+
+  static async open(urls: Record<string, string>, intervalMs = 2): Promise<PgVisibilitySampler> {
+    const s = new PgVisibilitySampler(intervalMs);
+    try {
+      for (const [name, url] of Object.entries(urls)) {
+        const c = new pg.Client({ connectionString: url, application_name: "ferry-bench-sampler" });
+        s.conns.push({ name, c });
+        await c.connect();
+        s.backendPids.set(name, Number((await c.query("SELECT pg_backend_pid() AS p")).rows[0].p));
+        s.seen.set(name, []);
+      }
+    } catch (err) {
+      await s.stop();
+      throw err;
+    }
+    return s;
+  }
+
+  start(): this {
+    this.running = true;
+    this.loop = (async () => {
+      while (this.running) {
+        const t = wallMs();
+        await this.pollOnce();
+        const wait = this.intervalMs - (wallMs() - t);
+        await new Promise<void>((r) => {
+          const timer = setTimeout(r, Math.max(0, wait));
+          this.wake = () => (clearTimeout(timer), r());
+        });
+        this.wake = null;
+      }
+    })();
+    return this;
+  }
+
+  private wake: (() => void) | null = null;
+
+  /** Polls every `ms` from now on (a poll that waits for a longer interval happens at once). */
+  pace(ms: number): void {
+    const faster = ms < this.intervalMs;
+    this.intervalMs = ms;
+    if (faster) this.wake?.();
+  }
+
+  async pollOnce(): Promise<void> {
+    this.polls++;
+    await Promise.all(
+      this.conns.map(async ({ name, c }) => {
+        let m: number;
+        try {
+          const r = await c.query({ name: "bench_max", text: "SELECT coalesce(max(id), -1) FROM bench", rowMode: "array" });
+          m = Number(r.rows[0][0]);
+        } catch {
+          return; // e.g. the table is not there yet: next poll
+        }
+        this.record(name, m);
+      }),
+    );
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    this.wake?.();
+    await this.loop.catch(() => {});
+    await Promise.all(this.conns.map((c) => c.c.end().catch(() => {})));
+    this.conns = [];
+  }
+}
+
+interface ProcStat {
+  ppid: number;
+  /** utime + stime, seconds. */
+  self: number;
+  /** cutime + cstime: reaped children's, seconds. */
+  children: number;
+}
+
+function procStat(pid: number): ProcStat | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return { ppid: Number(f[1]), self: (Number(f[11]) + Number(f[12])) / 100, children: (Number(f[13]) + Number(f[14])) / 100 };
+  } catch {
+    return null;
+  }
+}
+
+/** What kind of PostgreSQL server process `pid` is, from its title (update_process_title). */
+export function pgProcessKind(pid: number): string {
+  let title = "";
+  try {
+    title = readFileSync(`/proc/${pid}/cmdline`, "utf8").replace(/\0/g, " ");
+  } catch {
+    return "exited";
+  }
+  if (/walsender/.test(title)) return "walsender";
+  // "logical replication worker for subscription N" up to PostgreSQL 15, "... apply worker ..." since 16.
+  if (/logical replication .*worker for subscription \d+ sync \d+|tablesync/.test(title)) return "tablesync worker";
+  if (/logical replication (parallel )?(apply )?worker/.test(title)) return "apply worker";
+  if (/logical replication launcher/.test(title)) return "replication launcher";
+  if (/checkpointer|background writer|walwriter|autovacuum|stats collector|logger|archiver|io worker|walsummarizer/.test(title)) return "background";
+  return "backend";
+}
+
+/**
+ * CPU seconds of a process tree (a postmaster and its children) at one moment: the root's own,
+ * its reaped children's (cutime/cstime: backends that exited), and each live child's with its
+ * kind. Children are found by PPid in /proc.
+ */
+export interface TreeCpu {
+  total: number;
+  root: number;
+  procs: Map<number, { cpu: number; kind: string }>;
+}
+
+export function treeCpu(rootPid: number, kind: (pid: number) => string = pgProcessKind): TreeCpu {
+  const root = procStat(rootPid);
+  const out: TreeCpu = { total: 0, root: root?.self ?? 0, procs: new Map() };
+  if (!root) return out;
+  out.total = root.self + root.children;
+  for (const e of readdirSync("/proc")) {
+    if (!/^\d+$/.test(e)) continue;
+    const pid = Number(e);
+    const s = procStat(pid);
+    if (!s || s.ppid !== rootPid) continue;
+    const cpu = s.self + s.children;
+    out.procs.set(pid, { cpu, kind: kind(pid) });
+    out.total += cpu;
+  }
+  return out;
+}
+
+/**
+ * CPU seconds a process tree used between two treeCpu snapshots, in total and by kind: live
+ * children by their kind (or `names`' name for their pid), the root as "postmaster", and what
+ * children that exited in between used as "exited".
+ */
+export function treeCpuDiff(before: TreeCpu, after: TreeCpu, names: Map<number, string> = new Map()): { total: number; byKind: Record<string, number> } {
+  const byKind: Record<string, number> = {};
+  const add = (k: string, v: number) => (byKind[k] = (byKind[k] ?? 0) + v);
+  let live = 0;
+  for (const [pid, p] of after.procs) {
+    const v = p.cpu - (before.procs.get(pid)?.cpu ?? 0);
+    add(names.get(pid) ?? p.kind, v);
+    live += v;
+  }
+  const root = after.root - before.root;
+  add("postmaster", root);
+  const total = after.total - before.total;
+  add("exited", total - live - root);
+  for (const k of Object.keys(byKind)) byKind[k] = round(byKind[k], 2);
+  return { total: round(total, 2), byKind };
+}
+
+/** Prints a table with the given header row. */
+export function printGrid(title: string, head: string[], rows: string[][]): void {
+  const t = new Table({ head, style: { head: [], border: [] } });
+  for (const r of rows) t.push(r);
+  process.stdout.write(`\n${title}\n${t.toString()}\n`);
 }

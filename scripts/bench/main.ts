@@ -2,13 +2,15 @@
  * `npm run bench -- NAME [NAME...] [--all] [options]`: runs scripts/bench/NAME.ts, whose
  * `run(argv)` prints a table and resolves with its figures, and writes those figures to
  * bench/results/NAME-<ISO timestamp>.json. `--all` runs every benchmark that exists.
- * Options after the names are passed to each benchmark (e.g. `--profile`).
+ * Options after the names are passed to each benchmark (e.g. `--profile`, `--repo postgres`).
  */
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ROOT } from "./common.js";
 
 const KNOWN = ["replication", "failover", "sync"];
+/** Options followed by a value. */
+const VALUE_OPTIONS = ["--repo", "--runs"];
 
 interface Bench {
   run(argv?: string[]): Promise<object>;
@@ -16,11 +18,16 @@ interface Bench {
 
 async function main(argv: string[]): Promise<number> {
   const all = argv.includes("--all");
-  const names = all ? KNOWN.filter((n) => existsSync(join(ROOT, "scripts", "bench", `${n}.ts`))) : argv.filter((a) => !a.startsWith("-") && KNOWN.includes(a));
-  const unknown = argv.filter((a) => !a.startsWith("-") && !KNOWN.includes(a) && !/^\d+$/.test(a));
+  // Options that take a value (`--repo postgres`): the value is not a benchmark's name.
+  const values = new Set(argv.flatMap((a, i) => (VALUE_OPTIONS.includes(a) ? [i + 1] : [])));
+  const words = argv.filter((a, i) => !a.startsWith("-") && !values.has(i));
+  const names = all ? KNOWN.filter((n) => existsSync(join(ROOT, "scripts", "bench", `${n}.ts`))) : words.filter((a) => KNOWN.includes(a));
+  const unknown = words.filter((a) => !KNOWN.includes(a) && !/^\d+$/.test(a));
+  const repoAt = argv.indexOf("--repo");
+  const repo = argv.find((a) => a.startsWith("--repo="))?.slice(7) ?? (repoAt >= 0 ? argv[repoAt + 1] : undefined);
   if (unknown.length || names.length === 0) {
     process.stderr.write(
-      `${unknown.length ? `unknown benchmark: ${unknown.join(", ")}\n` : ""}usage: npm run bench -- ${KNOWN.join("|")} [...] | --all [--profile]\n`,
+      `${unknown.length ? `unknown benchmark: ${unknown.join(", ")}\n` : ""}usage: npm run bench -- ${KNOWN.join("|")} [...] | --all [--profile] [--quick] [--repo sqlite|postgres]\n`,
     );
     return 2;
   }
@@ -39,7 +46,8 @@ async function main(argv: string[]): Promise<number> {
       const mod = (await import(file)) as Bench;
       const figures = await mod.run(argv);
       const stamp = startedAt.toISOString().replace(/[:.]/g, "-");
-      const out = join(outDir, `${name}-${stamp}.json`);
+      // Figures of another repository kind than SQLite get a file name of their own.
+      const out = join(outDir, `${name}${repo && repo !== "sqlite" ? `-${repo}` : ""}-${stamp}.json`);
       const body = { bench: name, startedAt: startedAt.toISOString(), durationS: (Date.now() - startedAt.getTime()) / 1000, ...figures };
       writeFileSync(out, JSON.stringify(body, null, 2) + "\n");
       process.stdout.write(`\n${name}: figures written to ${out}\n`);

@@ -14,7 +14,8 @@
  *                 the catch-up rate is measured.
  *
  * Visibility is sampled by polling the slaves' files read-only (~1 ms). --profile runs the master
- * and slave s1 under `node --cpu-prof` and prints where their CPU time went.
+ * and slave s1 under `node --cpu-prof` and prints where their CPU time went. `--repo postgres` runs
+ * replication-postgres.ts instead (PostgreSQL repositories, against native logical replication).
  */
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { availableParallelism, loadavg, tmpdir } from "node:os";
@@ -46,6 +47,10 @@ const PAYLOAD = 100;
 const BACKLOG_TARGET = 200 * MB;
 
 export async function run(argv: string[] = []): Promise<object> {
+  // --repo postgres: the same questions on PostgreSQL, against its own logical replication.
+  const repo = argv.find((a) => a.startsWith("--repo="))?.slice(7) ?? (argv.includes("--repo") ? argv[argv.indexOf("--repo") + 1] : "sqlite");
+  if (repo === "postgres") return (await import("./replication-postgres.js")).run(argv);
+  if (repo !== "sqlite") throw new Error(`--repo ${repo}: the replication benchmark knows sqlite and postgres`);
   const quick = argv.includes("--quick");
   const profile = argv.includes("--profile");
   const ROWS = quick ? 50_000 : 200_000;

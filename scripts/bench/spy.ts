@@ -8,7 +8,7 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { decodeFrame, isJsonReply } from "../../src/nats/codec.js";
 import type { PullReplyHeader } from "../../src/nats/messages.js";
 import { subjects } from "../../src/nats/subjects.js";
-import { percentiles, wallMs } from "./common.js";
+import { lowerBound, percentiles, wallMs } from "./common.js";
 
 export interface Pull {
   node: string;
@@ -91,7 +91,7 @@ export class ReplicationSpy {
     const out: Record<string, unknown> = {};
     const capture: number[] = [];
     const lsnOf: (number | null)[] = commits.map((c) => {
-      const i = lowerBound(notifies, c);
+      const i = lowerBound(notifies, 0, c);
       if (i >= notifies.length) return null;
       capture.push(notifies[i][0] - c);
       return notifies[i][1];
@@ -131,15 +131,4 @@ export class ReplicationSpy {
     }
     return out;
   }
-}
-
-function lowerBound(a: [number, number][], t: number): number {
-  let lo = 0;
-  let hi = a.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >> 1;
-    if (a[mid][0] >= t) hi = mid;
-    else lo = mid + 1;
-  }
-  return lo;
 }

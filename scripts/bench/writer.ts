@@ -39,16 +39,16 @@ export interface WriterResult {
   lateMs?: { p50: number; max: number };
 }
 
-function args(argv: string[]) {
+/** The options both writers (this one and pg-writer.ts) take, and `get`/`has` for their own. */
+export function writerArgs(argv: string[]) {
   const get = (name: string, def?: string) => {
     const i = argv.indexOf(`--${name}`);
     return i >= 0 ? argv[i + 1] : def;
   };
   const has = (name: string) => argv.includes(`--${name}`);
-  const db = get("db");
-  if (!db) throw new Error("--db FILE is required");
   return {
-    db,
+    get,
+    has,
     rows: Number(get("rows", "100000")),
     txn: Number(get("txn", "100")),
     from: Number(get("from", "1")),
@@ -56,23 +56,31 @@ function args(argv: string[]) {
     payload: Number(get("payload", "100")),
     create: has("create"),
     times: has("times"),
-    untilFile: get("until-file"),
   };
 }
 
-async function main() {
-  const o = args(process.argv.slice(2));
-  const db = new Database(o.db, { timeout: 30_000 });
-  db.pragma("journal_mode = WAL");
-  db.pragma("synchronous = FULL");
-  if (o.create) db.exec(BENCH_TABLE);
-  const ins = db.prepare("INSERT INTO bench(id, txn, ts, payload) VALUES (?, ?, ?, ?)");
-  // id, txn and ts take about 20 bytes of a row; the text makes up the rest.
-  const filler = "x".repeat(Math.max(1, o.payload - 20));
-  const txn = db.transaction((first: number, n: number, k: number) => {
-    const ts = wallMs();
-    for (let i = 0; i < n; i++) ins.run(first + i, k, ts, filler);
-  });
+export type WriterArgs = Omit<ReturnType<typeof writerArgs>, "get" | "has">;
+
+function args(argv: string[]) {
+  const { get, has, ...o } = writerArgs(argv);
+  const db = get("db");
+  if (!db) throw new Error("--db FILE is required");
+  return { db, ...o, untilFile: get("until-file") };
+}
+
+/** The text column's value: id, txn and ts take about 20 bytes of a row; the text makes up the rest. */
+export const filler = (payload: number) => "x".repeat(Math.max(1, payload - 20));
+
+/**
+ * Writes `o.rows` rows from `o.from` in transactions of `o.txn` (`write(firstId, n, k)` writes and
+ * commits transaction k), paced at `o.rate` rows/s if set, stopping early at a transaction whose
+ * `stop(k)` is true, and measures it all.
+ */
+export async function writeTxns(
+  o: WriterArgs,
+  write: (first: number, n: number, k: number) => void | Promise<void>,
+  stop?: (k: number) => boolean,
+): Promise<WriterResult> {
   const txns = Math.ceil(o.rows / o.txn);
   const commits: number[] = [];
   const late: number[] = [];
@@ -89,18 +97,18 @@ async function main() {
       while ((now = wallMs()) < due); // the last fraction of a millisecond
       late.push(now - due);
     }
-    if (o.untilFile && k % 10 === 0 && existsSync(o.untilFile)) break;
+    if (stop?.(k)) break;
     const n = Math.min(o.txn, o.from + o.rows - id);
-    txn(id, n, k);
+    const w = write(id, n, k);
+    if (w) await w;
     commits.push(wallMs());
     id += n;
     done += n;
   }
   const cpu = process.cpuUsage(cpu0);
-  db.close();
   const last = commits[commits.length - 1] ?? started;
   const sorted = [...late].sort((a, b) => a - b);
-  const result: WriterResult = {
+  return {
     rows: done,
     txns: commits.length,
     firstId: o.from,
@@ -113,6 +121,23 @@ async function main() {
     commits: o.times ? commits : undefined,
     lateMs: interval > 0 && sorted.length ? { p50: sorted[Math.floor(sorted.length / 2)], max: sorted[sorted.length - 1] } : undefined,
   };
+}
+
+async function main() {
+  const o = args(process.argv.slice(2));
+  const db = new Database(o.db, { timeout: 30_000 });
+  db.pragma("journal_mode = WAL");
+  db.pragma("synchronous = FULL");
+  if (o.create) db.exec(BENCH_TABLE);
+  const ins = db.prepare("INSERT INTO bench(id, txn, ts, payload) VALUES (?, ?, ?, ?)");
+  const text = filler(o.payload);
+  const txn = db.transaction((first: number, n: number, k: number) => {
+    const ts = wallMs();
+    for (let i = 0; i < n; i++) ins.run(first + i, k, ts, text);
+  });
+  const untilFile = o.untilFile;
+  const result = await writeTxns(o, txn, untilFile ? (k) => k % 10 === 0 && existsSync(untilFile) : undefined);
+  db.close();
   process.stdout.write(JSON.stringify(result) + "\n");
 }
 

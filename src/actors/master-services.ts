@@ -10,12 +10,10 @@ import { ClusterError, ReplicationError, asFerryError } from "../errors.js";
 import { decodeJson, encodeFrame, encodeJson, errorReply, okReply, unwrapReply } from "../nats/codec.js";
 import { pullRequest, sqlRequest, switchoverRequest, type PullRecordHeader, type PullRequest } from "../nats/messages.js";
 import type { Spool } from "../storage/spool.js";
-import type { ReplicaRegistry } from "./replicas.js";
 import { newWriteGate, setAccepting } from "../storage/repository/write-gate.js";
 import type { Capture, SequencerDeps } from "./sequencer.js";
 
 export interface MasterDeps extends SequencerDeps {
-  replicas: ReplicaRegistry;
   capture: Capture;
 }
 
@@ -217,7 +215,7 @@ export function masterServices(d: MasterDeps) {
         );
       }
       if (req.last.lsn > 0) {
-        if (m && req.applied === req.last.lsn && m.fp !== req.fp) {
+        if (m && m.fp !== "" && req.applied === req.last.lsn && m.fp !== req.fp) {
           return refuse(req, `schema fingerprint mismatch: ${req.node} has ${req.fp}, the master had ${m.fp} at LSN ${m.lsn}`, "SCHEMA_MISMATCH");
         }
       }

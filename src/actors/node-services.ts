@@ -56,29 +56,25 @@ export function startNodeServices(d: NodeServiceDeps): () => void {
 
   /**
    * Opens a consistent read with the position it corresponds to: on a replica the applied position
-   * read in the same transaction; on the master a batch is cut at the read's capture position. When
-   * a capture cycle queued earlier has already gone past that position there is no such batch (the
-   * LSN would hold changes the read lacks), and a newer read is opened.
+   * read in the same transaction; on the master a batch cut at the read's capture position, with
+   * no capture cycle between the read's start and the cut.
    */
   const openAt = async <R extends { header: { seq: number; applied: { lsn: number; epoch: number } }; close(): Promise<void> }>(
     open: () => Promise<R>,
     what: string,
   ): Promise<{ reader: R; at: { lsn: number; epoch: number } }> => {
-    for (let attempt = 1; ; attempt++) {
+    const epoch = d.masterEpoch();
+    if (epoch === null) {
       const reader = await open();
-      try {
-        const epoch = d.masterEpoch();
-        if (epoch === null) return { reader, at: reader.header.applied };
-        await d.capture(reader.header.seq);
-        const last = spool.last;
-        if (!last || last.epoch !== epoch || last.lastId <= reader.header.seq) return { reader, at: { lsn: spool.head, epoch } };
-      } catch (err) {
-        await reader.close();
-        throw err;
-      }
-      await reader.close();
-      if (attempt >= 5) throw new ReplicationError("TIMEOUT", `${rt.node} could not align a snapshot of ${what} with a batch; retry`);
+      return { reader, at: reader.header.applied };
     }
+    const reader = await d.capture.aligned(open, (r) => r.header.seq);
+    const last = spool.last;
+    if (d.masterEpoch() !== epoch || (last && (last.epoch !== epoch || last.lastId > reader.header.seq))) {
+      await reader.close();
+      throw new ReplicationError("TIMEOUT", `${rt.node} could not align a snapshot of ${what} with a batch (the master role changed); retry`);
+    }
+    return { reader, at: { lsn: spool.head, epoch } };
   };
 
   serve(rt.subj.node(rt.node).snapshot, async (msg) => {

@@ -135,7 +135,7 @@ async function runNode(
   }
   const needsResync = resync.needed || unexpectedData;
 
-  const capture = createCapture({ rt, repo, spool, meta, progress, clock });
+  const capture = createCapture({ rt, repo, spool, meta, progress, clock, replicas });
   let actor!: NodeActor;
 
   const logic = nodeMachine.provide({
@@ -147,7 +147,7 @@ async function runNode(
         extra: () => ({ host: config.node.host, lsn: spool.head }),
       }),
       replica: replicaLogic(io),
-      sequencer: sequencerLogic({ rt, repo, spool, meta, progress, clock }, capture),
+      sequencer: sequencerLogic({ rt, repo, spool, meta, progress, clock, replicas }, capture),
       masterServices: masterServices({
         rt,
         repo,
@@ -181,7 +181,9 @@ async function runNode(
       }),
       demote: fromPromise<{ needsResync: boolean; fresh: boolean }, { holder: LeaseValue | null }>(async ({ input }) => {
         clock.revoke();
-        await repo.removeCapture();
+        // Counted before capture stops: a PostgreSQL slot, which holds them, goes with it.
+        const pending = input.holder ? await repo.pendingChanges(await meta.checkpoint()) : 0;
+        await repo.removeCapture(await meta.checkpoint());
         await repo.durableCommits(false);
         // Positions moved while this node was master: the replica starts from what is true now.
         await io.init();
@@ -189,7 +191,6 @@ async function runNode(
         // At start (no holder yet) leftovers are not judged: promoted, this node sequences them; as a
         // replica of another master, its first pull reports them and it is marked for resync.
         if (!input.holder) return { needsResync: false, fresh };
-        const pending = await repo.pendingChanges(await meta.checkpoint());
         rt.alerts.raise("demoted", "warning", `${rt.node} lost the master lease to ${input.holder.node} (epoch ${input.holder.epoch})`, {
           holder: input.holder.node,
           epoch: input.holder.epoch,

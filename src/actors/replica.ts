@@ -68,13 +68,13 @@ export function createReplicaIo(d: ReplicaDeps, stats: ReplicaStats) {
     await spool.dropIncomplete();
     // What this node sequenced itself while master is in its repository by construction.
     const applied = await repo.appliedPosition();
+    stats.fp = await repo.fingerprint();
     const captured = await meta.capture();
     const pos = captured.lsn > applied.lsn ? captured : applied;
     stats.applied = pos.lsn;
     stats.appliedEpoch = pos.epoch;
     stats.maxEpoch = Math.max(await meta.maxEpoch(), pos.epoch);
     stats.next = { lsn: Math.max(spool.head, pos.lsn) + 1, part: 0 };
-    stats.fp = await repo.fingerprint();
     // A replica has no capture triggers: what it captured as master stays as it is until it is master again.
     stats.unsequenced = await repo.pendingChanges(captured.checkpoint);
   }
@@ -169,7 +169,32 @@ export function createReplicaIo(d: ReplicaDeps, stats: ReplicaStats) {
     return out;
   }
 
+  /**
+   * Set when the repository went away during an apply: a database server that crashed may come
+   * back without its last commits (a replica's commits are not flushed one by one), and the
+   * applied position it recorded with them is the truth to continue from.
+   */
+  let repoLost = false;
+
   async function apply(): Promise<ApplyResult> {
+    try {
+      return await applyNext();
+    } catch (err) {
+      if ((err as { code?: string }).code === "REPO_UNAVAILABLE") repoLost = true;
+      throw err;
+    }
+  }
+
+  async function applyNext(): Promise<ApplyResult> {
+    if (repoLost) {
+      const recorded = await repo.appliedPosition();
+      repoLost = false;
+      if (recorded.lsn < stats.applied) {
+        rt.log.warn({ recorded: recorded.lsn, applied: stats.applied }, `the repository came back at LSN ${recorded.lsn}; applying again from there`);
+        stats.applied = recorded.lsn;
+        stats.appliedEpoch = recorded.epoch;
+      }
+    }
     if (spool.head <= stats.applied) return { applied: stats.applied, more: false };
     const batches: { meta: BatchMeta; changes: Change[] }[] = [];
     let bytes = 0;
@@ -183,6 +208,10 @@ export function createReplicaIo(d: ReplicaDeps, stats: ReplicaStats) {
     const prevEpoch = stats.appliedEpoch;
     const { ddl } = await repo.applyBatches(batches.map((b) => ({ lsn: b.meta.lsn, epoch: b.meta.epoch, changes: b.changes })));
     const last = batches[batches.length - 1].meta;
+    // The fingerprint before the position: a pull built meanwhile reports the two together, and the
+    // master compares them.
+    const fp = ddl ? await repo.fingerprint() : stats.fp;
+    stats.fp = fp;
     stats.applied = last.lsn;
     stats.appliedEpoch = last.epoch;
     stats.appliedTs = last.ts;
@@ -190,13 +219,10 @@ export function createReplicaIo(d: ReplicaDeps, stats: ReplicaStats) {
     for (const b of batches) {
       if (b.meta.epoch > prevEpoch) await meta.recordEpochStart({ epoch: b.meta.epoch, firstLsn: b.meta.lsn, node: stats.master ?? "?" });
     }
-    if (ddl) {
-      stats.fp = await repo.fingerprint();
-      if (stats.fp !== last.fp) {
-        throw new RepositoryError("SCHEMA_MISMATCH", `schema fingerprint mismatch after LSN ${last.lsn}: ${rt.node} has ${stats.fp}, the master had ${last.fp}`, {
-          hint: `run: ferry resync --node ${rt.node}`,
-        });
-      }
+    if (ddl && last.fp !== "" && fp !== last.fp) {
+      throw new RepositoryError("SCHEMA_MISMATCH", `schema fingerprint mismatch after LSN ${last.lsn}: ${rt.node} has ${fp}, the master had ${last.fp}`, {
+        hint: `run: ferry resync --node ${rt.node}`,
+      });
     }
     await trimSpool();
     return { applied: stats.applied, more: spool.head > stats.applied };

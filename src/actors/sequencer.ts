@@ -9,6 +9,7 @@ import { sequencerMachine, type SequencerEvent } from "../machines/sequencer.js"
 import type { Meta } from "../storage/meta.js";
 import type { BatchMeta, Spool } from "../storage/spool.js";
 import type { Repository } from "../storage/repository/types.js";
+import type { ReplicaRegistry } from "./replicas.js";
 import type { CaptureProgress, LeaseClock, Runtime } from "./runtime.js";
 
 export interface SequencerDeps {
@@ -18,6 +19,7 @@ export interface SequencerDeps {
   meta: Meta;
   progress: CaptureProgress;
   clock: LeaseClock;
+  replicas: ReplicaRegistry;
 }
 
 const enc = new TextEncoder();
@@ -26,7 +28,14 @@ const enc = new TextEncoder();
  * Capture cycles, one at a time. `upto` caps a cycle at a change id: a snapshot taken at capture
  * position S asks for a batch that ends exactly at S, so the snapshot corresponds to an LSN.
  */
-export type Capture = (upto?: number) => Promise<number>;
+export interface Capture {
+  (upto?: number): Promise<number>;
+  /**
+   * Opens a read with `open` between two capture cycles and cuts a batch at its capture position
+   * (`seqOf`) before any other cycle runs: the spool's head is then exactly what the read holds.
+   */
+  aligned<R>(open: () => Promise<R>, seqOf: (r: R) => number): Promise<R>;
+}
 
 export function createCapture(d: SequencerDeps): Capture {
   let fp: string | null = null;
@@ -40,6 +49,9 @@ export function createCapture(d: SequencerDeps): Capture {
     if (Math.min(await repo.changeSeq(), upto ?? Infinity) <= checkpoint) return 0;
     if (!d.clock.valid()) return 0; // fenced: nothing may be sequenced under an epoch we no longer hold
 
+    // The schema before the read: a batch's fingerprint must be the schema as of its end, and DDL
+    // committed while it is read (by another writer) belongs to a later batch.
+    const fpBefore = await repo.fingerprint();
     const lsn = spool.head + 1;
     const epoch = d.clock.epoch;
     const partBytes = d.rt.config.replication.partBytes;
@@ -83,9 +95,13 @@ export function createCapture(d: SequencerDeps): Capture {
 
     // Cached per epoch: a node promoted again may have applied DDL as a replica in between.
     if (ddl || fp === null || fpEpoch !== epoch) {
-      fp = await repo.fingerprint();
+      const after = await repo.fingerprint();
+      // Changed during the read: this batch's schema is not known (""), and nobody checks it.
+      fp = after === fpBefore ? after : "";
       fpEpoch = epoch;
     }
+    const batchFp = fp;
+    if (fp === "") fp = null;
     const prev = spool.last;
     const meta: BatchMeta = {
       lsn,
@@ -96,7 +112,7 @@ export function createCapture(d: SequencerDeps): Capture {
       cum: (prev?.cum ?? 0) + bytes,
       firstId,
       lastId,
-      fp,
+      fp: batchFp,
       ddl,
     };
     await spool.write([{ lsn, part, parts: part + 1, data, meta }], [d.meta.captureOp({ checkpoint: reached, lsn, epoch })]);
@@ -113,11 +129,35 @@ export function createCapture(d: SequencerDeps): Capture {
       d.rt.log.debug({ err: String(err) }, "releasing captured changes deferred");
     }
   };
-  return (upto?: number) => {
-    const next = running.then(() => cycle(upto));
+  const queue = <T>(fn: () => Promise<T>): Promise<T> => {
+    const next = running.then(fn);
     running = next.catch(() => {});
     return next;
   };
+  const capture = (upto?: number) => queue(() => cycle(upto));
+  capture.aligned = <R>(open: () => Promise<R>, seqOf: (r: R) => number) =>
+    queue(async () => {
+      const r = await open();
+      // A read bounded per cycle (PostgreSQL's peek) may need more than one to reach the position.
+      for (let before = -1; d.progress.checkpoint < seqOf(r) && d.progress.checkpoint !== before; ) {
+        before = d.progress.checkpoint;
+        await cycle(seqOf(r));
+      }
+      return r;
+    });
+  return capture;
+}
+
+/**
+ * Changes were committed where capture could not see them (a PostgreSQL slot dropped by hand, a
+ * server restored without it): what the replicas hold can no longer be proven complete, so every
+ * replica is marked for a resync and the operator is told. Capture itself goes on.
+ */
+async function captureLost(d: SequencerDeps, err: Error): Promise<void> {
+  const reason = `${d.rt.node} lost captured changes: ${err.message}`;
+  for (const r of d.replicas.all()) await d.replicas.markResync(r.node, reason);
+  await d.replicas.flush();
+  d.rt.alerts.raise("capture-lost", "critical", reason, { replicas: d.replicas.all().map((r) => r.node) });
 }
 
 export function sequencerLogic(d: SequencerDeps, capture: Capture) {
@@ -127,7 +167,9 @@ export function sequencerLogic(d: SequencerDeps, capture: Capture) {
         try {
           return await capture();
         } catch (err) {
-          if ((err as { code?: string }).code !== "REPO_UNAVAILABLE") d.rt.log.error({ err }, "capture cycle failed");
+          const code = (err as { code?: string }).code;
+          if (code === "CAPTURE_LOST") await captureLost(d, err as Error);
+          else if (code !== "REPO_UNAVAILABLE") d.rt.log.error({ err }, "capture cycle failed");
           throw err;
         }
       }),

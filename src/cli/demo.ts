@@ -38,7 +38,8 @@ export function demoCommand(): Command {
     .description("a guided tour: replication, a master killed and failed over, the old master back as a slave, an offline sync; ends with PASS or FAIL")
     .option("--dir <dir>", "where the demo cluster lives (default: a temporary directory, removed at the end)")
     .option("--keep", "keep the directory (repositories, logs, offline files) at the end")
-    .option("--rows <n>", "rows written by each writer", "500");
+    .option("--rows <n>", "rows written by each writer", "500")
+    .option("--postgres", "run the tour on PostgreSQL servers (one per node, started and stopped by the tour)");
   return cmd.action(
     action(async () => {
       const o = cmd.opts();
@@ -57,11 +58,11 @@ export function demoCommand(): Command {
       try {
         say(`1. A local cluster in ${dir}: nats-server, master dm1, slaves dm2 (designated standby) and dm3,`);
         say(`   watchdogs w1 (primary) and w2, a collector per node and a synctool.`);
-        cluster = await LocalCluster.start({ dir, cluster: "demo", slaves: 2, restart: false, config: DEMO_CONFIG, say: (l) => say(`   ${l}`) });
+        cluster = await LocalCluster.start({ dir, cluster: "demo", slaves: 2, restart: false, config: DEMO_CONFIG, postgres: o.postgres === true, say: (l) => say(`   ${l}`) });
         c = await client({ config: cluster.configFile, logLevel: "silent" });
         await until("the master, the slaves and the watchdog", c, (s) => has(s, "dm1", "active") && has(s, "dm2", "standby", "streaming") && has(s, "dm3", "standby", "streaming") && has(s, "w1", "active"));
 
-        say(`\n2. Writes: ${rows} rows through ferry's SQL service, ${rows} by an outside program on dm1's file.`);
+        say(`\n2. Writes: ${rows} rows through ferry's SQL service, ${rows} by an outside program on dm1's repository.`);
         say(`   $ ferry sql "CREATE TABLE orders(id INTEGER PRIMARY KEY, item TEXT, qty INTEGER, price REAL, at TEXT)"`);
         await runSql(c, "CREATE TABLE orders(id INTEGER PRIMARY KEY, item TEXT, qty INTEGER, price REAL, at TEXT)", undefined, 10_000);
         await runSql(c, `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ${rows}) INSERT INTO orders SELECT i, 'item-' || i, i % 7, i * 1.25, CURRENT_TIMESTAMP FROM n`, undefined, 10_000);
@@ -113,8 +114,9 @@ export function demoCommand(): Command {
 
         say(`\n5. An offline copy of the table: a mode-0 (full) sync task, split in 4 partitions.`);
         const dest = join(dir, "offline");
-        say(`   $ ferry task create -t main.orders -m 0 -d ${dest}`);
-        const created = await ferry(["task", "create", "-t", "main.orders", "-m", "0", "-d", dest, "--config", cluster.configFile]);
+        const qualified = `${await databaseOf(cluster.member(first.node).repo!, "orders")}.orders`;
+        say(`   $ ferry task create -t ${qualified} -m 0 -d ${dest}`);
+        const created = await ferry(["task", "create", "-t", qualified, "-m", "0", "-d", dest, "--config", cluster.configFile]);
         if (created.code !== 0) say(indent(created.out));
         const syncStart = Date.now();
         await untilTaskGone(cluster.configFile, 60_000);
@@ -173,6 +175,16 @@ async function outsideWrite(url: string, rows: number): Promise<void> {
     await runner.execute(`INSERT INTO orders(id, item, qty, price, at) VALUES ${values.join(",")}`, undefined);
   } finally {
     await runner.close();
+    await repo.close();
+  }
+}
+
+/** The database name a table is given under in DB.TABLE (the repository says: main, public). */
+async function databaseOf(url: string, table: string): Promise<string> {
+  const repo = openRepository(url);
+  try {
+    return (await repo.tableColumns(table))?.db ?? "main";
+  } finally {
     await repo.close();
   }
 }
@@ -261,7 +273,7 @@ class Writer {
       while (this.running) {
         const n = id++;
         try {
-          const r = await runSql(c, `INSERT INTO orders(id, item, qty, price, at) VALUES (${n}, 'live', 1, 1.0, datetime('now'))`, undefined, 20_000);
+          const r = await runSql(c, `INSERT INTO orders(id, item, qty, price, at) VALUES (${n}, 'live', 1, 1.0, CURRENT_TIMESTAMP)`, undefined, 20_000);
           this.acked.push({ id: n, node: r.node, epoch: r.epoch, at: Date.now() });
         } catch {
           // not acknowledged: it may or may not exist, and the checks only count acknowledged writes

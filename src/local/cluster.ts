@@ -1,15 +1,17 @@
 /**
  * A whole cluster on one machine: a nats-server with JetStream, a master and slaves on SQLite
- * repositories, two watchdogs, a collector per node and a synctool, each a real `ferry start`
- * process with its log in its own directory. Used by `ferry up` and `ferry demo`.
+ * repositories (or, with `postgres`, each on a PostgreSQL server of its own under its directory),
+ * two watchdogs, a collector per node and a synctool, each a real `ferry start` process with its
+ * log in its own directory. Used by `ferry up` and `ferry demo`.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { closeSync, mkdirSync, openSync, writeFileSync } from "node:fs";
+import { chmodSync, closeSync, mkdirSync, openSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { freePort, startNatsServer, type NatsServer } from "../nats/server.js";
 import { redactRepositoryUrl } from "../storage/repository/url.js";
+import { startPostgres, type PgServer } from "./postgres.js";
 
 export const FERRY_BIN = resolve(fileURLToPath(new URL("../../bin/ferry", import.meta.url)));
 
@@ -32,6 +34,8 @@ export interface LocalClusterOpts {
   port?: number;
   /** Extra config for every process (merged over cluster and servers). */
   config?: Record<string, unknown>;
+  /** Each node's repository on a PostgreSQL server of its own (initdb into DIR/<node>/pg on first use). */
+  postgres?: boolean;
   /** Restart a process that exits unexpectedly (ferry up) or leave it down (ferry demo). */
   restart: boolean;
   /** Where to say what happens (a process exited, restarted). */
@@ -40,6 +44,8 @@ export interface LocalClusterOpts {
 
 export class LocalCluster {
   readonly members = new Map<string, LocalMember>();
+  /** The PostgreSQL server of each node (with `postgres`). */
+  readonly pg = new Map<string, PgServer>();
   private stopping = false;
 
   private constructor(
@@ -51,6 +57,8 @@ export class LocalCluster {
   static async start(opts: LocalClusterOpts): Promise<LocalCluster> {
     const dir = resolve(opts.dir);
     mkdirSync(dir, { recursive: true });
+    // PostgreSQL runs as its own OS user, which must reach the servers' directories below this one.
+    if (opts.postgres) chmodSync(dir, 0o755);
     const port = opts.port ?? (await preferredPort(14222));
     const nats = await startNatsServer({ dir: join(dir, "nats"), port });
     const configFile = join(dir, "ferry.json");
@@ -58,11 +66,15 @@ export class LocalCluster {
     const config = { ...extra, cluster: opts.cluster, nats: { ...(extra.nats as object | undefined), servers: [nats.url] } };
     writeFileSync(configFile, JSON.stringify(config, null, 2) + "\n");
     const c = new LocalCluster({ ...opts, dir }, nats, configFile);
-    c.add("dm1", "master", ["--repo", `sqlite:${join(dir, "dm1", "repo.db")}`]);
-    for (let i = 0; i < opts.slaves; i++) {
-      const id = `dm${i + 2}`;
-      c.add(id, "slave", ["--repo", `sqlite:${join(dir, id, "repo.db")}`, ...(i === 0 ? ["--designated", "standby"] : [])]);
+    const nodes = ["dm1", ...Array.from({ length: opts.slaves }, (_, i) => `dm${i + 2}`)];
+    let repos: string[];
+    try {
+      repos = await Promise.all(nodes.map((id) => (opts.postgres ? c.postgresRepo(id) : `sqlite:${join(dir, id, "repo.db")}`)));
+    } catch (err) {
+      await c.stop();
+      throw err;
     }
+    nodes.forEach((id, i) => c.add(id, i === 0 ? "master" : "slave", ["--repo", repos[i], ...(i === 1 ? ["--designated", "standby"] : [])]));
     // One collector per node, each on its node's "host" (reading that node's replica), and one synctool.
     for (const n of [...c.members.keys()]) c.add(`c-${n}`, "collector", ["--host", n, "--source", n]);
     c.add("sync1", "synctool", []);
@@ -71,6 +83,19 @@ export class LocalCluster {
     c.add("w2", "watchdog", ["--designated", "secondary"]);
     for (const m of c.members.values()) c.launch(m);
     return c;
+  }
+
+  /** The node's own PostgreSQL server (its data kept in DIR/<node>/pg), and the URL of its database `ferry`. */
+  private async postgresRepo(id: string): Promise<string> {
+    const dir = join(this.opts.dir, id, "pg");
+    mkdirSync(dir, { recursive: true });
+    const server = await startPostgres({ dir });
+    this.pg.set(id, server);
+    // A directory used before holds the database already (ferry up again).
+    return server.createDb("ferry").catch((err: Error) => {
+      if (/already exists/.test(err.message)) return server.url.replace(/\/postgres$/, "/ferry");
+      throw err;
+    });
   }
 
   private add(id: string, role: string, extra: string[]): void {
@@ -142,6 +167,7 @@ export class LocalCluster {
       ),
     );
     await this.nats.stop();
+    await Promise.all([...this.pg.values()].map((s) => s.stop("fast").catch(() => s.kill())));
   }
 }
 

@@ -30,6 +30,8 @@ interface Ctx extends NodeInput {
   holder: LeaseValue | null;
   holderLive: boolean;
   epoch: number;
+  /** The lease was taken while the start-up demote ran (a repository that is slow to open). */
+  heldAtStart: boolean;
   repoDown: { code: string; message: string } | null;
 }
 
@@ -51,6 +53,9 @@ export const nodeMachine = setup({
     /** Heartbeats and the members bucket, in every state. */
     heartbeat: fromCallback(() => () => {}),
   },
+  guards: {
+    heldAtStart: ({ context }) => context.heldAtStart,
+  },
   actions: {
     tellReplicaMaster: sendTo("replica", ({ context }): ReplicaEvent => ({ type: "MASTER", master: masterOf(context) })),
     sawLease: assign({
@@ -68,7 +73,7 @@ export const nodeMachine = setup({
   },
 }).createMachine({
   id: "node",
-  context: ({ input }) => ({ ...input, holder: null, holderLive: false, epoch: 0, repoDown: null }),
+  context: ({ input }) => ({ ...input, holder: null, holderLive: false, epoch: 0, heldAtStart: false, repoDown: null }),
   invoke: [
     { id: "lease", src: "lease", input: ({ context }: { context: Ctx }) => context.lease },
     { id: "heartbeat", src: "heartbeat" },
@@ -84,9 +89,18 @@ export const nodeMachine = setup({
       invoke: {
         src: "demote",
         input: () => ({ holder: null }),
-        onDone: { target: "standby", actions: "afterDemote" },
+        onDone: [
+          { guard: "heldAtStart", target: "promoting", actions: "afterDemote" },
+          { target: "standby", actions: "afterDemote" },
+        ],
         onError: "standby",
       },
+      on: {
+        LEASE_HELD: { actions: assign({ epoch: ({ event }) => event.epoch, heldAtStart: true }) },
+        LEASE_LOST: { actions: assign({ heldAtStart: false }) },
+        LEASE_FENCED: { actions: assign({ heldAtStart: false }) },
+      },
+      exit: assign({ heldAtStart: false }),
     },
     standby: {
       invoke: { id: "replica", src: "replica", input: ({ context }: { context: Ctx }) => context.replica },

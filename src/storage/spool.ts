@@ -19,7 +19,7 @@ export interface BatchMeta {
   /** Capture range on the master that produced it. */
   firstId: number;
   lastId: number;
-  /** Schema fingerprint after the batch. */
+  /** Schema fingerprint after the batch; "" when the schema changed while the batch was read (not checked). */
   fp: string;
   ddl: boolean;
 }

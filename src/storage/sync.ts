@@ -20,6 +20,8 @@
  * starts after the first segment's LSN, so nothing is lost and nothing is written twice.
  */
 
+import { UNCHANGED_VALUE } from "./repository/row-image.js";
+
 export interface SyncSegment {
   /** LSN the segment's snapshot was read at. */
   lsn: number;
@@ -132,10 +134,16 @@ export function imageValue(raw: string): string {
   return raw.charCodeAt(0) === 123 ? JSON.stringify(["x", (JSON.parse(raw) as { $blob: string }).$blob]) : raw;
 }
 
-/** A JSON object text from column names and raw image values. */
+/**
+ * A JSON object text from column names and raw image values. A value the update left unchanged
+ * and the capture did not carry is left out: the record holds the columns it knows.
+ */
 export function toObject(columns: string[], raws: string[]): string {
   let s = "{";
-  for (let i = 0; i < columns.length; i++) s += `${i ? "," : ""}${JSON.stringify(columns[i])}:${objectValue(raws[i] ?? "null")}`;
+  for (let i = 0; i < columns.length; i++) {
+    if (raws[i] === UNCHANGED_VALUE) continue;
+    s += `${s.length > 1 ? "," : ""}${JSON.stringify(columns[i])}:${objectValue(raws[i] ?? "null")}`;
+  }
   return s + "}";
 }
 

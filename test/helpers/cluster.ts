@@ -1,4 +1,7 @@
-/** A test cluster: a real nats-server, real `ferry` node processes, real SQLite and LevelDB. */
+/**
+ * A test cluster: a real nats-server, real `ferry` node processes, real LevelDB, and real
+ * repositories: SQLite files, or (with `postgres: true`) a PostgreSQL server per node.
+ */
 import { writeFileSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
@@ -6,8 +9,10 @@ import { client, type Client } from "../../src/cli/common.js";
 import { readStatus, type ClusterStatus } from "../../src/cli/status.js";
 import { runSql, type SqlReply } from "../../src/cli/sql.js";
 import { dumpFile } from "../../src/storage/repository/sqlite/repository.js";
+import { openRepository } from "../../src/storage/repository/index.js";
+import type { PgServer } from "../../src/local/postgres.js";
 import type { NatsServer, NatsServerOpts } from "../../src/nats/server.js";
-import { ferry, ferryRun, natsServer, tempDir, type FerryProcess, type RunResult } from "./procs.js";
+import { ferry, ferryRun, natsServer, postgresServer, tempDir, type FerryProcess, type RunResult } from "./procs.js";
 import { waitFor } from "./wait.js";
 
 /** Short timings so tests run in seconds. */
@@ -24,34 +29,88 @@ export class TestCluster {
   private c: Client | null = null;
   private closed = false;
   private onClose: (() => Promise<void>)[] = [];
+  /** PostgreSQL: each node's server (started by pgServer, or by startNode when missing). */
+  readonly pg = new Map<string, { server: PgServer; url: string }>();
 
   private constructor(
     readonly dir: string,
     readonly nats: NatsServer,
     readonly name: string,
     readonly configFile: string,
+    readonly postgres: boolean,
   ) {}
 
   /** `nats` passes options to the nats-server (e.g. authorization, TLS, and a probe that can log in). */
-  static async start(opts: { config?: Record<string, unknown>; nats?: Partial<NatsServerOpts> } = {}): Promise<TestCluster> {
+  static async start(opts: { config?: Record<string, unknown>; nats?: Partial<NatsServerOpts>; postgres?: boolean } = {}): Promise<TestCluster> {
     const dir = tempDir();
     const nats = await natsServer({ dir: join(dir, "nats"), ...opts.nats });
     const name = `t${randomBytes(3).toString("hex")}`;
     const configFile = join(dir, "ferry.json");
     const config = merge({ cluster: name, nats: { servers: [nats.url] }, ...FAST_CONFIG }, opts.config ?? {});
     writeFileSync(configFile, JSON.stringify(config, null, 2));
-    return new TestCluster(dir, nats, name, configFile);
+    return new TestCluster(dir, nats, name, configFile, opts.postgres === true);
   }
 
+  /** A cluster with master m1 active and `slaves` streaming (each on a PostgreSQL server of its own with `postgres`). */
+  static async masterAndSlaves(opts: { config?: Record<string, unknown>; postgres?: boolean; slaves?: string[] } = {}): Promise<TestCluster> {
+    const cl = await TestCluster.start({ config: opts.config, postgres: opts.postgres });
+    const slaves = opts.slaves ?? ["s1", "s2"];
+    if (cl.postgres) await Promise.all(["m1", ...slaves].map((n) => cl.pgServer(n)));
+    cl.startNode("m1", "master");
+    await cl.waitMaster("m1");
+    for (const s of slaves) cl.startNode(s, "slave");
+    for (const s of slaves) await cl.waitMember(s, "streaming", (m) => m.replica === "streaming");
+    return cl;
+  }
+
+  /** kill -9 of a node's process, and once it is gone, the same node started again. */
+  async killAndRestart(id: string, role: "master" | "slave"): Promise<FerryProcess> {
+    const p = this.nodes.get(id)!;
+    p.kill("SIGKILL");
+    await p.exited;
+    return this.startNode(id, role);
+  }
+
+  /** Waits for an active master other than `not` that holds the master lease. */
+  async waitNewMaster(not: string, timeoutMs = 20_000): Promise<Member> {
+    return this.explain(
+      waitFor(`a master other than ${not}`, async () => {
+        const s = await this.status();
+        const m = s.members.find((x) => x.state === "active" && x.up && x.node !== not) as Member | undefined;
+        return m && s.leases.master?.node === m.node ? m : null;
+      }, { timeoutMs }),
+    );
+  }
+
+  /** A SQLite node's repository file. */
   repo(id: string): string {
     return join(this.dir, id, "repo.db");
+  }
+
+  /** A node's repository URL (its PostgreSQL server must have been started: pgServer or startNode). */
+  repoUrl(id: string): string {
+    if (!this.postgres) return `sqlite:${this.repo(id)}`;
+    const pg = this.pg.get(id);
+    if (!pg) throw new Error(`no PostgreSQL server for ${id}: call pgServer first`);
+    return pg.url;
+  }
+
+  /** The node's own PostgreSQL server, started on first use (database "ferry"). */
+  async pgServer(id: string): Promise<{ server: PgServer; url: string }> {
+    let pg = this.pg.get(id);
+    if (!pg) {
+      const server = await postgresServer({ dir: join(this.dir, id, "pg") });
+      pg = { server, url: await server.createDb("ferry") };
+      this.pg.set(id, pg);
+    }
+    return pg;
   }
 
   startNode(id: string, role: "master" | "slave", extra: string[] = [], env: Record<string, string> = {}, nodeArgs: string[] = []): FerryProcess {
     mkdirSync(join(this.dir, id), { recursive: true });
     const p = ferry(
       id,
-      ["start", "--role", role, "--node", id, "--repo", `sqlite:${this.repo(id)}`, "--data", join(this.dir, id), "--config", this.configFile, ...extra],
+      ["start", "--role", role, "--node", id, "--repo", this.repoUrl(id), "--data", join(this.dir, id), "--config", this.configFile, ...extra],
       { logDir: this.dir, env, nodeArgs },
     );
     this.nodes.set(id, p);
@@ -138,8 +197,20 @@ export class TestCluster {
     return runSql(await this.client(), sql, params, waitMs);
   }
 
+  /** A SQLite node's dump, read beside the running node. */
   dump(id: string): string {
     return dumpFile(this.repo(id));
+  }
+
+  /** Any node's dump, through the repository interface (a repository that is down throws). */
+  async dumpRepo(id: string): Promise<string> {
+    if (!this.postgres) return this.dump(id);
+    const repo = openRepository(this.repoUrl(id));
+    try {
+      return await repo.dump();
+    } finally {
+      await repo.close();
+    }
   }
 
   /** Waits until every replica's dump equals the master's, and returns that dump. */
@@ -147,8 +218,9 @@ export class TestCluster {
     let want = "";
     await this.explain(
       waitFor(`${replicas.join(",")} identical to ${master}`, async () => {
-        want = this.dump(master);
-        return replicas.every((r) => this.dump(r) === want);
+        want = await this.dumpRepo(master);
+        for (const r of replicas) if ((await this.dumpRepo(r).catch(() => null)) !== want) return false;
+        return true;
       }, { timeoutMs, intervalMs: 200 }),
     );
     return want;

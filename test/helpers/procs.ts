@@ -3,10 +3,11 @@
  * and when the test process exits, also on failure.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync, openSync, closeSync, readFileSync, existsSync } from "node:fs";
+import { chmodSync, mkdtempSync, rmSync, openSync, closeSync, readFileSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { startNatsServer, type NatsServer, type NatsServerOpts } from "../../src/nats/server.js";
+import { startPostgres, type PgServer, type PgServerOpts } from "../../src/local/postgres.js";
 
 const ROOT = resolve(new URL("../..", import.meta.url).pathname);
 export const FERRY = join(ROOT, "bin", "ferry");
@@ -14,10 +15,12 @@ export const FERRY = join(ROOT, "bin", "ferry");
 const procs = new Set<ChildProcess>();
 const dirs = new Set<string>();
 const servers = new Set<NatsServer>();
+const pgServers = new Set<PgServer>();
 
 process.on("exit", () => {
   for (const p of procs) if (p.exitCode === null) try { process.kill(p.pid!, "SIGKILL"); } catch {}
   for (const s of servers) try { process.kill(s.pid, "SIGKILL"); } catch {}
+  for (const s of pgServers) s.kill();
   if (!process.env.FERRY_KEEP_TEST_DIRS) for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
@@ -30,6 +33,16 @@ export function tempDir(prefix = "ferry-test-"): string {
 export async function natsServer(opts: Partial<NatsServerOpts> = {}): Promise<NatsServer> {
   const s = await startNatsServer({ dir: opts.dir ?? tempDir("ferry-nats-"), ...opts });
   servers.add(s);
+  return s;
+}
+
+/** A throwaway PostgreSQL server (initdb in a temp dir, a free port, wal_level=logical). */
+export async function postgresServer(opts: Partial<PgServerOpts> = {}): Promise<PgServer> {
+  const dir = resolve(opts.dir ?? tempDir("ferry-pg-"));
+  // As root the server runs as the postgres OS user, which must get through our temp dirs (0700).
+  for (const d of dirs) if (dir.startsWith(d + "/")) chmodSync(d, 0o755);
+  const s = await startPostgres({ ...opts, dir });
+  pgServers.add(s);
   return s;
 }
 
@@ -143,6 +156,8 @@ export async function cleanup(): Promise<void> {
   procs.clear();
   await Promise.all([...servers].map((s) => s.stop()));
   servers.clear();
+  await Promise.all([...pgServers].map((s) => s.stop("immediate").catch(() => s.kill())));
+  pgServers.clear();
   if (!process.env.FERRY_KEEP_TEST_DIRS) for (const d of dirs) rmSync(d, { recursive: true, force: true });
   dirs.clear();
 }

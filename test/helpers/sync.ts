@@ -7,6 +7,7 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { synctoolRequest } from "../../src/cli/task.js";
+import { openRepository } from "../../src/storage/repository/index.js";
 import { TestCluster } from "./cluster.js";
 import { waitFor } from "./wait.js";
 
@@ -14,8 +15,9 @@ import { waitFor } from "./wait.js";
 export const SYNC_FAST = { lease: { ttlMs: 3000, safetyMarginMs: 1000 }, sync: { pollMs: 100, retryMs: 200, reassignWaitMs: 5000 } };
 
 /** A master and `slaves` slaves, streaming, with the helpers of SyncCluster bound to them. */
-export async function syncCluster(slaves: string[], config: Record<string, unknown> = {}): Promise<SyncCluster> {
-  const cl = await TestCluster.start({ config: merge(SYNC_FAST, config) });
+export async function syncCluster(slaves: string[], config: Record<string, unknown> = {}, opts: { postgres?: boolean } = {}): Promise<SyncCluster> {
+  const cl = await TestCluster.start({ config: merge(SYNC_FAST, config), postgres: opts.postgres });
+  if (opts.postgres) await Promise.all(["m1", ...slaves].map((n) => cl.pgServer(n)));
   cl.startNode("m1", "master");
   await cl.waitMaster("m1");
   for (const s of slaves) cl.startNode(s, "slave");
@@ -131,6 +133,20 @@ export function readFiles(dest: string, table: string): Files {
     out.parts.set(part, list);
   }
   return out;
+}
+
+/** Rows of a table as the repository's table reader gives them (what snapshot files hold), any kind. */
+export async function readerRows(url: string, table: string): Promise<Record<string, any>[]> {
+  const repo = openRepository(url);
+  const reader = await repo.openTableReader({ table });
+  const out: Record<string, any>[] = [];
+  try {
+    for (let c = await reader.next(1 << 20); c; c = await reader.next(1 << 20)) for (const l of c.text.split("\n")) if (l) out.push(JSON.parse(l));
+    return out;
+  } finally {
+    await reader.close();
+    await repo.close();
+  }
 }
 
 /** Rows of a table as JSON objects like the destination's (blobs {"$blob": HEX}). */

@@ -83,5 +83,5 @@ export function idsIn(dump: string, table = "w"): number[] {
   return dump
     .split("\n")
     .filter((l) => l.startsWith(`${table}|`))
-    .map((l) => Number(l.split("|")[1]));
+    .map((l) => Number(l.split("|")[1].replace(/'/g, "")));
 }

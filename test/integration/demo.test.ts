@@ -17,6 +17,18 @@ test("ferry demo: replication, failover, rejoin and an offline sync, every check
   assert.match(r.stdout, /alert from w1: failover: dm\d promoted with epoch \d+ \(was dm1\)/);
 });
 
+test("ferry demo --postgres: the same tour with every node on a PostgreSQL server of its own, every check PASS", async () => {
+  const dir = tempDir("ferry-demo-pg-test-");
+  const r = await ferryRun(["demo", "--postgres", "--rows", "200", "--dir", dir], { timeoutMs: 240_000 });
+  assert.is(r.code, 0, r.stdout + r.stderr);
+  assert.match(r.stdout, /PASS: every check passed\./);
+  assert.match(r.stdout, /-t public\.orders/, "the sync task names the table under PostgreSQL's schema");
+  for (const step of ["the slaves caught up", "all replicas identical", "no acknowledged write lost", "the offline files hold exactly the table's rows"]) {
+    assert.match(r.stdout, new RegExp(`PASS  ${step}`), step);
+  }
+  assert.not.match(r.stdout, /postgres:\/\/[^@\s]*:[^@\s]*@/, "no password printed");
+});
+
 test("ferry demo refuses a bad --rows", async () => {
   const r = await ferryRun(["demo", "--rows", "lots"]);
   assert.is(r.code, 2);

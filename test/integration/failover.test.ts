@@ -5,7 +5,7 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import Database from "better-sqlite3";
-import { TestCluster, type Member } from "../helpers/cluster.js";
+import { TestCluster } from "../helpers/cluster.js";
 import { cleanup, ferryRun } from "../helpers/procs.js";
 import { waitFor } from "../helpers/wait.js";
 import { idsIn, startWriter } from "../helpers/workload.js";
@@ -37,12 +37,7 @@ async function cluster(config: Record<string, unknown> = {}, opts: { slaves?: st
 }
 
 const alertOf = (kind: string) => waitFor(`alert ${kind}`, () => alerts.find((a) => a.kind === kind), { timeoutMs: 20_000 });
-const newMaster = (not: string) =>
-  waitFor(`a master other than ${not}`, async () => {
-    const s = await cl.status();
-    const m = s.members.find((x) => x.state === "active" && x.up && x.node !== not) as Member | undefined;
-    return m && s.leases.master?.node === m.node ? m : null;
-  }, { timeoutMs: 20_000 });
+const newMaster = (not: string) => cl.waitNewMaster(not, 20_000);
 
 test("kill -9 of the master under load, synchronous mode: a slave is promoted, writes resume, no acknowledged write lost", async () => {
   await cluster({ replication: { syncReplicas: 1, syncTimeoutMs: 3000 } });

@@ -20,14 +20,7 @@ test.after.each(async () => {
 });
 
 async function threeNodes(config?: Record<string, unknown>) {
-  cl = await TestCluster.start({ config });
-  cl.startNode("m1", "master");
-  await cl.waitMaster("m1");
-  cl.startNode("s1", "slave");
-  cl.startNode("s2", "slave");
-  await cl.waitMember("s1", "streaming", (m) => m.replica === "streaming");
-  await cl.waitMember("s2", "streaming", (m) => m.replica === "streaming");
-  return cl;
+  return (cl = await TestCluster.masterAndSlaves({ config }));
 }
 
 const SCHEMA = `
@@ -169,11 +162,8 @@ test("kill -9 of the master in the middle of a stream: after restart replicas co
   await cl.sql("CREATE TABLE w(id INTEGER PRIMARY KEY, who TEXT)");
   const w = startWriter(cl, { who: "b" });
   await waitFor("some writes", () => w.acked().length > 200);
-  const m1 = cl.nodes.get("m1")!;
-  m1.kill("SIGKILL");
-  await m1.exited;
   const before = w.acked().length;
-  cl.startNode("m1", "master");
+  await cl.killAndRestart("m1", "master");
   await cl.waitMaster("m1");
   await cl.until("writes after the master is back", () => w.acked().length > before + 200, { timeoutMs: 30_000 }).catch((err) => {
     throw new Error(`${err.message}; the writer's last requests: ${JSON.stringify(w.records.slice(-5))}`);

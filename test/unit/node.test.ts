@@ -132,6 +132,30 @@ test("starting: a failed start-up demote still goes to standby", async () => {
   s.h.stop();
 });
 
+test("the lease taken while the start-up demote runs promotes as soon as the demote is done", async () => {
+  const s = setup();
+  await s.h.settle();
+  await s.fromLease({ type: "LEASE_HELD", epoch: 3 });
+  s.is("starting");
+  s.demotes[0].d.resolve({ needsResync: false, fresh: true });
+  await s.h.settle();
+  s.is("promoting");
+  assert.equal(s.promotes[0].input, { epoch: 3 });
+  s.h.stop();
+});
+
+test("the lease taken and lost again while starting: standby, no promote", async () => {
+  const s = setup();
+  await s.h.settle();
+  await s.fromLease({ type: "LEASE_HELD", epoch: 3 });
+  await s.fromLease({ type: "LEASE_LOST", holder: m2 });
+  s.demotes[0].d.resolve({ needsResync: false, fresh: true });
+  await s.h.settle();
+  s.is("standby");
+  assert.is(s.promotes.length, 0);
+  s.h.stop();
+});
+
 test("a live master seen while starting is given to the replica as soon as it starts", async () => {
   const s = setup();
   await s.h.settle();

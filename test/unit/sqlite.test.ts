@@ -510,7 +510,7 @@ test("removeCapture leaves no ferry_cap_ triggers and nothing more is captured; 
   assert.is(count(), 12);
   await master.installCapture();
   assert.is(count(), 12);
-  await master.removeCapture();
+  await master.removeCapture(0);
   assert.is(count(), 0);
   const seq = await master.changeSeq();
   conn(master).prepare("INSERT INTO t VALUES (1)").run();
@@ -543,7 +543,7 @@ test("a snapshot streamed in small chunks and restored reproduces the master; ol
 
   const target = await repo("target.db");
   target.executeScript("CREATE TABLE junk(x); INSERT INTO junk VALUES (1)", undefined, () => {});
-  await target.removeCapture();
+  await target.removeCapture(0);
 
   const reader = await master.openSnapshot();
   // Written after the snapshot began: not in it.
@@ -592,7 +592,7 @@ test("fingerprint: equal for equal schemas, changes with the schema, not with da
   assert.is.not(one, empty);
   sql("INSERT INTO t VALUES (1, 'a')");
   assert.is(await master.fingerprint(), one);
-  await master.removeCapture();
+  await master.removeCapture(0);
   assert.is(await master.fingerprint(), one);
   await master.installCapture();
   await ship();

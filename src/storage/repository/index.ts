@@ -3,6 +3,7 @@
  * the kind's folder knows which it is.
  */
 import { UsageError } from "../../errors.js";
+import { PostgresRepository } from "./postgres/repository.js";
 import { SqliteRepository } from "./sqlite/repository.js";
 import type { Repository, RepositoryKind, RepositoryLocation } from "./types.js";
 import { REPOSITORY_URL_FORMS, redactRepositoryUrl, repositoryKind } from "./url.js";
@@ -14,15 +15,8 @@ export type * from "./types.js";
 /** One entry per kind: a new kind is a folder and a line here. */
 const KINDS: Record<RepositoryKind, { locate(url: string): RepositoryLocation; open(url: string, opts: { password?: string }): Repository }> = {
   sqlite: { locate: (url) => SqliteRepository.locate(url), open: (url) => new SqliteRepository(url) },
-  postgres: {
-    locate: notYet,
-    open: notYet,
-  },
+  postgres: { locate: (url) => PostgresRepository.locate(url), open: (url, opts) => new PostgresRepository(url, opts) },
 };
-
-function notYet(): never {
-  throw new UsageError("PostgreSQL repositories are not supported yet", "give --repo sqlite:PATH");
-}
 
 /** Where a URL points, without opening it (member records, conflict checks, logs). */
 export function repositoryLocation(url: string): RepositoryLocation {

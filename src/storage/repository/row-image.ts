@@ -4,12 +4,16 @@
  * - a number token without '.' or exponent is a 64-bit integer (decoded as BigInt: every digit kept),
  * - a number token with '.' or an exponent is a double (1.0 stays a real),
  * - a string is text, null is NULL, ["x", HEX] is a blob,
+ * - ["u"] (UNCHANGED_VALUE) is a value an update left as it was and the capture did not carry
+ *   (PostgreSQL's unchanged out-of-line values): the target keeps what it has,
  * - a value an adapter cannot express in these (PostgreSQL's NaN float, numeric beyond a double)
  *   travels as the kind's exact text form in a string, which the kind parses back by column type.
  * SQLite's `json_array` writes exactly this (blobs tagged in SQL), so its capture costs no JS.
  * JSON.parse cannot decode it: it reads 1.0 as 1 and rounds integers above 2^53.
  */
 import { RepositoryError } from "../../errors.js";
+
+export const UNCHANGED_VALUE = `["u"]`;
 
 export type SqlValue = bigint | number | string | Buffer | null;
 

@@ -159,8 +159,13 @@ export interface Repository {
   init(): Promise<void>;
   /** Starts capturing every committed change (the master); idempotent. Refuses tables it cannot capture. */
   installCapture(): Promise<void>;
-  /** Stops capturing (a replica applies without capture). */
-  removeCapture(): Promise<void>;
+  /**
+   * Stops capturing (a replica applies without capture). Changes captured after `after` and not
+   * sequenced stay where the kind keeps them, counted by pendingChanges, until restoreSnapshot
+   * replaces the repository: promoted again, the node sequences them; a replica of another master
+   * reports them and needs a resync.
+   */
+  removeCapture(after: number): Promise<void>;
   /** fsync every commit (the master) or not (a replica, which re-pulls what a power cut takes). */
   durableCommits(on: boolean): Promise<void>;
   /** Throws RepositoryError REPO_UNAVAILABLE when the repository is gone, unreadable or replaced. */

@@ -15,6 +15,7 @@ import { resolve } from "node:path";
 import Database from "better-sqlite3";
 import { RepositoryError, UsageError } from "../../../errors.js";
 import { decodeImage } from "../row-image.js";
+import { checkScript, type RefusedVerbs } from "../script.js";
 import { splitSql } from "./sql-split.js";
 import { partitionOf, splitJsonArray } from "../../sync.js";
 import { partitionSql } from "./partition.js";
@@ -60,8 +61,11 @@ const REPLICATED = `type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'
   AND (name NOT LIKE 'ferry\\_%' ESCAPE '\\' OR name IN ('ferry_heartbeat', 'ferry_requests'))`;
 const USER_OBJECTS = `name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name NOT LIKE 'ferry\\_%' ESCAPE '\\'
   AND tbl_name NOT LIKE 'ferry\\_%' ESCAPE '\\' AND sql IS NOT NULL`;
-const TXN_VERBS = new Set(["BEGIN", "COMMIT", "END", "ROLLBACK", "SAVEPOINT", "RELEASE"]);
-const REFUSED_VERBS = new Set(["ATTACH", "DETACH", "VACUUM"]);
+const REFUSED: RefusedVerbs = {
+  verbs: new Set(["ATTACH", "DETACH", "VACUUM"]),
+  why: "cannot be replicated",
+  hint: "run it on each repository directly while ferry is stopped",
+};
 const DDL_VERBS = new Set(["CREATE", "ALTER", "DROP"]);
 /** Changes handed to the sequencer at a time. */
 const CHANGE_CHUNK = 512;
@@ -211,7 +215,8 @@ export class SqliteRepository implements Repository {
     this.guard(() => this.db.pragma(`synchronous = ${on ? "FULL" : "NORMAL"}`));
   }
 
-  async removeCapture(): Promise<void> {
+  /** The triggers go; captured rows stay in ferry_changes (restoreSnapshot deletes them). */
+  async removeCapture(_after: number): Promise<void> {
     this.guard(() =>
       this.db.transaction(() => {
         for (const n of this.existingCaptureTriggers().keys()) this.db.exec(`DROP TRIGGER IF EXISTS ${quoteId(n)}`);
@@ -326,22 +331,7 @@ export class SqliteRepository implements Repository {
   /** Runs in the SQL worker thread (sql-worker.ts). */
   executeScript(script: string, params: unknown, beforeCommit: () => void, key?: RequestKey): ExecuteOutcome {
     const statements = splitSql(script);
-    if (statements.length === 0) throw new UsageError("no SQL statement given", 'give a statement, e.g. ferry sql "SELECT 1"');
-    for (const s of statements) {
-      if (TXN_VERBS.has(s.verb)) {
-        throw new RepositoryError("SQL_ERROR", `${s.verb} is not allowed: ferry runs the whole script as one transaction`, {
-          hint: "remove BEGIN/COMMIT; a ;-separated script is already atomic",
-        });
-      }
-      if (REFUSED_VERBS.has(s.verb)) {
-        throw new RepositoryError("SQL_ERROR", `${s.verb} cannot be replicated and is refused`, {
-          hint: "run it on each repository directly while ferry is stopped",
-        });
-      }
-    }
-    if (params !== undefined && statements.length > 1) {
-      throw new UsageError("--params applies to a single statement, the script has " + statements.length);
-    }
+    checkScript(statements, params, REFUSED);
     let ddl = false;
     const run = this.db.transaction((): ExecuteOutcome => {
       if (key !== undefined) {

@@ -3,11 +3,7 @@
  * comments and the BEGIN ... END body of CREATE TRIGGER. better-sqlite3 prepares one
  * statement at a time, and ferry must see each statement to replicate DDL.
  */
-export interface Statement {
-  sql: string;
-  /** First keyword, upper case (CREATE, INSERT, ...). */
-  verb: string;
-}
+import type { Statement } from "../script.js";
 
 export function splitSql(script: string): Statement[] {
   const out: Statement[] = [];

@@ -1,0 +1,105 @@
+/**
+ * Connections: the URL, one small pool per repository, and dedicated clients for transactions that
+ * must outlive a pool checkout (snapshot readers). Every session gets the same settings, so the
+ * text form of values (dates, floats, bytea) is the same in capture, snapshots and dumps.
+ */
+import pg from "pg";
+import { UsageError } from "../../../errors.js";
+import { redactRepositoryUrl } from "../url.js";
+import type { RepositoryLocation } from "../types.js";
+
+/** Settings that fix the text output of values: exact floats, ISO dates in UTC, hex bytea. */
+const SESSION = ["DateStyle=ISO", "IntervalStyle=postgres", "TimeZone=UTC", "extra_float_digits=3", "bytea_output=hex"]
+  .map((s) => `-c ${s}`)
+  .join(" ");
+
+/** Values as the server's text: ferry encodes them itself, pg's parsers would round int8 and dates. */
+export const RAW_TEXT = { getTypeParser: () => (v: string) => v } as unknown as pg.CustomTypesConfig;
+
+export interface Target {
+  host: string;
+  port: number;
+  user: string;
+  database: string;
+  password?: string;
+}
+
+export function parseUrl(url: string, password?: string): Target {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new UsageError(`${redactRepositoryUrl(url)} is not a PostgreSQL URL`, "give postgres://USER[:PASS]@HOST:PORT/DB");
+  }
+  if (!/^postgres(ql)?:$/.test(u.protocol) || !u.hostname || u.pathname.length < 2) {
+    throw new UsageError(`${redactRepositoryUrl(url)} is not a PostgreSQL URL`, "give postgres://USER[:PASS]@HOST:PORT/DB");
+  }
+  return {
+    host: u.hostname.replace(/^\[(.*)\]$/, "$1"),
+    port: u.port ? Number(u.port) : 5432,
+    user: decodeURIComponent(u.username || "postgres"),
+    database: decodeURIComponent(u.pathname.slice(1)),
+    password: password ?? (u.password ? decodeURIComponent(u.password) : undefined) ?? process.env.PGPASSWORD,
+  };
+}
+
+export function locate(url: string): RepositoryLocation {
+  const t = parseUrl(url, "");
+  return { kind: "postgres", url: redactRepositoryUrl(url), id: `${t.host}:${t.port}/${t.database}` };
+}
+
+function config(t: Target): pg.ClientConfig {
+  return {
+    host: t.host,
+    port: t.port,
+    user: t.user,
+    database: t.database,
+    password: t.password,
+    options: SESSION,
+    application_name: "ferry",
+    types: RAW_TEXT,
+    connectionTimeoutMillis: 5000,
+    keepAlive: true,
+  };
+}
+
+export function newPool(t: Target): pg.Pool {
+  const pool = new pg.Pool({ ...config(t), max: 4, idleTimeoutMillis: 30_000 });
+  // A connection dies with the server: the query on it, or the next checkout, reports it. Without
+  // a listener, the error event of a client that is checked out would crash the process.
+  pool.on("error", () => {});
+  pool.on("connect", (c) => c.on("error", () => {}));
+  return pool;
+}
+
+export async function newClient(t: Target): Promise<pg.Client> {
+  const c = new pg.Client(config(t));
+  c.on("error", () => {});
+  await c.connect();
+  return c;
+}
+
+export type Queryable = pg.Pool | pg.ClientBase;
+
+/** Rows as objects of text values. */
+export async function rows<T = Record<string, string | null>>(q: Queryable, text: string, values: unknown[] = []): Promise<T[]> {
+  return (await q.query(text, values)).rows as T[];
+}
+
+export async function one<T = Record<string, string | null>>(q: Queryable, text: string, values: unknown[] = []): Promise<T | undefined> {
+  return (await rows<T>(q, text, values))[0];
+}
+
+export const quoteId = (name: string) => `"${name.replace(/"/g, '""')}"`;
+export const quoteLit = (s: string) => `'${s.replace(/'/g, "''")}'`;
+
+/** A pg_lsn text 'X/Y' as a number (exact below 2^53 bytes of WAL). */
+export function lsnNumber(lsn: string | null | undefined): number {
+  if (!lsn) return 0;
+  const [hi, lo] = lsn.split("/");
+  return parseInt(hi, 16) * 2 ** 32 + parseInt(lo, 16);
+}
+
+export function lsnText(n: number): string {
+  return `${Math.floor(n / 2 ** 32).toString(16).toUpperCase()}/${(n % 2 ** 32).toString(16).toUpperCase()}`;
+}
