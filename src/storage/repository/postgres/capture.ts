@@ -155,6 +155,10 @@ export class Capture {
   private readonly mutex = new Mutex();
   /** Capture was started by this object: a slot gone since then took changes with it. */
   private installed = false;
+
+  get expected(): boolean {
+    return this.installed;
+  }
   /** Why changes were lost, said once by the next read. */
   private lost: string | null = null;
 

@@ -161,6 +161,8 @@ export class PostgresRepository implements Repository {
         [this.capture.slot],
       );
       if (r?.p) this.lastSeq = lsnNumber(r.p);
+      // A master's slot gone: the next read must run, to say so and start a new one.
+      else if (this.capture.expected) return this.lastSeq + 1;
       return this.lastSeq;
     });
   }
