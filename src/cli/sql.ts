@@ -17,9 +17,8 @@ export interface SqlReply {
 /** Errors after which the write may be retried under its key: it either did not run or is recorded. */
 const RETRIED_CODES = new Set(["NO_ACTIVE_MASTER", "FENCED", "SYNC_REPLICAS_TIMEOUT", "TIMEOUT"]);
 
-/** The answer leaves open whether the write committed. */
-const mayHaveCommitted = (e: FerryError) =>
-  e.code === "TIMEOUT" || e.code === "SYNC_REPLICAS_TIMEOUT" || (e.code === "FENCED" && e.details?.committed === true);
+/** The answer leaves open whether the write committed (details.committed: it may have, e.g. a connection lost in COMMIT). */
+const mayHaveCommitted = (e: FerryError) => e.code === "TIMEOUT" || e.code === "SYNC_REPLICAS_TIMEOUT" || e.details?.committed === true;
 
 /**
  * Sends SQL to whichever node holds the master lease. While waitMs lasts it retries whatever did
@@ -40,7 +39,7 @@ export async function runSql(c: Client, sql: string, params: unknown, waitMs = 0
     } catch (err) {
       const e = failureOf(err);
       if (mayHaveCommitted(e)) unsure ??= e;
-      if (!RETRIED_CODES.has(e.code) || Date.now() >= deadline) {
+      if (!(RETRIED_CODES.has(e.code) || mayHaveCommitted(e)) || Date.now() >= deadline) {
         if (!unsure || mayHaveCommitted(e)) throw e;
         const w = unsure.toWire();
         throw fromWire({ ...w, message: `${w.message}; retried until: ${e.message}` });

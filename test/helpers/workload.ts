@@ -32,7 +32,9 @@ const NOT_COMMITTED = new Set(["SQL_ERROR", "NO_ACTIVE_MASTER", "REPO_UNAVAILABL
 
 export function classify(err: unknown): { outcome: Outcome; code?: string } {
   const e = err as { code?: string; details?: { committed?: boolean } };
-  if (e.code === "FENCED") return { outcome: e.details?.committed ? "unknown" : "failed", code: e.code };
+  // committed: the master may have committed it (lease lost after the commit, connection lost in COMMIT).
+  if (e.details?.committed) return { outcome: "unknown", code: e.code };
+  if (e.code === "FENCED") return { outcome: "failed", code: e.code };
   if (e.code && NOT_COMMITTED.has(e.code)) return { outcome: "failed", code: e.code };
   return { outcome: "unknown", code: e.code ?? (err as Error)?.name };
 }

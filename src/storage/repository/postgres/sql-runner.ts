@@ -7,7 +7,7 @@
  * database) are not replicated, by any writer.
  */
 import type pg from "pg";
-import { UsageError } from "../../../errors.js";
+import { RepositoryError, UsageError, asFerryError } from "../../../errors.js";
 import { checkScript, type RefusedVerbs } from "../script.js";
 import { checkGate } from "../write-gate.js";
 import { lsnNumber, one } from "./connection.js";
@@ -81,6 +81,7 @@ export class PgSqlRunner implements SqlRunner {
       throw pgError(err, this.where);
     });
     let open = false;
+    let committing = false;
     try {
       await client.query(`BEGIN; SET LOCAL lock_timeout = ${Math.max(1, Math.round(this.lockTimeoutMs))}; SET LOCAL synchronous_commit = on`);
       open = true;
@@ -108,13 +109,24 @@ export class PgSqlRunner implements SqlRunner {
       const wrote = (await one<{ x: string | null }>(client, `SELECT pg_current_xact_id_if_assigned()::text AS x`))!.x !== null;
       if (key !== undefined && wrote) await this.rememberRequest(client, key, results);
       checkGate(this.gate);
+      committing = true;
       await client.query("COMMIT");
       open = false;
       // The commit's end is flushed (synchronous_commit on): the flush position is at or past it.
       const lastChangeId = wrote ? lsnNumber((await one<{ p: string }>(client, `SELECT pg_current_wal_flush_lsn() AS p`))!.p) : 0;
       return { results, lastChangeId, ddl };
     } catch (err) {
-      throw pgError(err, this.where);
+      const e = asFerryError(pgError(err, this.where));
+      // The server may have committed before the connection went: not "not committed".
+      if (committing && e.code === "REPO_UNAVAILABLE") {
+        open = false;
+        throw new RepositoryError("REPO_UNAVAILABLE", `${e.message}; the connection was lost while committing, so the outcome is unknown`, {
+          cause: err,
+          hint: "retry under the same key (ferry sql --wait does): the master answers from its record if it committed",
+          details: { committed: true },
+        });
+      }
+      throw e;
     } finally {
       if (open) await client.query("ROLLBACK").catch(() => {});
       // A script's SET outlives its transaction on this pooled connection.
