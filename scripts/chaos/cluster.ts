@@ -9,19 +9,25 @@
  *
  * The run's own client (workload, observers, ferry CLI commands) connects to the three servers
  * directly, so faults hit the processes, not the witness.
+ *
+ * Repositories: SQLite files (`<dir>/<node>/repo.db`), or with repo "postgres" a PostgreSQL
+ * server of each node's own (`<dir>/<node>/pg/`, database "ferry"). The run reads them only
+ * through the repository interface (openRepository), whatever the kind.
  */
-import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { client, type Client } from "../../src/cli/common.js";
 import { runSql, type SqlReply } from "../../src/cli/sql.js";
 import { readStatus, type ClusterStatus } from "../../src/cli/status.js";
 import { freePort, type NatsServer, type NatsServerOpts } from "../../src/nats/server.js";
-import { ferry, ferryRun, natsServer, type FerryProcess, type RunResult } from "../../test/helpers/procs.js";
+import type { PgServer } from "../../src/local/postgres.js";
+import { openRepository, type Repository, type RepositoryKind } from "../../src/storage/repository/index.js";
+import { ferry, ferryRun, natsServer, postgresServer, type FerryProcess, type RunResult } from "../../test/helpers/procs.js";
 import { waitFor } from "../../test/helpers/wait.js";
 import type { ProcExit } from "./history.js";
 import { FaultProxy } from "./proxy.js";
-import { PROCESSES } from "./scenarios.js";
+import { NODES, PROCESSES } from "./scenarios.js";
 
 /** Short leases, synchronous replication, many automatic failovers allowed. */
 export const CHAOS_BASE_CONFIG = {
@@ -56,17 +62,61 @@ export class ChaosCluster {
   readonly slots = new Map<string, Slot>();
   readonly exits: ProcExit[] = [];
   readonly clientConfig: string;
+  /** PostgreSQL: each node's server and its repository's URL. */
+  readonly pg = new Map<string, { server: PgServer; url: string }>();
   private c: Client | null = null;
 
   constructor(
     readonly dir: string,
     readonly config: Record<string, unknown>,
+    readonly repoKind: RepositoryKind = "sqlite",
   ) {
     this.clientConfig = join(dir, "client.json");
   }
 
+  /** A SQLite node's repository file. */
   repo(node: string): string {
     return join(this.dir, node, "repo.db");
+  }
+
+  /** A node's repository URL (`--repo`). */
+  repoUrl(node: string): string {
+    if (this.repoKind === "sqlite") return `sqlite:${this.repo(node)}`;
+    const pg = this.pg.get(node);
+    if (!pg) throw new Error(`no PostgreSQL server for ${node}: startRepositories first`);
+    return pg.url;
+  }
+
+  /** PostgreSQL: every node's server (initdb, started, database "ferry"); SQLite: nothing to do. */
+  async startRepositories(): Promise<void> {
+    if (this.repoKind !== "postgres") return;
+    await Promise.all(
+      NODES.map(async (n) => {
+        const server = await postgresServer({ dir: join(this.dir, n, "pg") });
+        this.pg.set(n, { server, url: await server.createDb("ferry") });
+      }),
+    );
+  }
+
+  /** A node's PostgreSQL server. */
+  pgServer(node: string): PgServer {
+    const pg = this.pg.get(node);
+    if (!pg) throw new Error(`${node} has no PostgreSQL server (repo ${this.repoKind})`);
+    return pg.server;
+  }
+
+  /**
+   * Reads a node's repository through the repository interface and closes it. A SQLite file that
+   * is not there is not created: that read fails, as a PostgreSQL server that is down does.
+   */
+  async readRepo<T>(node: string, fn: (r: Repository) => Promise<T>): Promise<T> {
+    if (this.repoKind === "sqlite" && !existsSync(this.repo(node))) throw new Error(`${this.repo(node)} does not exist`);
+    const r = openRepository(this.repoUrl(node));
+    try {
+      return await fn(r);
+    } finally {
+      await r.close();
+    }
   }
 
   /** The three NATS servers, the buckets, and the proxies; no ferry process yet. */
@@ -143,7 +193,7 @@ export class ChaosCluster {
   /** Defines and starts every ferry process. */
   define(): void {
     const node = (id: string, role: string, extra: string[] = []) =>
-      this.slots.set(id, { name: id, args: ["start", "--role", role, "--node", id, "--repo", `sqlite:${this.repo(id)}`, ...extra], proc: null, paused: false, cause: null, starts: 0 });
+      this.slots.set(id, { name: id, args: ["start", "--role", role, "--node", id, "--repo", this.repoUrl(id), ...extra], proc: null, paused: false, cause: null, starts: 0 });
     const other = (id: string, role: string, extra: string[]) => this.slots.set(id, { name: id, args: ["start", "--role", role, "--node", id, ...extra], proc: null, paused: false, cause: null, starts: 0 });
     node("m1", "master");
     node("s1", "slave", ["--designated", "standby"]);
@@ -231,6 +281,7 @@ export class ChaosCluster {
     this.c = null;
     for (const p of this.proxies.values()) await p.stop();
     await Promise.all(this.nats.map((n) => n.server?.stop()));
+    await Promise.all([...this.pg.values()].map(({ server }) => server.stop("fast").catch(() => server.kill())));
   }
 }
 

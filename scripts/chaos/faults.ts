@@ -9,11 +9,16 @@ import { waitFor } from "../../test/helpers/wait.js";
 import type { ChaosCluster } from "./cluster.js";
 import type { FaultRecord, History, SyncTaskRecord } from "./history.js";
 import type { ProxyMode } from "./proxy.js";
+import type { ChaosSql } from "./sql.js";
 import { AGENTS, NODES, PROCESSES, WATCHDOGS, type PlannedFault } from "./scenarios.js";
 
 export interface FaultContext {
   cl: ChaosCluster;
   history: History;
+  /** The run's SQL for the repository kind. */
+  sql: ChaosSql;
+  /** What sync tasks name the tables' database as (DB.TABLE): main on SQLite, the schema on PostgreSQL. */
+  db: string;
   /** The node holding the master lease, as last seen. */
   master(): string | null;
   log(line: string): void;
@@ -118,6 +123,16 @@ export async function inject(ctx: FaultContext, f: PlannedFault, rec: FaultRecor
       const t = await resolveProcess(ctx, f);
       if ("skip" in t) return skip(rec, t.skip);
       rec.resolved = t.name;
+      if (cl.repoKind === "postgres") {
+        // No file to move away: the server is shut down (cleanly) and started again.
+        const server = cl.pgServer(t.name);
+        await server.stop("fast");
+        rec.notes.push(`${t.name}'s PostgreSQL server stopped (fast)`);
+        return async () => {
+          await server.start();
+          rec.notes.push(`${t.name}'s PostgreSQL server started`);
+        };
+      }
       const file = cl.repo(t.name);
       renameSync(file, `${file}.away`);
       return async () => {
@@ -136,7 +151,7 @@ export async function inject(ctx: FaultContext, f: PlannedFault, rec: FaultRecor
       const cut = () => ctx.history.alerts.find((a) => a.at >= since && a.kind === "backlog-exceeded" && a.data?.replica === t.name);
       while (!cut() && Date.now() < deadline) {
         try {
-          await cl.sql("INSERT INTO fill(pad) SELECT hex(randomblob(1000)) FROM (SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 UNION ALL SELECT 4 UNION ALL SELECT 5 UNION ALL SELECT 6 UNION ALL SELECT 7 UNION ALL SELECT 8)", undefined, 5000);
+          await cl.sql(ctx.sql.filler, undefined, 5000);
           filled++;
         } catch {
           await new Promise((r) => setTimeout(r, 200));
@@ -145,18 +160,35 @@ export async function inject(ctx: FaultContext, f: PlannedFault, rec: FaultRecor
       rec.notes.push(cut() ? `${t.name} cut loose by the master after ${filled} filler writes (${Date.now() - since} ms)` : `backlog cap not reached within ${f.durationMs} ms (${filled} filler writes)`);
       return () => restart(ctx, t.name, rec);
     }
+    case "pg-kill": {
+      if (cl.repoKind !== "postgres") return skip(rec, "pg-kill needs --repo postgres");
+      const t = await resolveProcess(ctx, f);
+      if ("skip" in t) return skip(rec, t.skip);
+      rec.resolved = t.name;
+      const server = cl.pgServer(t.name);
+      const withProcess = f.params?.process === true;
+      // The process first, as a power cut takes both: it must not see its server go.
+      if (withProcess) cl.signal(t.name, "SIGKILL", "fault:pg-kill");
+      await server.stop("immediate");
+      rec.notes.push(`${t.name}'s PostgreSQL server stopped (immediate)${withProcess ? " with its ferry process (kill -9)" : ""}`);
+      return async () => {
+        await server.start();
+        rec.notes.push(`${t.name}'s PostgreSQL server started`);
+        if (withProcess) await restart(ctx, t.name, rec);
+      };
+    }
     case "sync-task": {
       const table = f.target;
       const dest = join(cl.dir, "offline", `${table}-${rec.n}`);
       mkdirSync(dest, { recursive: true });
-      const task: SyncTaskRecord = { table, dest, createdAt: Date.now() };
+      const task: SyncTaskRecord = { table, db: ctx.db, dest, createdAt: Date.now() };
       ctx.history.syncTasks.push(task);
       rec.resolved = table;
       const c = await cl.client();
       try {
         await waitFor(`sync task for ${table} created`, async () => {
           try {
-            await synctoolRequest(c, c.subj.synctool.create, { db: "main", table, mode: 0, dest, partitions: 4 });
+            await synctoolRequest(c, c.subj.synctool.create, { db: ctx.db, table, mode: 0, dest, partitions: 4 });
             return true;
           } catch (err) {
             const code = (err as { code?: string }).code;
@@ -165,7 +197,7 @@ export async function inject(ctx: FaultContext, f: PlannedFault, rec: FaultRecor
           }
         }, { timeoutMs: 30_000, intervalMs: 500 });
         task.createdAt = Date.now();
-        rec.notes.push(`task main.${table} -> ${dest}`);
+        rec.notes.push(`task ${ctx.db}.${table} -> ${dest}`);
       } catch (err) {
         task.error = `not created: ${(err as Error).message}`;
         rec.notes.push(task.error);

@@ -3,6 +3,7 @@
  * data, written to the report and judged by the checker (checker.ts), which does no I/O.
  */
 
+import type { RepositoryKind } from "../../src/storage/repository/types.js";
 import type { WriteRecord } from "../../test/helpers/workload.js";
 
 export type { Outcome } from "../../test/helpers/workload.js";
@@ -64,6 +65,8 @@ export interface ProcExit {
 /** A mode-0 (FULL) sync task of a table the workload never changes. */
 export interface SyncTaskRecord {
   table: string;
+  /** The task's DB of DB.TABLE (main when missing: reports of SQLite runs before PostgreSQL). */
+  db?: string;
   dest: string;
   createdAt: number;
   /** When the synctool alerted that every subtask reached SUCCESS. */
@@ -74,6 +77,8 @@ export interface SyncTaskRecord {
 export interface History {
   scenario: string;
   seed: number;
+  /** The nodes' repository kind (missing in reports written before PostgreSQL: sqlite). */
+  repo?: RepositoryKind;
   startedAt: number;
   /** Workload start and end (faults are offsets from the start). */
   workload: { from: number; to: number };
@@ -91,7 +96,7 @@ export interface History {
 export interface FinalState {
   /** Whether the cluster settled (all nodes streaming at the master's LSN) after the heal, and if not why. */
   quiescent: { ok: boolean; detail: string; ms: number };
-  /** Replica (master and slaves) -> dump of its user tables (dumpFile). */
+  /** Replica (master and slaves) -> dump of its user tables (Repository.dump). */
   dumps: Record<string, string>;
   /** Replica -> every k in table w (one entry per row). */
   keys: Record<string, number[]>;

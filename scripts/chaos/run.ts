@@ -5,9 +5,8 @@
  */
 import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import Database from "better-sqlite3";
 import { decodeLease } from "../../src/actors/lease.js";
-import { dumpFile } from "../../src/storage/repository/sqlite/repository.js";
+import type { Repository, RepositoryKind } from "../../src/storage/repository/types.js";
 import { tempDir } from "../../test/helpers/procs.js";
 import { waitFor } from "../../test/helpers/wait.js";
 import { startWriter, type WriteRecord } from "../../test/helpers/workload.js";
@@ -15,12 +14,15 @@ import { epochHolders, checkAll } from "./checker.js";
 import { ChaosCluster } from "./cluster.js";
 import { inject, type FaultContext } from "./faults.js";
 import type { FaultRecord, FinalState, History, InvariantResult, WriteOp } from "./history.js";
-import { NODES, PROCESSES, Rng, type PlannedFault, type Scenario } from "./scenarios.js";
+import { NODES, PROCESSES, Rng, runsOn, type PlannedFault, type Scenario } from "./scenarios.js";
+import { chaosSql } from "./sql.js";
 
 export interface RunOptions {
   scenario: Scenario;
   seed: number;
   durationMs: number;
+  /** The nodes' repositories: SQLite files (default) or a PostgreSQL server per node. */
+  repo?: RepositoryKind;
   /** Where the report goes (chaos-results/). */
   outDir: string;
   log?: (line: string) => void;
@@ -44,6 +46,8 @@ export interface FaultFigure {
 export interface RunReport {
   scenario: string;
   seed: number;
+  /** The nodes' repository kind (missing in reports written before PostgreSQL: sqlite). */
+  repo?: RepositoryKind;
   durationMs: number;
   ok: boolean;
   knownFailing?: string;
@@ -66,7 +70,8 @@ export interface RunReport {
     setupRestarts: number;
   };
   faults: FaultFigure[];
-  resyncs: { node: string; at: number; ok: boolean; reason: string; output: string }[];
+  /** ms: how long `ferry resync` took (it is killed after 120 s). */
+  resyncs: { node: string; at: number; ms?: number; ok: boolean; reason: string; output: string }[];
   history: History;
   final: Omit<FinalState, "dumps" | "keys"> & { dumpLines: Record<string, number> };
   logs?: string;
@@ -77,14 +82,18 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, Math.max(0, ms)))
 export async function runChaos(o: RunOptions): Promise<RunReport> {
   const say = o.log ?? (() => {});
   const started = Date.now();
+  const repo = o.repo ?? "sqlite";
+  if (!runsOn(o.scenario, repo)) throw new Error(`scenario ${o.scenario.name} runs only on ${o.scenario.repos!.join(", ")}, not ${repo}`);
+  const sql = chaosSql(repo);
   const rng = new Rng(o.seed);
   const setup = o.scenario.setup(rng);
   const schedule = o.scenario.plan(rng, o.durationMs);
   const dir = tempDir("ferry-chaos-");
-  const cl = new ChaosCluster(dir, setup.config);
+  const cl = new ChaosCluster(dir, setup.config, repo);
   const history: History = {
     scenario: o.scenario.name,
     seed: o.seed,
+    repo,
     startedAt: started,
     workload: { from: 0, to: 0 },
     writes: [],
@@ -101,10 +110,12 @@ export async function runChaos(o: RunOptions): Promise<RunReport> {
   let final: FinalState = { quiescent: { ok: false, detail: "not reached", ms: 0 }, dumps: {}, keys: {}, sync: [], crashLines: {}, running: [] };
   let error: string | undefined;
   let writers: ReturnType<typeof startWriter>[] = [];
+  // DB of DB.TABLE for sync tasks: the repository's own name for it (read once the tables exist).
+  let db = sql.defaultDb;
 
   try {
-    say(`chaos ${o.scenario.name} seed ${o.seed}: ${schedule.filter((f) => f.kind !== "sync-task").length} faults over ${o.durationMs / 1000} s; cluster in ${dir}`);
-    await cl.startNats();
+    say(`chaos ${o.scenario.name} seed ${o.seed} on ${repo}: ${schedule.filter((f) => f.kind !== "sync-task").length} faults over ${o.durationMs / 1000} s; cluster in ${dir}`);
+    await Promise.all([cl.startNats(), cl.startRepositories()]);
     const c = await cl.client();
     const b = await c.buckets();
 
@@ -156,11 +167,11 @@ export async function runChaos(o: RunOptions): Promise<RunReport> {
           const at = Date.now();
           history.alerts.push({ at, kind: a.kind, node: a.node, message: a.message, data: a.data });
           if (a.kind === "sync-task-complete") {
-            const t = history.syncTasks.find((x) => !x.completedAt && `main.${x.table}` === a.data?.task);
+            const t = history.syncTasks.find((x) => !x.completedAt && `${x.db ?? "main"}.${x.table}` === a.data?.task);
             if (t) t.completedAt = at;
           }
           if (a.kind === "sync-subtask-failed") {
-            const t = history.syncTasks.find((x) => !x.completedAt && `main.${x.table}` === a.data?.task);
+            const t = history.syncTasks.find((x) => !x.completedAt && `${x.db ?? "main"}.${x.table}` === a.data?.task);
             if (t) t.error = a.message;
           }
         } catch {
@@ -177,7 +188,7 @@ export async function runChaos(o: RunOptions): Promise<RunReport> {
         return m && m.up && pred(m);
       }, { timeoutMs, intervalMs: 250 });
 
-    say(`  NATS cluster up (${Date.now() - started} ms)`);
+    say(`  NATS cluster${repo === "postgres" ? " and PostgreSQL servers" : ""} up (${Date.now() - started} ms)`);
     // A process that does not come up in time is recorded (with a Node diagnostic report of what it
     // was waiting on), killed and started once more: the run goes on, the report says so.
     const comeUp = async (id: string, what: string, pred: (m: Record<string, any>) => boolean) => {
@@ -212,19 +223,16 @@ export async function runChaos(o: RunOptions): Promise<RunReport> {
         await cl.sql(sql, undefined, 15_000);
         return true;
       }, { timeoutMs: 90_000, intervalMs: 500 });
-    await setupSql("CREATE TABLE IF NOT EXISTS w(rid INTEGER PRIMARY KEY, k INTEGER NOT NULL, writer TEXT NOT NULL); CREATE TABLE IF NOT EXISTS fill(id INTEGER PRIMARY KEY, pad TEXT)");
-    for (const [t, n] of Object.entries(setup.syncTables)) {
-      await setupSql(
-        `CREATE TABLE IF NOT EXISTS ${t}(id INTEGER PRIMARY KEY, v TEXT NOT NULL, n INTEGER); ` +
-          `WITH RECURSIVE x(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM x WHERE i < ${n}) INSERT OR IGNORE INTO ${t} SELECT i, '${t}-' || i, i * 7 FROM x`,
-      );
-    }
+    await setupSql(sql.tables);
+    for (const [t, n] of Object.entries(setup.syncTables)) await setupSql(sql.syncTable(t, n));
     await comeUp("w1", "active", (m) => m.state === "active");
     await comeUp("w2", "up", () => true);
     await comeUp("st1", "active", (m) => m.state === "active");
     await comeUp("c1", "active", (m) => m.state === "active");
     await comeUp("c2", "active", (m) => m.state === "active");
     await waitFor("replicas identical before the workload", () => same(cl), { timeoutMs: 60_000, intervalMs: 250 });
+    const firstTable = Object.keys(setup.syncTables)[0];
+    if (firstTable) db = (await cl.readRepo("m1", (r) => r.tableColumns(firstTable)).catch(() => null))?.db ?? db;
 
     say(`  all processes up, tables created (${Date.now() - started} ms)`);
     // The operator: a node that reports it needs a resync gets `ferry resync --node` (backup and restore).
@@ -241,7 +249,7 @@ export async function runChaos(o: RunOptions): Promise<RunReport> {
             const at = Date.now();
             say(`  operator: ${x.node} needs a resync (${String(x.resyncReason ?? x.error?.message ?? "").slice(0, 120)}); running ferry resync --node ${x.node}`);
             const r = await cl.cli(["resync", "--node", x.node], 120_000);
-            resyncs.push({ node: x.node, at, ok: r.code === 0, reason: String(x.resyncReason ?? x.error?.message ?? ""), output: (r.stdout + r.stderr).trim().slice(0, 500) });
+            resyncs.push({ node: x.node, at, ms: Date.now() - at, ok: r.code === 0, reason: String(x.resyncReason ?? x.error?.message ?? ""), output: (r.stdout + r.stderr).trim().slice(0, 500) });
           }
         } catch {
           /* NATS may be faulty right now */
@@ -253,13 +261,15 @@ export async function runChaos(o: RunOptions): Promise<RunReport> {
 
     // The workload: two writers, one shared sequence of k.
     let k = 0;
-    const statement = (id: number, who: string) => ({ sql: "INSERT INTO w(k, writer) VALUES (?, ?)", params: [id, who] });
+    const statement = (id: number, who: string) => ({ sql: sql.insert, params: [id, who] });
     history.workload.from = Date.now();
     writers = ["wa", "wb"].map((who) => startWriter(cl, { who, nextId: () => k++, statement, pauseMs: 5, waitMs: 15_000 }));
 
     const ctx: FaultContext = {
       cl,
       history,
+      sql,
+      db,
       master: () => {
         const last = [...history.leases].filter((l) => l.op === "PUT").sort((a, b) => b.revision - a.revision)[0];
         return last?.node && !String(last.instance).startsWith("handover-") ? last.node : null;
@@ -304,6 +314,7 @@ export async function runChaos(o: RunOptions): Promise<RunReport> {
 
     // Heal everything, restart what is down, and wait until the cluster is quiet and identical.
     cl.healAll();
+    for (const { server } of cl.pg.values()) if (!server.pid) await server.start();
     for (let i = 0; i < cl.nats.length; i++) if (!cl.natsRunning(i)) await cl.startNatsServer(i);
     for (const p of PROCESSES) if (!cl.running(p)) cl.start(p);
     const q0 = Date.now();
@@ -324,14 +335,14 @@ export async function runChaos(o: RunOptions): Promise<RunReport> {
     }
     operating = false;
     await operator;
-    final = { ...final, ...readFinal(cl, history) };
+    final = { ...final, ...(await readFinal(cl, history)) };
   } catch (err) {
     error = (err as Error).stack ?? String(err);
     say(`  run error: ${(err as Error).message}`);
     await Promise.all(writers.map((w) => w.stop())).catch(() => {});
     if (!history.workload.to) history.workload.to = Date.now();
     try {
-      final = { ...final, ...readFinal(cl, history) };
+      final = { ...final, ...(await readFinal(cl, history)) };
     } catch {
       /* as much as could be read */
     }
@@ -344,16 +355,32 @@ export async function runChaos(o: RunOptions): Promise<RunReport> {
 
   const invariants = checkAll(history, final);
   const ok = !error && invariants.every((i) => i.ok);
-  const report = buildReport(o, started, setup.config, schedule, invariants, history, final, resyncs, ok, error);
+  const report = buildReport(o, repo, started, setup.config, schedule, invariants, history, final, resyncs, ok, error);
   writeReport(o.outDir, report, ok && history.setup.length === 0 ? null : cl);
   if (!process.env.FERRY_KEEP_TEST_DIRS) rmSync(dir, { recursive: true, force: true });
   return report;
 }
 
-/** Replicas' user tables identical now (false while a file cannot be read). */
-function same(cl: ChaosCluster): boolean {
+/**
+ * A node's dump as the run compares it. PostgreSQL: the schema objects' lines sorted (the dump
+ * lists serial columns' "sequence owner" lines in catalog order, which differs between a node
+ * that created the tables and one restored from a snapshot); every object's definition and every
+ * row is still compared as dumped.
+ */
+async function dumpOf(cl: ChaosCluster, node: string): Promise<string> {
+  const d = await cl.readRepo(node, (r) => r.dump());
+  if (cl.repoKind !== "postgres") return d;
+  const lines = d.split("\n");
+  const isRow = (l: string) => /^[^ |]+\|/.test(l);
+  const n = lines.findIndex(isRow);
+  const end = n < 0 ? lines.length - 1 : n;
+  return [...lines.slice(0, end).sort(), ...lines.slice(end)].join("\n");
+}
+
+/** Replicas' user tables identical now (false while a repository cannot be read). */
+async function same(cl: ChaosCluster): Promise<boolean> {
   try {
-    const d = NODES.map((n) => dumpFile(cl.repo(n)));
+    const d = await Promise.all(NODES.map((n) => dumpOf(cl, n)));
     return d.every((x) => x === d[0]);
   } catch {
     return false;
@@ -378,28 +405,33 @@ async function notQuiet(cl: ChaosCluster): Promise<string> {
     const x = s.members.find((y) => y.node === p) as Record<string, any> | undefined;
     if (!x?.up) return `${p} is not up`;
   }
-  if (!same(cl)) return "replicas differ";
+  if (!(await same(cl))) return "replicas differ";
   return "";
 }
 
-function readKeys(path: string): number[] {
-  const db = new Database(path, { readonly: true, fileMustExist: true, timeout: 5000 });
+/**
+ * Every row of a table as the repository's table reader gives it: JSON objects, as in a sync
+ * task's files (blobs as {"$blob": HEX}).
+ */
+async function readTable(r: Repository, table: string): Promise<{ columns: string[]; rows: Record<string, unknown>[] }> {
+  const reader = await r.openTableReader({ table });
   try {
-    return (db.prepare("SELECT k FROM w").raw().all() as [number][]).map((r) => r[0]);
+    const rows: Record<string, unknown>[] = [];
+    for (let c = await reader.next(1 << 20); c; c = await reader.next(1 << 20)) for (const l of c.text.split("\n")) if (l) rows.push(JSON.parse(l));
+    return { columns: reader.header.table.columns, rows };
   } finally {
-    db.close();
+    await reader.close();
   }
 }
 
-function tableRows(path: string, table: string): { columns: string[]; rows: string[] } {
-  const db = new Database(path, { readonly: true, fileMustExist: true, timeout: 5000 });
-  try {
-    const columns = (db.prepare(`SELECT name FROM pragma_table_info(?)`).all(table) as { name: string }[]).map((c) => c.name);
-    const rows = (db.prepare(`SELECT * FROM "${table}"`).all() as Record<string, unknown>[]).map((r) => canon(columns, r));
-    return { columns, rows };
-  } finally {
-    db.close();
-  }
+/** Every k in table w, one entry per row. */
+async function readKeys(r: Repository): Promise<number[]> {
+  return (await readTable(r, "w")).rows.map((x) => Number(x.k));
+}
+
+async function tableRows(r: Repository, table: string): Promise<{ columns: string[]; rows: string[] }> {
+  const { columns, rows } = await readTable(r, table);
+  return { columns, rows: rows.map((x) => canon(columns, x)) };
 }
 
 const canon = (columns: string[], r: Record<string, unknown>) => JSON.stringify(columns.map((c) => r[c] ?? null));
@@ -422,13 +454,13 @@ function fileRows(dest: string, table: string, columns: string[]): string[] {
   return out;
 }
 
-function readFinal(cl: ChaosCluster, h: History): Omit<FinalState, "quiescent"> {
+async function readFinal(cl: ChaosCluster, h: History): Promise<Omit<FinalState, "quiescent">> {
   const dumps: Record<string, string> = {};
   const keys: Record<string, number[]> = {};
   for (const n of NODES) {
     try {
-      dumps[n] = dumpFile(cl.repo(n));
-      keys[n] = readKeys(cl.repo(n));
+      dumps[n] = await dumpOf(cl, n);
+      keys[n] = await cl.readRepo(n, readKeys);
     } catch (err) {
       dumps[n] = `unreadable: ${(err as Error).message}`;
       keys[n] = [];
@@ -441,7 +473,7 @@ function readFinal(cl: ChaosCluster, h: History): Omit<FinalState, "quiescent"> 
   const sync: FinalState["sync"] = [];
   for (const t of h.syncTasks) {
     if (!t.completedAt) continue;
-    const { columns, rows } = tableRows(cl.repo(master), t.table);
+    const { columns, rows } = await cl.readRepo(master, (r) => tableRows(r, t.table));
     sync.push({ table: t.table, dest: t.dest, want: rows, got: fileRows(t.dest, t.table, columns) });
   }
   const crashLines: Record<string, string[]> = {};
@@ -466,6 +498,7 @@ function readFinal(cl: ChaosCluster, h: History): Omit<FinalState, "quiescent"> 
 
 function buildReport(
   o: RunOptions,
+  repo: RepositoryKind,
   started: number,
   config: Record<string, unknown>,
   schedule: PlannedFault[],
@@ -492,6 +525,7 @@ function buildReport(
   return {
     scenario: o.scenario.name,
     seed: o.seed,
+    repo,
     durationMs: o.durationMs,
     ok,
     knownFailing: o.scenario.knownFailing,
@@ -531,7 +565,7 @@ export function faultFigures(h: History, t0: number): FaultFigure[] {
   const ofMaster = (r: History["faults"][number]) =>
     !r.skipped &&
     !!r.injectedAt &&
-    ((["kill", "pause", "cut"].includes(r.kind) &&
+    ((["kill", "pause", "cut", "pg-kill"].includes(r.kind) &&
       (r.target === "master" || (!!r.resolved && latestHolderAt(holders, r.injectedAt) === r.resolved))) ||
       (r.kind === "nats-kill" && r.target === "nats-master"));
   const masterFaults = h.faults.filter(ofMaster).map((r) => r.injectedAt!);
@@ -569,7 +603,7 @@ function latestHolderAt(holders: [number, { node: string; firstSeen: number }][]
 export function summarize(r: RunReport): string {
   const lines: string[] = [];
   const f = r.figures;
-  lines.push(`chaos ${r.scenario} seed ${r.seed}: ${r.ok ? "PASS" : r.knownFailing ? "FAIL (known: " + r.knownFailing + ")" : "FAIL"} (${(r.durationMs / 1000).toFixed(0)} s workload, ${(r.wallMs / 1000).toFixed(0)} s in all)`);
+  lines.push(`chaos ${r.scenario} seed ${r.seed} on ${r.repo ?? "sqlite"}: ${r.ok ? "PASS" : r.knownFailing ? "FAIL (known: " + r.knownFailing + ")" : "FAIL"} (${(r.durationMs / 1000).toFixed(0)} s workload, ${(r.wallMs / 1000).toFixed(0)} s in all)`);
   if (r.error) lines.push(`  run error: ${r.error.split("\n")[0]}`);
   for (const n of r.history.setup ?? []) lines.push(`  setup: ${n}`);
   lines.push(`  writes: ${f.writes.ok} acknowledged, ${f.writes.failed} failed, ${f.writes.unknown} unknown; acknowledged writes lost: ${f.ackedLost}`);
@@ -580,7 +614,7 @@ export function summarize(r: RunReport): string {
     const figs = [x.failoverMs !== undefined ? `failover ${x.failoverMs ?? "none"} ms` : "", x.writesResumedMs !== undefined ? `writes resumed ${x.writesResumedMs ?? "never"} ms` : ""].filter(Boolean).join(", ");
     lines.push(`    +${x.atS.toFixed(1)}s ${what}${x.durationMs && x.kind !== "sync-task" ? ` for ${x.durationMs} ms` : ""}${x.skipped ? ` SKIPPED: ${x.skipped}` : ""}${figs ? `: ${figs}` : ""}${x.notes.length ? ` [${x.notes.join("; ")}]` : ""}`);
   }
-  if (r.resyncs.length) for (const s of r.resyncs) lines.push(`  resync ${s.node} at +${((s.at - r.history.workload.from) / 1000).toFixed(1)}s: ${s.ok ? "ok" : "FAILED"} (${s.reason.slice(0, 100)})`);
+  if (r.resyncs.length) for (const s of r.resyncs) lines.push(`  resync ${s.node} at +${((s.at - r.history.workload.from) / 1000).toFixed(1)}s: ${s.ok ? "ok" : "FAILED"}${s.ms !== undefined ? ` after ${(s.ms / 1000).toFixed(1)} s` : ""} (${s.reason.slice(0, 100)})`);
   lines.push("  invariants:");
   for (const i of r.invariants) {
     lines.push(`    ${i.ok ? "PASS" : "FAIL"} ${i.title}: ${i.summary}`);
@@ -590,9 +624,14 @@ export function summarize(r: RunReport): string {
   return lines.join("\n");
 }
 
+/** chaos-results/<scenario>-<seed> on SQLite, pg-<scenario>-<seed> on PostgreSQL (then .json, .txt, -logs/). */
+export function reportName(r: { scenario: string; seed: number; repo?: RepositoryKind }): string {
+  return `${r.repo === "postgres" ? "pg-" : ""}${r.scenario}-${r.seed}`;
+}
+
 function writeReport(outDir: string, r: RunReport, failed: ChaosCluster | null): void {
   mkdirSync(outDir, { recursive: true });
-  const base = join(outDir, `${r.scenario}-${r.seed}`);
+  const base = join(outDir, reportName(r));
   if (failed) {
     // Evidence: every process's log and the NATS servers' logs.
     const logs = `${base}-logs`;
@@ -602,6 +641,7 @@ function writeReport(outDir: string, r: RunReport, failed: ChaosCluster | null):
       const f = join(failed.dir, `nats-${i}`, "nats-server.log");
       if (existsSync(f)) copyFileSync(f, join(logs, `nats-${i}.log`));
     }
+    for (const [n, { server }] of failed.pg) if (existsSync(server.log)) copyFileSync(server.log, join(logs, `${n}-postgres.log`));
     r.logs = logs;
   }
   writeFileSync(`${base}.json`, JSON.stringify(r, null, 1));

@@ -5,6 +5,7 @@
  * server the master is connected to") are resolved when the fault is injected, with a number
  * drawn here so the choice among candidates is also the seed's.
  */
+import type { RepositoryKind } from "../../src/storage/repository/types.js";
 
 /** mulberry32: a small seeded PRNG, uniform in [0, 1). */
 export function mulberry32(seed: number): () => number {
@@ -49,8 +50,17 @@ export type FaultKind =
   | "nats-kill"
   /** The process's fault proxy in drop, delay or blackhole mode for durationMs. */
   | "cut"
-  /** The master's repository file moved away for durationMs. */
+  /**
+   * The master's repository unavailable for durationMs: SQLite, its file moved away; PostgreSQL,
+   * its server shut down (pg_ctl stop -m fast) and started again.
+   */
   | "repo-unreadable"
+  /**
+   * PostgreSQL only: a node's server crashed (pg_ctl stop -m immediate) and started again after
+   * durationMs; with params.process the node's ferry process is killed -9 with it (a host's power
+   * cut) and restarted after the server.
+   */
+  | "pg-kill"
   /** A slave killed and left down until the master cut it loose (backlog past the cap), then restarted and resynced. */
   | "backlog"
   /** Not a fault: a mode-0 sync task of a static table created now. */
@@ -84,6 +94,8 @@ export interface ScenarioConfig {
 export interface Scenario {
   name: string;
   description: string;
+  /** The repository kinds the scenario runs on (default: every kind). */
+  repos?: RepositoryKind[];
   /** Set when the scenario currently fails for a known reason (long profile only; see the README). */
   knownFailing?: string;
   setup(rng: Rng): ScenarioConfig;
@@ -91,6 +103,11 @@ export interface Scenario {
 }
 
 const TTL = 2000;
+
+/** Whether a scenario runs on a repository kind. */
+export function runsOn(s: Scenario, repo: RepositoryKind): boolean {
+  return !s.repos || s.repos.includes(repo);
+}
 
 /** Faults one after another from `start`, each followed by a gap, until `end`. */
 function every(rng: Rng, durationMs: number, gap: [number, number], make: (offsetMs: number) => Omit<PlannedFault, "offsetMs" | "pick"> | null): PlannedFault[] {
@@ -178,7 +195,8 @@ export const SCENARIOS: Scenario[] = [
   },
   {
     name: "repo-unreadable",
-    description: "the master's repository file made unreadable (moved away) for a while: writes fail cleanly, replication pauses and resumes",
+    description:
+      "the master's repository unavailable for a while (SQLite: its file moved away; PostgreSQL: its server shut down and started again): writes fail cleanly, replication pauses and resumes",
     setup: (rng) => ({ config: failover(rng), syncTables: { sa: 3000 } }),
     plan: (rng, d) => [
       syncTask(1000, "sa"),
@@ -216,6 +234,19 @@ export const SCENARIOS: Scenario[] = [
       );
       return out.sort((a, b) => a.offsetMs - b.offsetMs);
     },
+  },
+  {
+    name: "pg-server-kill",
+    description: "PostgreSQL: a node's server crashed (pg_ctl stop -m immediate), alone or with its ferry process (kill -9), and started again",
+    repos: ["postgres"],
+    setup: (rng) => ({ config: failover(rng), syncTables: { sa: 3000 } }),
+    plan: (rng, d) => [
+      syncTask(1000, "sa"),
+      ...every(rng, d, [6000, 10000], () => {
+        const target = rng.pick(["master", "master", "slave"]);
+        return { kind: "pg-kill", target, durationMs: rng.int(1500, 6000), params: { process: rng.float() < 0.5 } };
+      }),
+    ],
   },
   {
     name: "mixed",
@@ -257,6 +288,12 @@ export const SHORT_PROFILE: { scenario: string; seed: number; durationS: number 
   { scenario: "nats-kill", seed: 3, durationS: 30 },
   { scenario: "mixed", seed: 4, durationS: 35 },
 ];
+
+/**
+ * The short profile's PostgreSQL run (test/integration/chaos-short-postgres.test.ts): the first
+ * entry of SHORT_PROFILE with every node on a PostgreSQL server of its own.
+ */
+export const SHORT_PROFILE_POSTGRES: { scenario: string; seed: number; durationS: number }[] = [{ scenario: "master-kill", seed: 1, durationS: 30 }];
 
 export function scenario(name: string): Scenario {
   const s = SCENARIOS.find((x) => x.name === name);

@@ -285,6 +285,8 @@ async function runNode(
    * A failing read keeps the last value (the repository's outage is reported through repoDown).
    */
   const repoReadings = { hbTs: 0, changeSeq: 0 };
+  // Often enough that a heartbeat carries what the repository says now (the watchdog's prerequisite 4).
+  const READINGS_MS = 100;
   let reading = false;
   const readRepo = () => {
     if (reading) return;
@@ -295,7 +297,7 @@ async function runNode(
       .finally(() => (reading = false));
   };
   readRepo();
-  const readings = setInterval(readRepo, HEARTBEAT_MS / 2);
+  const readings = setInterval(readRepo, READINGS_MS);
   cleanups.push(() => clearInterval(readings));
 
   function status(): Record<string, unknown> {

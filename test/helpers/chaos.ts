@@ -1,7 +1,8 @@
 /**
  * The chaos suite's short profile as uvu tests: each entry of SHORT_PROFILE is one run (a 3-server
  * NATS cluster, eight ferry processes, a workload, the scenario's faults, the invariant checker),
- * and every invariant must PASS. Reports go to chaos-results/ as with `npm run chaos`.
+ * and every invariant must PASS. Reports go to chaos-results/ as with `npm run chaos`. With
+ * `repo: "postgres"` every node gets a PostgreSQL server of its own (npm run chaos -- --repo postgres).
  */
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -9,18 +10,21 @@ import type { Test } from "uvu";
 import * as assert from "uvu/assert";
 import { runChaos, summarize } from "../../scripts/chaos/run.js";
 import { SHORT_PROFILE, scenario } from "../../scripts/chaos/scenarios.js";
+import type { RepositoryKind } from "../../src/storage/repository/types.js";
 import { cleanup } from "./procs.js";
 
 const ROOT = resolve(fileURLToPath(new URL("../..", import.meta.url)));
 
-export function chaosTests(test: Test, entries: typeof SHORT_PROFILE): void {
+export function chaosTests(test: Test, entries: typeof SHORT_PROFILE, opts: { repo?: RepositoryKind } = {}): void {
+  const repo = opts.repo ?? "sqlite";
   test.after.each(cleanup);
   for (const p of entries) {
-    test(`chaos ${p.scenario} seed ${p.seed} (${p.durationS} s of faults): every invariant PASSes`, async () => {
+    test(`chaos ${p.scenario} seed ${p.seed} on ${repo} (${p.durationS} s of faults): every invariant PASSes`, async () => {
       const r = await runChaos({
         scenario: scenario(p.scenario),
         seed: p.seed,
         durationMs: p.durationS * 1000,
+        repo,
         outDir: join(ROOT, "chaos-results"),
         log: (line) => process.stdout.write(`${line}\n`),
       });
