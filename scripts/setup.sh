@@ -51,9 +51,10 @@ if [ -n "$want_chromium" ] && [ -z "${FERRY_CHROMIUM:-}" ] && [ ! -x /usr/bin/ch
   [ -x /usr/bin/chromium ] || echo "setup: chromium is missing (the dashboard test needs it); install it with: sudo apt-get install -y chromium" >&2
 fi
 
-# PostgreSQL's server programs (Debian's postgresql package), with --postgres (npm test, CI and
-# `npm run start:postgres` pass it), where they are missing. Tests start their own servers and never use the
-# cluster the package may start on 5432. Without them only the PostgreSQL tests fail.
+# PostgreSQL's server programs (Debian's postgresql package), with --postgres (npm test, npm run
+# bench, npm run chaos and CI pass it), where they are missing; `ferry up --postgres` needs them.
+# Tests start their own servers and never use the cluster the package may start on 5432. Without
+# them only the PostgreSQL tests fail.
 pg_server_found() {
   local d
   d=$(pg_config --bindir 2>/dev/null) && [ -x "$d/initdb" ] && return 0

@@ -216,7 +216,10 @@ export async function runChaos(o: RunOptions): Promise<RunReport> {
     await comeUp("s1", "streaming", (m) => m.replica === "streaming");
     await comeUp("s2", "streaming", (m) => m.replica === "streaming");
     say(`  master and slaves up (${Date.now() - started} ms)`);
-    for (const p of ["w1", "w2", "c1", "c2", "st1"]) cl.start(p);
+    // The secondary watchdog after the primary holds the lease: on a loaded machine a secondary
+    // started with it can take the lease first (its grace for the primary runs out while the
+    // primary's process is still starting), and the primary then rightly stays standby.
+    for (const p of ["w1", "c1", "c2", "st1"]) cl.start(p);
     // Idempotent, and retried: on a busy machine the master may lose its lease during the setup too.
     const setupSql = (sql: string) =>
       waitFor(`setup: ${sql.slice(0, 60)}`, async () => {
@@ -226,6 +229,7 @@ export async function runChaos(o: RunOptions): Promise<RunReport> {
     await setupSql(sql.tables);
     for (const [t, n] of Object.entries(setup.syncTables)) await setupSql(sql.syncTable(t, n));
     await comeUp("w1", "active", (m) => m.state === "active");
+    cl.start("w2");
     await comeUp("w2", "up", () => true);
     await comeUp("st1", "active", (m) => m.state === "active");
     await comeUp("c1", "active", (m) => m.state === "active");
