@@ -329,7 +329,7 @@ test("a session setting in a script does not outlive it", async () => {
   assert.equal(r.results[0].rows, [["UTC"]]);
 });
 
-test("a transaction larger than one peek, and a peek full of transactions the spool already holds", async () => {
+test("a large transaction arrives whole at one position, before what committed after it; a read from its end gets what follows", async () => {
   const { master, sql } = await pair();
   await sql("CREATE TABLE t(id int PRIMARY KEY, v text)");
   const base = (await readAll(master, 0)).reached;
@@ -337,13 +337,48 @@ test("a transaction larger than one peek, and a peek full of transactions the sp
   await sql("INSERT INTO t SELECT g, 'x' FROM generate_series(1, 25000) g");
   await sql("INSERT INTO t VALUES (0, 'small')");
   const all = await readAll(master, base);
-  assert.is(all.changes.length, 25000, "a peek ends at the first transaction boundary past its bound");
+  assert.is(all.changes.length, 25001);
   const bigEnd = all.changes[0][0];
-  assert.ok(all.changes.every((c) => c[0] === bigEnd), "one transaction, one position");
-  assert.is(all.reached, bigEnd);
+  assert.ok(all.changes.slice(0, 25000).every((c) => c[0] === bigEnd), "one transaction, one position");
+  assert.ok(all.changes[25000][0] > bigEnd, "commit order");
   const rest = await readAll(master, bigEnd);
-  assert.is(rest.changes.length, 1, "a read past a full peek of held transactions still gets what follows");
+  assert.is(rest.changes.length, 1);
   assert.is(JSON.parse(rest.changes[0][2])[3], '[0,"small"]');
+  assert.is(rest.reached, all.reached);
+});
+
+test("the slot follows the spool: confirm moves it, a dead stream is replaced and sends again what was not confirmed, pendingChanges counts it", async () => {
+  const { master, sql, masterUrl } = await pair();
+  await sql("CREATE TABLE t(id int PRIMARY KEY)");
+  const base = (await readAll(master, 0)).reached;
+  await master.confirmCapture(base);
+  const admin = await client(masterUrl);
+  const slotAt = async () =>
+    Number((await admin.query("SELECT (confirmed_flush_lsn - '0/0')::text AS p FROM pg_replication_slots WHERE slot_name LIKE 'ferry_%' AND database = current_database()")).rows[0].p);
+  await waitFor("the slot confirmed where the spool is", async () => (await slotAt()) >= base, { timeoutMs: 15_000 });
+  await sql("INSERT INTO t VALUES (1)");
+  await sql("INSERT INTO t VALUES (2)");
+  const first = await readAll(master, base);
+  assert.is(first.changes.length, 2);
+  const [one] = first.changes;
+  // The walsender dies (an operator, a restart): the next read streams again from the slot.
+  const killed = await admin.query("SELECT pg_terminate_backend(active_pid) AS ok FROM pg_replication_slots WHERE slot_name LIKE 'ferry_%' AND database = current_database() AND active_pid IS NOT NULL");
+  assert.is(killed.rows.length, 1, "a walsender streamed the slot");
+  const again = await waitFor("a read after the stream died", async () => {
+    try {
+      return await readAll(master, one[0]);
+    } catch {
+      return null;
+    }
+  }, { timeoutMs: 15_000 });
+  assert.is(again.changes.length, 1, "the unconfirmed second insert came again");
+  assert.is(JSON.parse(again.changes[0][2])[3], "[2]");
+  assert.is(await master.pendingChanges(one[0]), 1, "counted with the stream stopped");
+  await master.confirmCapture(again.reached);
+  assert.ok((await slotAt()) >= again.reached, "confirmed through SQL while no stream runs");
+  assert.is(await master.pendingChanges(base), 0);
+  await sql("INSERT INTO t VALUES (3)");
+  assert.is((await readAll(master, again.reached)).changes.length, 1, "a read opens the stream again");
 });
 
 test("a table without a primary key: inserts and TRUNCATE replicate; UPDATE and DELETE are refused with a hint until REPLICA IDENTITY FULL, then change one equal row", async () => {

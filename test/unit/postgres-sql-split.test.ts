@@ -4,7 +4,7 @@
  */
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { replayable } from "../../src/storage/repository/postgres/capture.js";
+import { replayable } from "../../src/storage/repository/postgres/changes.js";
 import { splitSql } from "../../src/storage/repository/postgres/sql-split.js";
 
 const split = (s: string) => splitSql(s).map((x) => x.sql);

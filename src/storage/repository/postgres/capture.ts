@@ -1,15 +1,8 @@
 /**
  * Capture by logical decoding: the built-in pgoutput plugin through a slot of this repository's
- * own, read with the SQL functions (peek, then advance once the sequencer's spool is synced).
- *
- * A change's capture position is its transaction's commit end LSN, so one transaction's changes
- * share a position and positions follow commit order. The slot advances only in confirm(): a
- * crash between a read and the spool write finds the same changes again, and a read skips the
- * transactions at or before `from` that the spool already holds.
- *
- * Reads go through a cursor (the server keeps the decoded rows in a tuplestore that spills to
- * disk); a transaction is held in memory from its first change to its commit, since its position
- * is known only then.
+ * own, read as a stream (stream.ts) that the slot follows once the sequencer's spool is synced.
+ * Changes become ferry's in changes.ts; the slot is peeked with SQL only to count what it still
+ * holds, with the stream stopped (a slot serves one session at a time).
  *
  * DDL: logical decoding does not carry it, so event triggers (ddl_command_end, and sql_drop, since
  * a DROP leaves ddl_command_end nothing to look at) insert the statement into ferry_ddl in the DDL's
@@ -25,21 +18,22 @@
  */
 import type pg from "pg";
 import { RepositoryError } from "../../../errors.js";
-import { lsnNumber, lsnText, one, quoteId, quoteLit, rows } from "./connection.js";
-import { decodeMessage, type Relation, type TupleValue } from "./pgoutput.js";
+import { clientConfig, lsnNumber, lsnText, one, quoteId, quoteLit, rows, type Target } from "./connection.js";
+import { TxnDecoder } from "./changes.js";
 import { checkReplicable, ownedSequences } from "./schema.js";
-import { splitSql, statementStart } from "./sql-split.js";
-import { TRANSACTION_VERBS } from "../script.js";
-import { encodeValue, UNCHANGED, UNCHANGED_TOKEN } from "./values.js";
-import type { ChangeOp, ChangeRead, EncodedChange } from "../types.js";
+import { SlotStream } from "./stream.js";
+import type { ChangeRead, EncodedChange } from "../types.js";
 
 export const PUBLICATION = "ferry_pub";
-/** Rows per peek: PostgreSQL ends a peek at the first transaction boundary after it. */
-const PEEK_ROWS = 20_000;
 const FETCH_ROWS = 2_000;
 /** Changes per chunk handed to the sequencer. */
 const CHUNK = 1_000;
-const NOT_CAPTURED = new Set(["ferry_state", "ferry_ddl"]);
+/** How long a read waits for the stream to pass what was flushed when it started: then it takes what has come. */
+const READ_WAIT_MS = 1_000;
+/** The same for a read bounded by a position (a snapshot's), which must get there. */
+const BOUNDED_WAIT_MS = 10_000;
+/** A stream nobody read for this long is closed: a demoted master's walsender would decode for nothing. */
+const IDLE_MS = 10_000;
 
 const DDL_FUNCTION = "ferry_capture_ddl";
 const DDL_TRIGGERS: [name: string, event: string][] = [
@@ -100,29 +94,6 @@ BEGIN
 END
 $ferry$`;
 
-/** Statements of a recorded query string that are not replayed: their effects arrive as changes, or are the session's own. */
-const NOT_REPLAYED = new Set([
-  ...TRANSACTION_VERBS,
-  ...["INSERT", "UPDATE", "DELETE", "MERGE", "TRUNCATE", "COPY", "VALUES", "TABLE", "WITH", "SET", "RESET", "DISCARD", "LOAD"],
-  ...["LISTEN", "UNLISTEN", "NOTIFY", "LOCK", "VACUUM", "ANALYZE", "CLUSTER", "REINDEX", "CHECKPOINT", "SHOW", "EXPLAIN"],
-  ...["DECLARE", "FETCH", "MOVE", "CLOSE", "EXECUTE", "DEALLOCATE", "GRANT", "REVOKE"],
-]);
-/** Objects of the server (not of the database) and capture's own machinery. */
-const NOT_REPLAYED_DDL = /^(CREATE|ALTER|DROP)\s+(ROLE|USER|GROUP|DATABASE|TABLESPACE|PUBLICATION|SUBSCRIPTION|EVENT\s+TRIGGER)\b|^ALTER\s+(SYSTEM|DEFAULT\s+PRIVILEGES)\b/i;
-/** CONCURRENTLY cannot run in a transaction block, which applying is; the plain form does the same. */
-const CONCURRENTLY = /^(CREATE\s+(?:UNIQUE\s+)?INDEX|DROP\s+INDEX)\s+CONCURRENTLY\b/i;
-
-/** What a replica runs of a query string ferry_ddl recorded; null when nothing is left. */
-export function replayable(query: string): string | null {
-  const kept: string[] = [];
-  for (const s of splitSql(query)) {
-    const start = statementStart(s.sql);
-    if (NOT_REPLAYED.has(s.verb) || NOT_REPLAYED_DDL.test(start)) continue;
-    kept.push(CONCURRENTLY.test(start) ? start.replace(CONCURRENTLY, "$1") : s.sql);
-  }
-  return kept.length === 0 ? null : kept.join(";\n");
-}
-
 /** A slot name of the database's own: one server may hold several repositories. */
 export function slotName(database: string): string {
   const plain = database.toLowerCase().replace(/[^a-z0-9_]/g, "_").slice(0, 40);
@@ -130,12 +101,6 @@ export function slotName(database: string): string {
   let h = 0x811c9dc5;
   for (let i = 0; i < database.length; i++) h = Math.imul(h ^ database.charCodeAt(i), 0x01000193);
   return `ferry_${plain}_${(h >>> 0).toString(16)}`;
-}
-
-interface Txn {
-  end: number;
-  /** [op, tbl, JSON of the Change]. */
-  changes: [ChangeOp, string | null, string][];
 }
 
 /** Serialises use of the slot: PostgreSQL refuses a second session on an active slot. */
@@ -162,8 +127,13 @@ export class Capture {
   /** Why changes were lost, said once by the next read. */
   private lost: string | null = null;
 
+  private stream: SlotStream | null = null;
+  private lastRead = 0;
+  private idle: NodeJS.Timeout | null = null;
+
   constructor(
     private readonly pool: pg.Pool,
+    private readonly target: Target,
     readonly slot: string,
   ) {}
 
@@ -238,6 +208,7 @@ export class Capture {
     this.installed = false;
     this.lost = null;
     try {
+      await this.stopStream();
       await this.pool.query(`DELETE FROM ferry_state WHERE key = 'capture_slot'`);
       await this.pool.query(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, [this.slot]);
       await this.pool.query(`DROP PUBLICATION IF EXISTS ${PUBLICATION}`);
@@ -249,228 +220,139 @@ export class Capture {
   }
 
   async confirm(upto: number): Promise<void> {
+    if (this.stream && !this.stream.failed) return this.stream.confirm(upto);
     const release = await this.mutex.lock();
     try {
-      await this.pool.query(
-        `SELECT pg_replication_slot_advance(slot_name, $2::pg_lsn) FROM pg_replication_slots WHERE slot_name = $1 AND confirmed_flush_lsn < $2::pg_lsn`,
-        [this.slot, lsnText(upto)],
-      );
+      await this.advance(this.pool, upto);
     } finally {
       release();
     }
   }
 
+  private async advance(q: pg.Pool | pg.PoolClient, upto: number): Promise<void> {
+    await q.query(
+      `SELECT pg_replication_slot_advance(slot_name, $2::pg_lsn) FROM pg_replication_slots WHERE slot_name = $1 AND confirmed_flush_lsn < $2::pg_lsn`,
+      [this.slot, lsnText(upto)],
+    );
+  }
+
+  /**
+   * The transactions after `from` up to `upto`, complete to the WAL flushed when the read started
+   * unless the stream lags past the wait; `reached` is how far the read is complete (past its last
+   * transaction when the walsender has said it decoded further).
+   */
   read(from: number, upto = Number.MAX_SAFE_INTEGER): ChangeRead {
     let reached = from;
     const self = this;
     return {
       reached: () => reached,
       async *[Symbol.asyncIterator](): AsyncGenerator<EncodedChange[]> {
-        const release = await self.mutex.lock();
-        const client = await self.pool.connect().catch((err) => {
-          release();
-          throw err;
-        });
-        try {
-          const head = (await one<{ p: string; slot: string | null }>(
-            client,
-            `SELECT pg_current_wal_flush_lsn() AS p, (SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = $1) AS slot`,
-            [self.slot],
-          ))!;
-          if (self.lost) {
-            const why = self.lost;
-            self.lost = null;
-            throw self.captureLost(why);
+        const stream = await self.open();
+        if (stream === null) return;
+        const flushed = lsnNumber((await one<{ p: string }>(self.pool, `SELECT pg_current_wal_flush_lsn() AS p`))!.p);
+        await stream.wait(Math.min(flushed, upto), upto < Number.MAX_SAFE_INTEGER ? BOUNDED_WAIT_MS : READ_WAIT_MS);
+        const { txns, sent } = stream.take(from, upto);
+        let last = 0;
+        for (const txn of txns) {
+          for (let i = 0; i < txn.changes.length; i += CHUNK) {
+            yield txn.changes.slice(i, i + CHUNK).map(([op, , json]): EncodedChange => [txn.end, op, json]);
           }
-          if (head.slot === null) {
-            if (!self.installed) return;
-            await self.createSlot();
-            throw self.captureLost(`the capture slot ${self.slot} was dropped while this node was master`);
-          }
-          const flushed = lsnNumber(head.p);
-          let last = 0;
-          for (;;) {
-            const peek = { rows: 0, skipped: 0, pastUpto: false };
-            for await (const txn of self.transactions(client, peek)) {
-              if (txn.end <= from) {
-                peek.skipped++;
-                continue;
-              }
-              if (txn.end > upto) {
-                peek.pastUpto = true;
-                break;
-              }
-              for (let i = 0; i < txn.changes.length; i += CHUNK) {
-                yield txn.changes.slice(i, i + CHUNK).map(([op, , json]): EncodedChange => [txn.end, op, json]);
-              }
-              last = txn.end;
-            }
-            const complete = peek.rows < PEEK_ROWS;
-            if (peek.pastUpto) reached = Math.max(from, upto);
-            else if (complete) reached = Math.max(from, last, Math.min(flushed, upto));
-            else reached = Math.max(from, last);
-            // A full peek of transactions the spool already holds: release them, or no read gets past them.
-            if (last === 0 && !complete && !peek.pastUpto && peek.skipped > 0) {
-              await client.query(
-                `SELECT pg_replication_slot_advance(slot_name, $2::pg_lsn) FROM pg_replication_slots WHERE slot_name = $1 AND confirmed_flush_lsn < $2::pg_lsn`,
-                [self.slot, lsnText(from)],
-              );
-              continue;
-            }
-            return;
-          }
-        } finally {
-          client.release();
-          release();
+          last = txn.end;
         }
+        reached = Math.max(from, last, Math.min(sent, upto));
       },
     };
   }
 
-  /** Changes of user tables (not heartbeats) in transactions past `after`. */
-  async pending(after: number): Promise<number> {
+  /** The running stream, or a new one from the slot's confirmed position; null when this repository captures nothing. */
+  private async open(): Promise<SlotStream | null> {
+    this.lastRead = Date.now();
+    if (this.stream && !this.stream.failed) return this.stream;
     const release = await this.mutex.lock();
-    const client = await this.pool.connect().catch((err) => {
-      release();
-      throw err;
-    });
     try {
-      if (!(await this.exists(client))) return 0;
-      let n = 0;
-      for await (const txn of this.transactions(client, { rows: 0 }, 0)) {
-        if (txn.end > after) n += txn.changes.filter(([, tbl]) => tbl !== "ferry_heartbeat").length;
+      if (this.stream?.failed) await this.stopStream();
+      if (this.stream) return this.stream;
+      const slot = await one<{ confirmed: string }>(this.pool, `SELECT confirmed_flush_lsn AS confirmed FROM pg_replication_slots WHERE slot_name = $1`, [
+        this.slot,
+      ]);
+      if (this.lost) {
+        const why = this.lost;
+        this.lost = null;
+        throw this.captureLost(why);
       }
-      return n;
+      if (!slot) {
+        if (!this.installed) return null;
+        await this.createSlot();
+        throw this.captureLost(`the capture slot ${this.slot} was dropped while this node was master`);
+      }
+      this.stream = await SlotStream.open(clientConfig(this.target), this.slot, PUBLICATION, lsnNumber(slot.confirmed));
+      this.idle ??= setInterval(() => {
+        if (this.stream && Date.now() - this.lastRead > IDLE_MS) {
+          void this.mutex.lock().then((done) => this.stopStream().finally(done));
+        }
+      }, IDLE_MS).unref();
+      return this.stream;
     } finally {
-      client.release();
       release();
     }
   }
 
-  /** The slot's committed transactions, decoded, through a cursor (rows counts the peek's rows). */
-  private async *transactions(client: pg.PoolClient, stats: { rows: number }, bound = PEEK_ROWS): AsyncGenerator<Txn> {
+  /** With the mutex held. */
+  private async stopStream(): Promise<void> {
+    const s = this.stream;
+    this.stream = null;
+    await s?.close();
+  }
+
+  async close(): Promise<void> {
+    if (this.idle) clearInterval(this.idle);
+    this.idle = null;
+    const release = await this.mutex.lock();
+    await this.stopStream().finally(release);
+  }
+
+  /** Changes of user tables (not heartbeats) in transactions past `after`: the slot peeked, the stream stopped. */
+  async pending(after: number): Promise<number> {
+    const release = await this.mutex.lock();
+    try {
+      await this.stopStream();
+      const client = await this.pool.connect();
+      try {
+        if (!(await this.exists(client))) return 0;
+        let n = 0;
+        for await (const txn of this.peek(client)) {
+          if (txn.end > after) n += txn.changes.filter(([, tbl]) => tbl !== "ferry_heartbeat").length;
+        }
+        return n;
+      } finally {
+        client.release();
+      }
+    } finally {
+      release();
+    }
+  }
+
+  /** The slot's committed transactions, decoded, through a cursor (the server keeps the decoded rows in a tuplestore that spills to disk). */
+  private async *peek(client: pg.PoolClient) {
     await client.query("BEGIN");
     let ok = false;
     try {
       await client.query(
-        `DECLARE ferry_peek NO SCROLL CURSOR FOR SELECT data FROM pg_logical_slot_peek_binary_changes(${quoteLit(this.slot)}, NULL, ${bound || "NULL"},
+        `DECLARE ferry_peek NO SCROLL CURSOR FOR SELECT data FROM pg_logical_slot_peek_binary_changes(${quoteLit(this.slot)}, NULL, NULL,
            'proto_version', '1', 'publication_names', ${quoteLit(PUBLICATION)})`,
       );
-      const relations = new Map<number, Relation>();
-      let txn: Txn | null = null;
+      const decoder = new TxnDecoder();
       for (;;) {
         const res = await client.query({ text: `FETCH ${FETCH_ROWS} FROM ferry_peek`, rowMode: "array" });
         for (const [hex] of res.rows as [string][]) {
-          stats.rows++;
-          const m = decodeMessage(Buffer.from(hex.slice(2), "hex"));
-          switch (m.tag) {
-            case "B":
-              txn = { end: 0, changes: [] };
-              break;
-            case "C":
-              if (txn) {
-                txn.end = m.endLsn;
-                yield txn;
-              }
-              txn = null;
-              break;
-            case "R":
-              relations.set(m.relation.id, m.relation);
-              break;
-            case "I":
-            case "U":
-            case "D":
-            case "T":
-              if (!txn) break;
-              for (const c of changesOf(m, relations)) {
-                const at = c[3] === undefined ? -1 : firstSince(txn.changes, c[3]);
-                if (at < 0) txn.changes.push([c[0], c[1], c[2]]);
-                else txn.changes.splice(at, 0, [c[0], c[1], c[2]]);
-              }
-              break;
-          }
+          const txn = decoder.push(Buffer.from(hex.slice(2), "hex"));
+          if (txn) yield txn;
         }
         if (res.rows.length < FETCH_ROWS) break;
       }
       ok = true;
     } finally {
-      // A generator left early (the reader stopped at `upto`) closes the cursor with the transaction.
       await client.query(ok ? "COMMIT" : "ROLLBACK").catch(() => {});
     }
   }
-}
-
-type DataMessage = Extract<ReturnType<typeof decodeMessage>, { tag: "I" | "U" | "D" | "T" }>;
-
-/** [op, tbl, JSON of the Change, the table whose first change of the transaction it must precede]. */
-type Decoded = [ChangeOp, string | null, string, before?: string];
-
-const change = (tbl: string | null, op: ChangeOp, rid: string | null, row: string | null): Decoded => [op, tbl, JSON.stringify([tbl, op, rid, row])];
-
-function changesOf(m: DataMessage, relations: Map<number, Relation>): Decoded[] {
-  if (m.tag === "T") {
-    const names = m.relids
-      .map((id) => relation(relations, id))
-      .filter((r) => r.schema === "public" && !NOT_CAPTURED.has(r.name))
-      .map((r) => quoteId(r.name));
-    return names.length === 0 ? [] : [change(null, "X", null, `TRUNCATE TABLE ${names.join(", ")}${m.restartIdentity ? " RESTART IDENTITY" : ""}`)];
-  }
-  const rel = relation(relations, m.relid);
-  if (rel.schema !== "public") return [];
-  if (rel.name === "ferry_ddl") {
-    // The DDL triggers record each query string here, in its transaction, where it ran (the module comment).
-    if (m.tag !== "I") return [];
-    const sql = m.row[rel.columns.findIndex((c) => c.name === "sql")];
-    const tbl = m.row[rel.columns.findIndex((c) => c.name === "tbl")];
-    const text = typeof sql === "string" ? replayable(sql) : null;
-    if (text === null) return [];
-    const x = change(null, "X", null, text);
-    return [typeof tbl === "string" ? [x[0], x[1], x[2], tbl] : x];
-  }
-  if (NOT_CAPTURED.has(rel.name)) return [];
-  if (m.tag === "I") return [change(rel.name, "I", null, image(rel, m.row))];
-  // REPLICA IDENTITY FULL ('O'): the key image is the whole old row (apply takes the primary key's
-  // values from it, or without one deletes one row equal to it), and an update's unchanged TOASTed
-  // values are taken from it (its values are all there).
-  if (m.tag === "D") return [change(rel.name, "D", m.oldKind === "O" ? image(rel, m.old) : keyImage(rel, m.old), null)];
-  if (m.old && m.oldKind === "O") {
-    const old = m.old;
-    return [change(rel.name, "U", image(rel, old), image(rel, m.row.map((v, i) => (v === UNCHANGED ? old[i] : v))))];
-  }
-  const row = image(rel, m.row);
-  const oldKey = m.old ? keyImage(rel, m.old) : null;
-  return [change(rel.name, "U", oldKey !== null && oldKey !== keyImage(rel, m.row) ? oldKey : null, row)];
-}
-
-/**
- * Where a CREATE TABLE AS of `tbl` goes: before the rows it inserted, which its DDL trigger fired
- * after (the first change of `tbl` since the transaction's last DDL); -1 when there are none.
- */
-function firstSince(changes: Txn["changes"], tbl: string): number {
-  let at = -1;
-  for (let i = changes.length - 1; i >= 0 && changes[i][0] !== "X"; i--) if (changes[i][1] === tbl) at = i;
-  return at;
-}
-
-function relation(relations: Map<number, Relation>, id: number): Relation {
-  const r = relations.get(id);
-  if (!r) throw new RepositoryError("SQL_ERROR", `pgoutput: a change of relation ${id} came before its description`);
-  return r;
-}
-
-function image(rel: Relation, row: TupleValue[]): string {
-  let s = "[";
-  for (let i = 0; i < rel.columns.length; i++) {
-    const v = row[i];
-    s += (i ? "," : "") + (v === UNCHANGED ? UNCHANGED_TOKEN : encodeValue(rel.columns[i].typeOid, v));
-  }
-  return s + "]";
-}
-
-function keyImage(rel: Relation, row: TupleValue[]): string {
-  const parts: string[] = [];
-  rel.columns.forEach((c, i) => {
-    if (c.key) parts.push(encodeValue(c.typeOid, row[i] === UNCHANGED ? null : (row[i] as string | null)));
-  });
-  return `[${parts.join(",")}]`;
 }

@@ -48,7 +48,7 @@ export function locate(url: string): RepositoryLocation {
   return { kind: "postgres", url: redactRepositoryUrl(url), id: `${t.host}:${t.port}/${t.database}` };
 }
 
-function config(t: Target): pg.ClientConfig {
+export function clientConfig(t: Target): pg.ClientConfig {
   return {
     host: t.host,
     port: t.port,
@@ -64,7 +64,7 @@ function config(t: Target): pg.ClientConfig {
 }
 
 export function newPool(t: Target): pg.Pool {
-  const pool = new pg.Pool({ ...config(t), max: 4, idleTimeoutMillis: 30_000 });
+  const pool = new pg.Pool({ ...clientConfig(t), max: 4, idleTimeoutMillis: 30_000 });
   // A connection dies with the server: the query on it, or the next checkout, reports it. Without
   // a listener, the error event of a client that is checked out would crash the process.
   pool.on("error", () => {});
@@ -73,7 +73,7 @@ export function newPool(t: Target): pg.Pool {
 }
 
 export async function newClient(t: Target): Promise<pg.Client> {
-  const c = new pg.Client(config(t));
+  const c = new pg.Client(clientConfig(t));
   c.on("error", () => {});
   await c.connect();
   return c;

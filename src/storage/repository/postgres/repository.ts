@@ -60,7 +60,7 @@ export class PostgresRepository implements Repository {
     this.location = locate(url);
     this.target = parseUrl(url, opts.password);
     this.pool = newPool(this.target);
-    this.capture = new Capture(this.pool, slotName(this.target.database));
+    this.capture = new Capture(this.pool, this.target, slotName(this.target.database));
   }
 
   private async guard<T>(fn: () => Promise<T>): Promise<T> {
@@ -428,6 +428,7 @@ export class PostgresRepository implements Repository {
   }
 
   async close(): Promise<void> {
+    await this.capture.close();
     await this.pool.end().catch(() => {});
   }
 }
