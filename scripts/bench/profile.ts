@@ -2,6 +2,9 @@
  * Summarises a V8 CPU profile (`node --cpu-prof`): self time per function, highest first, so a
  * benchmark can say where a process spent its CPU.
  */
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+
 interface ProfileNode {
   id: number;
   callFrame: { functionName: string; url: string; lineNumber: number };
@@ -114,4 +117,30 @@ function areaOf(url: string, fn: string): string {
   if (d) return `ferry ${d[1]}`;
   if (url.startsWith("node:")) return "node internals";
   return url;
+}
+
+/** The profiles of every process under `profDir` (one folder per process, as `--cpu-prof-dir` wrote them). */
+export function summariseProfiles(profDir: string) {
+  const out: Record<string, unknown> = { dir: profDir };
+  if (!existsSync(profDir)) return out;
+  for (const id of readdirSync(profDir)) {
+    const files = readdirSync(join(profDir, id)).filter((f) => f.endsWith(".cpuprofile"));
+    if (files.length === 0) continue;
+    out[id] = summariseProfile(JSON.parse(readFileSync(join(profDir, id, files[0]), "utf8")), 15);
+  }
+  return out;
+}
+
+/** Prints what summariseProfiles found. */
+export function printProfiles(profiles: Record<string, any>): void {
+  for (const [id, p] of Object.entries(profiles)) {
+    if (id === "dir") continue;
+    process.stdout.write(`\nCPU profile ${id}: ${p.totalMs} ms sampled, ${p.idlePct}% idle. Inside (callees included, % of busy):\n`);
+    for (const [g, v] of Object.entries(p.inclusive as Record<string, { ms: number; pct: number }>)) {
+      process.stdout.write(`  ${String(v.pct).padStart(5)}%  ${g}\n`);
+    }
+    process.stdout.write(`  top functions by self time (% of busy):\n`);
+    for (const f of p.top) process.stdout.write(`  ${String(f.pct).padStart(5)}%  ${f.fn}  ${f.where}\n`);
+  }
+  process.stdout.write(`profiles kept in ${profiles.dir}\n`);
 }

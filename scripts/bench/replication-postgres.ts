@@ -4,7 +4,8 @@
  * one (initdb on a free port, src/local/postgres.ts) with the same settings; the writer is a
  * separate process (pg-writer.ts): one `pg` client inserting ~100-byte rows, 100 rows per
  * transaction (one multi-row INSERT each, synchronous_commit on). 200,000 rows and 20 s of lag
- * (--quick: 50,000 and 5 s).
+ * (--quick: 50,000 and 5 s). --profile runs ferry's m1 and s1 under `--cpu-prof` and prints where
+ * their CPU went.
  *
  *  1. baseline    the writer alone against a fresh server: rows/s
  *  2. ferry       a nats-server, a ferry master m1 and slaves s1, s2 (TestCluster, real
@@ -34,7 +35,7 @@
  * session reads again from its start: every peek of ferry's capture does) and behind
  * confirmed_flush_lsn.
  */
-import { availableParallelism, loadavg } from "node:os";
+import { availableParallelism, loadavg, tmpdir } from "node:os";
 import pg from "pg";
 import { TestCluster } from "../../test/helpers/cluster.js";
 import { join } from "node:path";
@@ -57,6 +58,7 @@ import {
   type TreeCpu,
 } from "./common.js";
 import { BENCH_TABLE_PG, type PgWriterResult } from "./pg-writer.js";
+import { printProfiles, summariseProfiles } from "./profile.js";
 import { ReplicationSpy } from "./spy.js";
 
 const TXN = 100;
@@ -117,7 +119,9 @@ export async function run(argv: string[] = []): Promise<object> {
     };
 
     // 2. ferry ------------------------------------------------------------------------------------
-    results.ferry = await ferryPhases(ROWS, LAG_SECONDS, want, base);
+    const profDir = argv.includes("--profile") ? join(tmpdir(), `ferry-bench-prof-${Date.now()}`) : "";
+    results.ferry = await ferryPhases(ROWS, LAG_SECONDS, want, base, profDir);
+    if (profDir) results.profile = summariseProfiles(profDir);
 
     // 3. PostgreSQL's logical replication ------------------------------------------------------------
     if (native) results.native = await nativePhases(ROWS, LAG_SECONDS, want, base);
@@ -134,7 +138,8 @@ export async function run(argv: string[] = []): Promise<object> {
   return results;
 }
 
-async function ferryPhases(rows: number, lagSeconds: number, want: (p: "throughput" | "lag") => boolean, base: PgWriterResult) {
+async function ferryPhases(rows: number, lagSeconds: number, want: (p: "throughput" | "lag") => boolean, base: PgWriterResult, profDir: string) {
+  const profArgs = (id: string): string[] => (profDir ? ["--cpu-prof", `--cpu-prof-dir=${join(profDir, id)}`] : []);
   log("ferry: nats-server, three PostgreSQL servers, master m1, slaves s1 and s2");
   const cl = await TestCluster.start({
     postgres: true,
@@ -148,9 +153,9 @@ async function ferryPhases(rows: number, lagSeconds: number, want: (p: "throughp
   let slots: SlotWindow | null = null;
   try {
     await Promise.all(["m1", "s1", "s2"].map((id) => cl.pgServer(id)));
-    const m1 = cl.startNode("m1", "master");
+    const m1 = cl.startNode("m1", "master", [], {}, profArgs("m1"));
     await cl.waitMaster("m1", 30_000);
-    const s1 = cl.startNode("s1", "slave");
+    const s1 = cl.startNode("s1", "slave", [], {}, profArgs("s1"));
     const s2 = cl.startNode("s2", "slave");
     await cl.waitMember("s1", "streaming", (m) => m.replica === "streaming", 30_000);
     await cl.waitMember("s2", "streaming", (m) => m.replica === "streaming", 30_000);
@@ -531,4 +536,5 @@ function report(r: Record<string, any>) {
   }
   grid.push(["all processes", fmt(b.writer + b.server.total), fmt(r.ferry?.throughput?.cpuCeiling.microsPerRow), fmt(r.native?.throughput?.cpuCeiling.microsPerRow)]);
   printGrid("CPU per replicated row (µs), throughput phase", ["process", "baseline", "ferry", "native"], grid);
+  if (r.profile) printProfiles(r.profile);
 }

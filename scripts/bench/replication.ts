@@ -17,7 +17,7 @@
  * and slave s1 under `node --cpu-prof` and prints where their CPU time went. `--repo postgres` runs
  * replication-postgres.ts instead (PostgreSQL repositories, against native logical replication).
  */
-import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { statSync, writeFileSync } from "node:fs";
 import { availableParallelism, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { TestCluster } from "../../test/helpers/cluster.js";
@@ -37,7 +37,7 @@ import {
   syncedWriteMs,
   wallMs,
 } from "./common.js";
-import { summariseProfile } from "./profile.js";
+import { printProfiles, summariseProfiles } from "./profile.js";
 import { ReplicationSpy } from "./spy.js";
 import { SqliteRepository } from "../../src/storage/repository/sqlite/repository.js";
 import { BENCH_TABLE, type WriterResult } from "./writer.js";
@@ -311,17 +311,6 @@ function sizeOf(f: string): number {
   }
 }
 
-function summariseProfiles(profDir: string) {
-  const out: Record<string, unknown> = { dir: profDir };
-  if (!existsSync(profDir)) return out;
-  for (const id of readdirSync(profDir)) {
-    const files = readdirSync(join(profDir, id)).filter((f) => f.endsWith(".cpuprofile"));
-    if (files.length === 0) continue;
-    out[id] = summariseProfile(JSON.parse(readFileSync(join(profDir, id, files[0]), "utf8")), 15);
-  }
-  return out;
-}
-
 /** The rate the busiest process's CPU per row allows when no process waits for a core. */
 function pipelineBound(writerMicros: number, cpuPerRow: Record<string, number>, baseline: number) {
   const [busiest, micros] = Object.entries({ writer: writerMicros, ...cpuPerRow }).reduce((a, b) => (b[1] > a[1] ? b : a));
@@ -366,16 +355,5 @@ function report(r: Record<string, any>) {
   printTable("replication benchmark", rows);
   const cpu = (c: Record<string, number>) => Object.entries(c).map(([k, v]) => `${k} ${v}`).join(", ");
   for (const phase of ["throughput", "lag", "memory"]) if (r[phase]) process.stdout.write(`CPU seconds, ${phase}: ${cpu(r[phase].cpuSeconds)}\n`);
-  if (r.profile) {
-    for (const [id, p] of Object.entries(r.profile as Record<string, any>)) {
-      if (id === "dir") continue;
-      process.stdout.write(`\nCPU profile ${id}: ${p.totalMs} ms sampled, ${p.idlePct}% idle. Inside (callees included, % of busy):\n`);
-      for (const [g, v] of Object.entries(p.inclusive as Record<string, { ms: number; pct: number }>)) {
-        process.stdout.write(`  ${String(v.pct).padStart(5)}%  ${g}\n`);
-      }
-      process.stdout.write(`  top functions by self time (% of busy):\n`);
-      for (const f of p.top) process.stdout.write(`  ${String(f.pct).padStart(5)}%  ${f.fn}  ${f.where}\n`);
-    }
-    process.stdout.write(`profiles kept in ${r.profile.dir}\n`);
-  }
+  if (r.profile) printProfiles(r.profile);
 }

@@ -32,8 +32,6 @@ const CHUNK = 1_000;
 const READ_WAIT_MS = 1_000;
 /** The same for a read bounded by a position (a snapshot's), which must get there. */
 const BOUNDED_WAIT_MS = 10_000;
-/** A stream nobody read for this long is closed: a demoted master's walsender would decode for nothing. */
-const IDLE_MS = 10_000;
 
 const DDL_FUNCTION = "ferry_capture_ddl";
 const DDL_TRIGGERS: [name: string, event: string][] = [
@@ -127,9 +125,8 @@ export class Capture {
   /** Why changes were lost, said once by the next read. */
   private lost: string | null = null;
 
+  /** Runs from the first read until capture is removed, the repository closed or the stream fails. */
   private stream: SlotStream | null = null;
-  private lastRead = 0;
-  private idle: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly pool: pg.Pool,
@@ -266,7 +263,6 @@ export class Capture {
 
   /** The running stream, or a new one from the slot's confirmed position; null when this repository captures nothing. */
   private async open(): Promise<SlotStream | null> {
-    this.lastRead = Date.now();
     if (this.stream && !this.stream.failed) return this.stream;
     const release = await this.mutex.lock();
     try {
@@ -286,11 +282,6 @@ export class Capture {
         throw this.captureLost(`the capture slot ${this.slot} was dropped while this node was master`);
       }
       this.stream = await SlotStream.open(clientConfig(this.target), this.slot, PUBLICATION, lsnNumber(slot.confirmed));
-      this.idle ??= setInterval(() => {
-        if (this.stream && Date.now() - this.lastRead > IDLE_MS) {
-          void this.mutex.lock().then((done) => this.stopStream().finally(done));
-        }
-      }, IDLE_MS).unref();
       return this.stream;
     } finally {
       release();
@@ -304,9 +295,15 @@ export class Capture {
     await s?.close();
   }
 
+  /**
+   * While the stream runs, how far it has brought every committed transaction: a probe for "is
+   * there more?" that costs no query (null: ask the server).
+   */
+  get streamed(): number | null {
+    return this.stream && !this.stream.failed ? this.stream.position : null;
+  }
+
   async close(): Promise<void> {
-    if (this.idle) clearInterval(this.idle);
-    this.idle = null;
     const release = await this.mutex.lock();
     await this.stopStream().finally(release);
   }

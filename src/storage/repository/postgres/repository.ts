@@ -147,13 +147,19 @@ export class PostgresRepository implements Repository {
   }
 
   /**
-   * With the slot (a master): the WAL flush position, at or past every committed change. Without
-   * one (a replica) nothing is captured, and the WAL moves for reasons of its own (checkpoints,
-   * autovacuum, other databases): the answer stays what it was while the slot last existed (0 if
-   * never), since a moving changeSeq reads as "changes were captured" (the watchdog holds a
-   * failover back for it).
+   * With the slot (a master): the WAL flush position, at or past every committed change, or while
+   * the slot streams, how far the stream has brought them (the sequencer probes this every few
+   * milliseconds, and a read gets no further anyway). Without one (a replica) nothing is captured,
+   * and the WAL moves for reasons of its own (checkpoints, autovacuum, other databases): the answer
+   * stays what it was while the slot last existed (0 if never), since a moving changeSeq reads as
+   * "changes were captured" (the watchdog holds a failover back for it).
    */
   changeSeq(): Promise<number> {
+    const streamed = this.capture.streamed;
+    if (streamed !== null) {
+      this.lastSeq = Math.max(this.lastSeq, streamed);
+      return Promise.resolve(this.lastSeq);
+    }
     return this.guard(async () => {
       const r = await one<{ p: string | null }>(
         this.pool,
