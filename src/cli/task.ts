@@ -199,20 +199,32 @@ async function follow(c: Client): Promise<void> {
   }
 }
 
+/** The synctool's answer on its status subject. */
+interface ToolStatus {
+  node: string;
+  state: string;
+  epoch: number;
+  tasks: number;
+  subtasks: number;
+  packsInFlight: number;
+  synctools: { node: string; state: string; host: string }[];
+  collectors: Record<string, unknown>[];
+}
+
 export function toolStatusCommand(): Command {
   const cmd = new Command("tool-status").description("the synctool's own state: active or standby, the collectors it sees, tasks, packs in flight").option("--json", "print JSON");
   addGlobalOptions(cmd);
   return cmd.action(
     action(async () => {
       const o = allOpts(cmd);
-      const r = await withClient(o, (c) => synctoolRequest<Record<string, any>>(c, c.subj.synctool.status, {}));
+      const r = await withClient(o, (c) => synctoolRequest<ToolStatus>(c, c.subj.synctool.status, {}));
       if (o.json) return printJson(r);
       const lines = [
         `synctool ${r.node}: ${r.state} (epoch ${r.epoch}); ${r.tasks} tasks, ${r.subtasks} subtasks, ${r.packsInFlight} packs in flight`,
-        ...(r.synctools as { node: string; state: string; host: string }[]).map((s) => `  synctool ${s.node} on ${s.host}: ${s.state}`),
+        ...r.synctools.map((s) => `  synctool ${s.node} on ${s.host}: ${s.state}`),
       ];
       const t = new Table({ head: ["collector", "host", "state", "source", "up"], style: { head: [], border: [] } });
-      for (const c of r.collectors as Record<string, unknown>[]) t.push([String(c.node), String(c.host), String(c.state), String(c.source ?? "-"), c.up ? "yes" : "DOWN"]);
+      for (const c of r.collectors) t.push([String(c.node), String(c.host), String(c.state), String(c.source ?? "-"), c.up ? "yes" : "DOWN"]);
       process.stdout.write(lines.join("\n") + "\n" + (r.collectors.length ? t.toString() + "\n" : "no collectors\n"));
     }),
   );
