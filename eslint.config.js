@@ -1,4 +1,5 @@
-// ESLint for src/, scripts/ and test/: npm run lint, which npm test runs first.
+// ESLint for src/, scripts/ and test/: npm run lint, which npm test runs first. Which folder may
+// import what is dependency-cruiser's part of npm run lint: .dependency-cruiser.mjs.
 import js from "@eslint/js";
 import { defineConfig, globalIgnores } from "eslint/config";
 import globals from "globals";

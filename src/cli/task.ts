@@ -6,28 +6,15 @@ import { resolve } from "node:path";
 import { Command } from "commander";
 import Table from "cli-table3";
 import cliProgress from "cli-progress";
-import { SyncError, TimeoutError, UsageError } from "../errors.js";
+import type { Client } from "../client/client.js";
+import { synctoolRequest } from "../client/synctool.js";
+import { UsageError } from "../errors.js";
 import { encodeJson, unwrapReply } from "../nats/codec.js";
-import { addGlobalOptions, action, allOpts, printJson, withClient, type Client } from "./common.js";
+import { addGlobalOptions, action, allOpts, printJson, withClient } from "./common.js";
 
 /** commander takes one-letter short flags; the seed's `-ts N` is rewritten to `--ts N`. */
 export function normaliseArgv(argv: string[]): string[] {
   return argv.map((a) => (a === "-ts" ? "--ts" : a.startsWith("-ts=") ? `--ts=${a.slice(4)}` : a));
-}
-
-/** A request to the active synctool; NO_ACTIVE_SYNCTOOL when none answers. */
-export async function synctoolRequest<T>(c: Client, subject: string, body: unknown): Promise<T> {
-  try {
-    const m = await c.nc.request(subject, encodeJson(body), { timeout: 2 * c.config.nats.requestTimeoutMs });
-    return unwrapReply<T>(subject, m.data);
-  } catch (err) {
-    const e = err as { isNoResponders?: () => boolean; name?: string };
-    if (e.isNoResponders?.()) {
-      throw new SyncError("NO_ACTIVE_SYNCTOOL", "no active synctool answers", { hint: "start one: ferry start --role synctool --node ID (ferry up starts one)" });
-    }
-    if (e.name === "TimeoutError") throw new TimeoutError("the synctool did not answer in time", { cause: err });
-    throw err;
-  }
 }
 
 function parseTable(value: unknown): { db: string; table: string } {
