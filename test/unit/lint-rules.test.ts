@@ -13,7 +13,7 @@ import { ESLint } from "eslint";
 
 const ROOT = resolve(new URL("../..", import.meta.url).pathname);
 const DEPCRUISE = join(ROOT, "node_modules/dependency-cruiser/bin/dependency-cruise.mjs");
-const tag = `__lint_probe_${randomBytes(4).toString("hex")}`;
+const tag = `__probe_lint_${randomBytes(4).toString("hex")}`;
 
 /** Writes the files (path in the repository → source), runs fn on their paths, removes them. */
 async function withProbes<T>(files: Record<string, string>, fn: (paths: string[]) => Promise<T> | T): Promise<T> {
