@@ -1,4 +1,4 @@
-// What each folder of src/ may import (npm run lint; README "Layout" says the same in prose).
+// What each folder of src/ may import (npm run lint; README "Development" says the same in prose).
 // dependency-cruiser follows every import to the file it resolves to, `import type` and
 // `import("…")` types included, so how an import is spelled cannot get it past a rule; and it
 // counts type-only imports in cycles, which eslint-plugin-import(-x)'s no-cycle skips.
@@ -18,14 +18,14 @@ export default {
       comment: "src/machines is pure state: xstate and its sibling machines, no I/O, nothing else of ferry's",
       severity: "error",
       from: { path: "^src/machines/" },
-      to: { pathNot: ["^src/machines/", "^node_modules/xstate/"] },
+      to: { pathNot: ["^src/machines/", "(^|/)node_modules/xstate/"] },
     },
     {
       name: "storage-below-nats",
       comment: "src/storage knows nothing of NATS nor of the layers that use it",
       severity: "error",
       from: { path: "^src/storage/" },
-      to: { path: ["^node_modules/@nats-io/", LAYERS_ABOVE_STORAGE, "^src/machines/"] },
+      to: { path: ["(^|/)node_modules/@nats-io/", LAYERS_ABOVE_STORAGE, "^src/machines/"] },
     },
     {
       name: "nats-is-the-protocol",
@@ -60,7 +60,7 @@ export default {
     // Type-only imports and import("…") types are dependencies too (the TypeScript compiler's view).
     tsPreCompilationDeps: true,
     tsConfig: { fileName: "tsconfig.json" },
-    doNotFollow: { path: "^node_modules/" },
+    doNotFollow: { path: "(^|/)node_modules/" },
     enhancedResolveOptions: { exportsFields: ["exports"], conditionNames: ["import", "require", "node", "default"], mainFields: ["module", "main", "types"] },
   },
 };
