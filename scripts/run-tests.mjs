@@ -60,7 +60,8 @@ process.exit(failed > 0 ? 1 : 0);
 /** Runs a test file (or, for null, the type check) in its own process group. */
 function run(file) {
   return new Promise((resolve) => {
-    const args = file === null ? [join(root, "node_modules/typescript/bin/tsc"), "-p", "tsconfig.check.json"] : ["--import", "tsx", file];
+    // test/helpers/uvu-report.ts: every failure reports its message and details (see there).
+    const args = file === null ? [join(root, "node_modules/typescript/bin/tsc"), "-p", "tsconfig.check.json"] : ["--import", "tsx", "--import", "./test/helpers/uvu-report.ts", file];
     const child = spawn(process.execPath, args, { cwd: root, stdio: ["ignore", "pipe", "pipe"], detached: true });
     let out = "";
     let lingered = false;

@@ -8,9 +8,10 @@
 import { existsSync, mkdirSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import type { Browser } from "playwright-core";
-import { client, type Client } from "../src/cli/common.js";
+import { client } from "../src/cli/common.js";
 import { runSql } from "../src/cli/sql.js";
-import { readStatus } from "../src/cli/status.js";
+import type { Client } from "../src/client/client.js";
+import { readStatus } from "../src/client/status.js";
 import { freePort } from "../src/nats/server.js";
 import { launchChromium } from "../test/helpers/browser.js";
 import { cleanup, ferry, ferryRun, tempDir } from "../test/helpers/procs.js";

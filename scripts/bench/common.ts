@@ -161,7 +161,7 @@ export class VisibilitySampler extends MaxIdLog {
   pollOnce(): void {
     this.polls++;
     for (const c of this.conns) {
-      let m = 0;
+      let m: number;
       try {
         m = (c.q.get() as number | null) ?? 0;
       } catch {
@@ -415,7 +415,7 @@ function procStat(pid: number): ProcStat | null {
 
 /** What kind of PostgreSQL server process `pid` is, from its title (update_process_title). */
 export function pgProcessKind(pid: number): string {
-  let title = "";
+  let title: string;
   try {
     title = readFileSync(`/proc/${pid}/cmdline`, "utf8").replace(/\0/g, " ");
   } catch {

@@ -17,7 +17,7 @@ import Database from "better-sqlite3";
 import { TestCluster } from "../../test/helpers/cluster.js";
 import { cleanup, tempDir } from "../../test/helpers/procs.js";
 import { client } from "../../src/cli/common.js";
-import { synctoolRequest } from "../../src/cli/task.js";
+import { synctoolRequest } from "../../src/client/synctool.js";
 import { cpuSeconds, fmtInt, log, printTable, round } from "./common.js";
 
 const PARTITIONS = 4;

@@ -17,9 +17,10 @@
 import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
-import { client, type Client } from "../../src/cli/common.js";
+import { client } from "../../src/cli/common.js";
 import { runSql, type SqlReply } from "../../src/cli/sql.js";
-import { readStatus, type ClusterStatus } from "../../src/cli/status.js";
+import type { Client } from "../../src/client/client.js";
+import { readStatus, type ClusterStatus } from "../../src/client/status.js";
 import { freePort, type NatsServer, type NatsServerOpts } from "../../src/nats/server.js";
 import type { PgServer } from "../../src/local/postgres.js";
 import { openRepository, type Repository, type RepositoryKind } from "../../src/storage/repository/index.js";

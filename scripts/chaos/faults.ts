@@ -4,7 +4,7 @@
  */
 import { existsSync, mkdirSync, renameSync } from "node:fs";
 import { join } from "node:path";
-import { synctoolRequest } from "../../src/cli/task.js";
+import { synctoolRequest } from "../../src/client/synctool.js";
 import { waitFor } from "../../test/helpers/wait.js";
 import type { ChaosCluster } from "./cluster.js";
 import type { FaultRecord, History, SyncTaskRecord } from "./history.js";

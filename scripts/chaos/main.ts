@@ -148,7 +148,7 @@ async function main(): Promise<number> {
     for (const i of invariants) process.stdout.write(`${i.ok ? "PASS" : "FAIL"} ${i.title}: ${i.summary}\n${i.evidence.map((e) => `     ${e}\n`).join("")}`);
     return invariants.every((i) => i.ok) ? 0 : 1;
   }
-  let runs: { scenario: string; seed: number; durationS: number; repo: RepositoryKind }[] = [];
+  const runs: { scenario: string; seed: number; durationS: number; repo: RepositoryKind }[] = [];
   const repo = a.repo ?? "sqlite";
   if (a.profile === "short") {
     // What npm test runs: the SQLite entries and the PostgreSQL one (only one kind's with --repo).

@@ -4,8 +4,9 @@
  * CPU, event-loop lag) of prom-client.
  */
 import { createServer, type Server } from "node:http";
+import type { Logger } from "pino";
 import { collectDefaultMetrics, Counter, Gauge, Registry } from "prom-client";
-import type { Runtime } from "./runtime.js";
+import type { Config } from "../config.js";
 
 const registry = new Registry();
 collectDefaultMetrics({ register: registry });
@@ -63,8 +64,19 @@ function refresh(base: { role: string; node: string }, s: Record<string, unknown
   }
 }
 
+/**
+ * What startMetrics reads of a process's Runtime. Not Runtime itself: that holds the Alerts, which
+ * count into this module, and the type would close an import cycle.
+ */
+interface MetricsHost {
+  config: Pick<Config, "metrics">;
+  log: Logger;
+  role: string;
+  node: string;
+}
+
 /** Serves /metrics when metrics.port is set; resolves to a function that stops it. */
-export async function startMetrics(rt: Runtime, status: () => Record<string, unknown>): Promise<() => Promise<void>> {
+export async function startMetrics(rt: MetricsHost, status: () => Record<string, unknown>): Promise<() => Promise<void>> {
   const { port, host } = rt.config.metrics;
   if (!port) return async () => {};
   const base = { role: rt.role, node: rt.node };

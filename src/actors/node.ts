@@ -136,7 +136,6 @@ async function runNode(
   const needsResync = resync.needed || unexpectedData;
 
   const capture = createCapture({ rt, repo, spool, meta, progress, clock, replicas });
-  let actor!: NodeActor;
 
   const logic = nodeMachine.provide({
     actors: {
@@ -215,7 +214,7 @@ async function runNode(
   const holder = current?.operation === "PUT" ? decodeLease(current.value) : null;
   const claim = rt.role === "master" && (holder === null || holder.node === rt.node);
 
-  actor = createActor(logic, {
+  const actor = createActor(logic, {
     id: "node",
     input: {
       node: rt.node,

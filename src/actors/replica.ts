@@ -9,7 +9,8 @@ import { decodeFrame, encodeJson, isJsonReply, unwrapReply } from "../nats/codec
 import type { PullReplyHeader, PullRequest } from "../nats/messages.js";
 import { replicaMachine, type ApplyResult, type FetchResult, type MasterRef } from "../machines/replica.js";
 import type { Meta } from "../storage/meta.js";
-import type { BatchMeta, PartRecord, Spool } from "../storage/spool.js";
+import type { BatchMeta } from "../batch.js";
+import type { PartRecord, Spool } from "../storage/spool.js";
 import type { Change, Repository, SnapshotHeader } from "../storage/repository/types.js";
 import type { Runtime } from "./runtime.js";
 

@@ -79,7 +79,18 @@ interface TaskRun {
   completing: boolean;
 }
 
-type Member = Record<string, any>;
+/** A heartbeat as the synctool reads it: which fields it carries depends on the sender's role. */
+interface Member {
+  node: string;
+  role?: string;
+  state?: string;
+  instance?: string;
+  host?: string;
+  source?: string;
+  needsResync?: boolean;
+  appliedLsn?: number;
+  ts?: number;
+}
 
 /** What the synctool knows of the other processes, from their heartbeats. */
 class ClusterView {

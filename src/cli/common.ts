@@ -1,10 +1,8 @@
 /** What every command shares: global flags, config loading, NATS, output and errors. */
 import type { Command } from "commander";
+import { openClient, type Client } from "../client/client.js";
 import { flagValue, loadConfig, type Config } from "../config.js";
 import { FerryError, asFerryError } from "../errors.js";
-import { openBuckets, type Buckets } from "../nats/buckets.js";
-import { connectNats, type NatsConnection } from "../nats/connect.js";
-import { subjects, type Subjects } from "../nats/subjects.js";
 
 export interface GlobalOpts {
   nats?: string;
@@ -63,25 +61,8 @@ export function configFrom(opts: Record<string, unknown>, extra: Record<string, 
   return loadConfig({ file: opts.config as string | undefined, flags, flagNames }).config;
 }
 
-export interface Client {
-  config: Config;
-  nc: NatsConnection;
-  subj: Subjects;
-  buckets(): Promise<Buckets>;
-  close(): Promise<void>;
-}
-
 export async function client(opts: Record<string, unknown>): Promise<Client> {
-  const config = configFrom(opts);
-  const nc = await connectNats(config, { name: "ferry-cli" });
-  let b: Buckets | null = null;
-  return {
-    config,
-    nc,
-    subj: subjects(config.cluster),
-    buckets: async () => (b ??= await openBuckets(nc, config.cluster, config.nats.kvReplicas)),
-    close: () => nc.close(),
-  };
+  return openClient(configFrom(opts));
 }
 
 export async function withClient<T>(opts: Record<string, unknown>, fn: (c: Client) => Promise<T>): Promise<T> {

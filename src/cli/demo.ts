@@ -9,14 +9,16 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { Command } from "commander";
+import type { Client } from "../client/client.js";
+import { readStatus } from "../client/status.js";
 import { FERRY_BIN, LocalCluster } from "../local/cluster.js";
 import { encodeJson, unwrapReply } from "../nats/codec.js";
 import { openRepository } from "../storage/repository/index.js";
 import { newWriteGate, setAccepting } from "../storage/repository/write-gate.js";
 import { UsageError } from "../errors.js";
-import { action, client, type Client } from "./common.js";
+import { action, client } from "./common.js";
 import { runSql } from "./sql.js";
-import { readStatus, renderStatus } from "./status.js";
+import { renderStatus } from "./status.js";
 
 /** Short timings, so the tour takes about a minute. */
 const DEMO_CONFIG = {

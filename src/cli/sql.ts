@@ -2,10 +2,11 @@
 import { randomUUID } from "node:crypto";
 import { Command } from "commander";
 import Table from "cli-table3";
+import type { Client } from "../client/client.js";
 import { asFerryError, ClusterError, fromWire, TimeoutError, UsageError, type FerryError } from "../errors.js";
 import { encodeJson, unwrapReply } from "../nats/codec.js";
 import type { SqlResult } from "../storage/repository/types.js";
-import { addGlobalOptions, action, allOpts, printJson, withClient, type Client } from "./common.js";
+import { addGlobalOptions, action, allOpts, printJson, withClient } from "./common.js";
 
 export interface SqlReply {
   epoch: number;

@@ -6,28 +6,15 @@ import { resolve } from "node:path";
 import { Command } from "commander";
 import Table from "cli-table3";
 import cliProgress from "cli-progress";
-import { SyncError, TimeoutError, UsageError } from "../errors.js";
+import type { Client } from "../client/client.js";
+import { synctoolRequest } from "../client/synctool.js";
+import { UsageError } from "../errors.js";
 import { encodeJson, unwrapReply } from "../nats/codec.js";
-import { addGlobalOptions, action, allOpts, printJson, withClient, type Client } from "./common.js";
+import { addGlobalOptions, action, allOpts, printJson, withClient } from "./common.js";
 
 /** commander takes one-letter short flags; the seed's `-ts N` is rewritten to `--ts N`. */
 export function normaliseArgv(argv: string[]): string[] {
   return argv.map((a) => (a === "-ts" ? "--ts" : a.startsWith("-ts=") ? `--ts=${a.slice(4)}` : a));
-}
-
-/** A request to the active synctool; NO_ACTIVE_SYNCTOOL when none answers. */
-export async function synctoolRequest<T>(c: Client, subject: string, body: unknown): Promise<T> {
-  try {
-    const m = await c.nc.request(subject, encodeJson(body), { timeout: 2 * c.config.nats.requestTimeoutMs });
-    return unwrapReply<T>(subject, m.data);
-  } catch (err) {
-    const e = err as { isNoResponders?: () => boolean; name?: string };
-    if (e.isNoResponders?.()) {
-      throw new SyncError("NO_ACTIVE_SYNCTOOL", "no active synctool answers", { hint: "start one: ferry start --role synctool --node ID (ferry up starts one)" });
-    }
-    if (e.name === "TimeoutError") throw new TimeoutError("the synctool did not answer in time", { cause: err });
-    throw err;
-  }
 }
 
 function parseTable(value: unknown): { db: string; table: string } {
@@ -199,20 +186,32 @@ async function follow(c: Client): Promise<void> {
   }
 }
 
+/** The synctool's answer on its status subject. */
+interface ToolStatus {
+  node: string;
+  state: string;
+  epoch: number;
+  tasks: number;
+  subtasks: number;
+  packsInFlight: number;
+  synctools: { node: string; state: string; host: string }[];
+  collectors: Record<string, unknown>[];
+}
+
 export function toolStatusCommand(): Command {
   const cmd = new Command("tool-status").description("the synctool's own state: active or standby, the collectors it sees, tasks, packs in flight").option("--json", "print JSON");
   addGlobalOptions(cmd);
   return cmd.action(
     action(async () => {
       const o = allOpts(cmd);
-      const r = await withClient(o, (c) => synctoolRequest<Record<string, any>>(c, c.subj.synctool.status, {}));
+      const r = await withClient(o, (c) => synctoolRequest<ToolStatus>(c, c.subj.synctool.status, {}));
       if (o.json) return printJson(r);
       const lines = [
         `synctool ${r.node}: ${r.state} (epoch ${r.epoch}); ${r.tasks} tasks, ${r.subtasks} subtasks, ${r.packsInFlight} packs in flight`,
-        ...(r.synctools as { node: string; state: string; host: string }[]).map((s) => `  synctool ${s.node} on ${s.host}: ${s.state}`),
+        ...r.synctools.map((s) => `  synctool ${s.node} on ${s.host}: ${s.state}`),
       ];
       const t = new Table({ head: ["collector", "host", "state", "source", "up"], style: { head: [], border: [] } });
-      for (const c of r.collectors as Record<string, unknown>[]) t.push([String(c.node), String(c.host), String(c.state), String(c.source ?? "-"), c.up ? "yes" : "DOWN"]);
+      for (const c of r.collectors) t.push([String(c.node), String(c.host), String(c.state), String(c.source ?? "-"), c.up ? "yes" : "DOWN"]);
       process.stdout.write(lines.join("\n") + "\n" + (r.collectors.length ? t.toString() + "\n" : "no collectors\n"));
     }),
   );

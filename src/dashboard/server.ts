@@ -8,9 +8,9 @@
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Alert } from "../actors/alerts.js";
-import type { Client } from "../cli/common.js";
-import { readStatus, STALE_MS, type ClusterStatus } from "../cli/status.js";
-import { synctoolRequest } from "../cli/task.js";
+import type { Client } from "../client/client.js";
+import { readStatus, STALE_MS, type ClusterStatus } from "../client/status.js";
+import { synctoolRequest } from "../client/synctool.js";
 import { asFerryError, UsageError } from "../errors.js";
 import { PAGE } from "./page.js";
 

@@ -1,5 +1,6 @@
 /** Schemas of every request ferry answers; anything else is a MALFORMED_MESSAGE. */
 import { z } from "zod";
+import type { BatchMeta } from "../batch.js";
 
 const id = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/);
 const lsn = z.number().int().nonnegative();
@@ -34,7 +35,7 @@ export interface PullRecordHeader {
   part: number;
   parts: number;
   len: number;
-  meta?: import("../storage/spool.js").BatchMeta;
+  meta?: BatchMeta;
 }
 export interface PullReplyHeader {
   ok: true;

@@ -4,25 +4,9 @@
  * in the same synced LevelDB batch as the last part.
  */
 import type { AbstractSublevel } from "abstract-level";
+import type { BatchMeta } from "../batch.js";
 import type { Change } from "./repository/types.js";
 import { lsnKey, partKey, writeSynced, type BatchOp, type LevelDb } from "./store.js";
-
-export interface BatchMeta {
-  lsn: number;
-  epoch: number;
-  /** Master's wall clock when the batch was sequenced (ms). */
-  ts: number;
-  parts: number;
-  bytes: number;
-  /** Sum of bytes of every batch up to and including this one; backlog = cum(head) - cum(acked). */
-  cum: number;
-  /** Capture range on the master that produced it. */
-  firstId: number;
-  lastId: number;
-  /** Schema fingerprint after the batch; "" when the schema changed while the batch was read (not checked). */
-  fp: string;
-  ddl: boolean;
-}
 
 /** One part on the wire or in the spool. The last part of a batch carries the batch's meta. */
 export interface PartRecord {

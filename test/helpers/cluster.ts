@@ -5,8 +5,9 @@
 import { writeFileSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
-import { client, type Client } from "../../src/cli/common.js";
-import { readStatus, type ClusterStatus } from "../../src/cli/status.js";
+import { client } from "../../src/cli/common.js";
+import type { Client } from "../../src/client/client.js";
+import { readStatus, type ClusterStatus } from "../../src/client/status.js";
 import { runSql, type SqlReply } from "../../src/cli/sql.js";
 import { dumpFile } from "../../src/storage/repository/sqlite/repository.js";
 import { openRepository } from "../../src/storage/repository/index.js";

@@ -6,7 +6,7 @@ import * as assert from "uvu/assert";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
-import { synctoolRequest } from "../../src/cli/task.js";
+import { synctoolRequest } from "../../src/client/synctool.js";
 import { openRepository } from "../../src/storage/repository/index.js";
 import { TestCluster } from "./cluster.js";
 import { waitFor } from "./wait.js";

@@ -27,7 +27,7 @@ function history(): History {
   // In flight when m1 died: unknown outcome.
   writes.push({ writer: "wa", k: k++, invokedAt: T + 8000, doneAt: T + 16_000, outcome: "unknown", code: "TimeoutError" });
   for (let t = T + 10_200; t < T + 20_000; t += 100) writes.push({ writer: "wa", k: k++, invokedAt: t, doneAt: t + 20, outcome: "ok", epoch: 2, node: "s1", lsn: k });
-  writes.push({ writer: "wb", k: k++, invokedAt: T + 20_000, doneAt: T + 20_010, outcome: "failed", code: "REPO_UNAVAILABLE" });
+  writes.push({ writer: "wb", k, invokedAt: T + 20_000, doneAt: T + 20_010, outcome: "failed", code: "REPO_UNAVAILABLE" });
   return {
     scenario: "hand-made",
     seed: 0,

@@ -99,7 +99,7 @@ test("unwrapReply: ok replies give the body", () => {
 });
 
 test("unwrapReply rebuilds the peer's typed error with code, message, hint and details", () => {
-  const cases: [string, Function][] = [
+  const cases: [string, typeof FerryError][] = [
     ["BACKLOG_EXCEEDED", ReplicationError],
     ["NEEDS_RESYNC", ReplicationError],
     ["SNAPSHOT_REQUIRED", ReplicationError],

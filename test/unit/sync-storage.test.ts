@@ -155,8 +155,9 @@ test("destination: names carry the position; files alone say where a subtask sta
     throw new Error("vetoed");
   }).then(() => false, (e: Error) => /vetoed/.test(e.message));
   assert.ok(vetoed, "beforeRename can veto the rename");
-  let { files, tmp } = await dir.scan();
-  assert.equal(tmp, [`.${snapshotFileName(9, 6, 8)}.tmp`]);
+  const scanned = await dir.scan();
+  let files = scanned.files;
+  assert.equal(scanned.tmp, [`.${snapshotFileName(9, 6, 8)}.tmp`]);
   assert.not.ok(readdirSync(dir.dir).includes("x.jsonl"), "a vetoed write leaves nothing");
   let at = await positionFromFiles(files, (n) => dir.lastLine(n), ["id"]);
   assert.equal(at, {

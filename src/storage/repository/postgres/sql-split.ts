@@ -40,9 +40,13 @@ export function splitSql(script: string): Statement[] {
       let depth = 1;
       i += 2;
       while (i < n && depth > 0) {
-        if (script[i] === "/" && script[i + 1] === "*") (depth++, (i += 2));
-        else if (script[i] === "*" && script[i + 1] === "/") (depth--, (i += 2));
-        else i++;
+        if (script[i] === "/" && script[i + 1] === "*") {
+          depth++;
+          i += 2;
+        } else if (script[i] === "*" && script[i + 1] === "/") {
+          depth--;
+          i += 2;
+        } else i++;
       }
     } else if (c === "$" && (i === 0 || !/[\w$]/.test(script[i - 1]))) {
       const tag = /^\$([A-Za-z_][A-Za-z0-9_]*)?\$/.exec(script.slice(i, i + 64));

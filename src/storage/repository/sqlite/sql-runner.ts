@@ -1,8 +1,22 @@
 /** The main thread's side of the SQL worker (sql-worker.ts): one job at a time, in order. */
 import { Worker } from "node:worker_threads";
 import { fromWire, FerryError, type WireError } from "../../../errors.js";
-import type { ExecuteOutcome, RequestKey, SqlRunner } from "../types.js";
-import type { SqlJob, SqlWorkerData } from "./sql-worker.js";
+import type { ExecuteOutcome, RequestKey, SqlRunner, WriteGate } from "../types.js";
+
+// The messages between the two threads live here, not in sql-worker.ts: the worker imports the
+// repository, which imports this runner.
+export interface SqlWorkerData {
+  url: string;
+  gate: WriteGate;
+  busyTimeoutMs: number;
+}
+
+export interface SqlJob {
+  id: number;
+  sql: string;
+  params?: unknown;
+  key?: RequestKey;
+}
 
 type Reply = { id: number; ok: true; out: ExecuteOutcome } | { id: number; ok: false; error: WireError };
 

@@ -5,22 +5,9 @@
  */
 import { parentPort, workerData } from "node:worker_threads";
 import { asFerryError } from "../../../errors.js";
-import type { RequestKey, WriteGate } from "../types.js";
 import { checkGate } from "../write-gate.js";
 import { SqliteRepository } from "./repository.js";
-
-export interface SqlWorkerData {
-  url: string;
-  gate: WriteGate;
-  busyTimeoutMs: number;
-}
-
-export interface SqlJob {
-  id: number;
-  sql: string;
-  params?: unknown;
-  key?: RequestKey;
-}
+import type { SqlJob, SqlWorkerData } from "./sql-runner.js";
 
 if (parentPort) {
   const port = parentPort;
