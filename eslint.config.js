@@ -22,6 +22,23 @@ export default defineConfig(
     },
   },
   {
+    // The protocol's names have one home: src/nats (subjects.ts, buckets.ts, records.ts, protocol.ts).
+    files: ["src/**"],
+    ignores: ["src/nats/**"],
+    rules: {
+      "no-restricted-syntax": [
+        "error",
+        { selector: "Literal[value=/^ferry[.][^.\\s]+[.]/]", message: "subjects are named in src/nats/subjects.ts" },
+        { selector: "TemplateLiteral[quasis.0.value.raw=/^ferry[.]($|[^.\\s]+[.])/]", message: "subjects are named in src/nats/subjects.ts" },
+        { selector: "TemplateLiteral[quasis.0.value.raw='ferry_'][quasis.1.value.raw=/^_(leases|members|tasks)$/]", message: "buckets are named in src/nats/buckets.ts" },
+        {
+          selector: "CallExpression[callee.property.name=/^(subscribe|request|publish)$/] > TemplateLiteral.arguments:first-child",
+          message: "a subject built where it is used: name it in src/nats/subjects.ts",
+        },
+      ],
+    },
+  },
+  {
     files: ["test/**", "scripts/**"],
     rules: {
       // Tests and benchmarks read loosely shaped JSON (heartbeats, CLI output, results) and check it.

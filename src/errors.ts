@@ -6,6 +6,7 @@ export type ErrorCode =
   | "CONFIG_INVALID"
   | "USAGE"
   | "NATS_UNAVAILABLE"
+  | "PERMISSION_DENIED"
   | "NO_ACTIVE_MASTER"
   | "NOT_MASTER"
   | "FENCED"
@@ -136,6 +137,7 @@ export interface WireError {
 
 const classByCode: Partial<Record<ErrorCode, new (code: ErrorCode, m: string, o: ErrorOptions) => FerryError>> = {
   NO_ACTIVE_MASTER: ClusterError,
+  PERMISSION_DENIED: ClusterError,
   NOT_MASTER: ClusterError,
   FENCED: ClusterError,
   STALE_EPOCH: ClusterError,
@@ -158,11 +160,15 @@ const classByCode: Partial<Record<ErrorCode, new (code: ErrorCode, m: string, o:
   DESTINATION_NOT_EMPTY: SyncError,
 };
 
+/** The error of a code, of its class (a ClusterError for NO_ACTIVE_MASTER, ...). */
+export function errorOf(code: ErrorCode, message: string, opts: ErrorOptions = {}): FerryError {
+  const Cls = classByCode[code];
+  return Cls ? new Cls(code, message, opts) : new FerryError(code, message, opts);
+}
+
 /** Rebuilds the typed error a peer sent in a reply. */
 export function fromWire(w: WireError): FerryError {
-  const Cls = classByCode[w.code];
-  const opts = { hint: w.hint, details: w.details };
-  return Cls ? new Cls(w.code, w.message, opts) : new FerryError(w.code, w.message, opts);
+  return errorOf(w.code, w.message, { hint: w.hint, details: w.details });
 }
 
 /** Wraps anything thrown into a FerryError, keeping FerryErrors as they are. */

@@ -17,6 +17,7 @@ import Database from "better-sqlite3";
 import { TestCluster } from "../../test/helpers/cluster.js";
 import { cleanup, tempDir } from "../../test/helpers/procs.js";
 import { client } from "../../src/cli/common.js";
+import { ENDPOINTS } from "../../src/nats/protocol.js";
 import { synctoolRequest } from "../../src/client/synctool.js";
 import { cpuSeconds, fmtInt, log, printTable, round } from "./common.js";
 
@@ -64,7 +65,7 @@ export async function run(argv: string[] = []): Promise<Result> {
     const dest = join(dir, "ferry");
     // The synctool must see the collector before the task is created (its heartbeat view).
     for (const deadline = Date.now() + 10_000; ; ) {
-      const s = await synctoolRequest<{ collectors: { node: string; up: boolean; state: string }[] }>(c, c.subj.synctool.status, {});
+      const s = await synctoolRequest<{ collectors: { node: string; up: boolean; state: string }[] }>(c, ENDPOINTS.toolStatus, {});
       if (s.collectors.some((x) => x.node === "c1" && x.up && x.state === "active")) break;
       if (Date.now() > deadline) throw new Error("the synctool does not see the collector");
       await new Promise((r) => setTimeout(r, 50));
@@ -72,9 +73,9 @@ export async function run(argv: string[] = []): Promise<Result> {
     const pids = { nats: cl.nats.pid, master: m1.pid, collector: c1.pid, synctool: st1.pid };
     const cpu0 = Object.fromEntries(Object.entries(pids).map(([k, p]) => [k, cpuSeconds(p)]));
     const t1 = performance.now();
-    await synctoolRequest(c, c.subj.synctool.create, { db: "main", table: "bench", mode: 0, dest, partitions: PARTITIONS });
+    await synctoolRequest(c, ENDPOINTS.taskCreate, { db: "main", table: "bench", mode: 0, dest, partitions: PARTITIONS });
     for (;;) {
-      const { tasks } = await synctoolRequest<{ tasks: { task: string; failed: boolean }[] }>(c, c.subj.synctool.tasks, {});
+      const { tasks } = await synctoolRequest<{ tasks: { task: string; failed: boolean }[] }>(c, ENDPOINTS.tasks, {});
       const t = tasks.find((x) => x.task === "main.bench");
       if (!t) break;
       if (t.failed) throw new Error("the sync task FAILED");

@@ -4,6 +4,7 @@
  */
 import { existsSync, mkdirSync, renameSync } from "node:fs";
 import { join } from "node:path";
+import { ENDPOINTS } from "../../src/nats/protocol.js";
 import { synctoolRequest } from "../../src/client/synctool.js";
 import { waitFor } from "../../test/helpers/wait.js";
 import type { ChaosCluster } from "./cluster.js";
@@ -188,7 +189,7 @@ export async function inject(ctx: FaultContext, f: PlannedFault, rec: FaultRecor
       try {
         await waitFor(`sync task for ${table} created`, async () => {
           try {
-            await synctoolRequest(c, c.subj.synctool.create, { db: ctx.db, table, mode: 0, dest, partitions: 4 });
+            await synctoolRequest(c, ENDPOINTS.taskCreate, { db: ctx.db, table, mode: 0, dest, partitions: 4 });
             return true;
           } catch (err) {
             const code = (err as { code?: string }).code;

@@ -12,10 +12,9 @@
  */
 import { listKeys } from "../nats/buckets.js";
 import { repositoryLocation } from "../storage/repository/index.js";
-import type { Msg } from "@nats-io/transport-node";
-import { ReplicationError, SyncError, TimeoutError, asFerryError } from "../errors.js";
-import { decodeFrame, decodeJson, encodeFrame, encodeJson, errorReply, isJsonReply, unwrapReply } from "../nats/codec.js";
-import { packRequest, type PackHeader, type PackRequest, type PullReplyHeader, type TableChunkHeader } from "../nats/messages.js";
+import { ReplicationError, SyncError } from "../errors.js";
+import { decodeFrame, encodeFrame, isJsonReply, unwrapReply } from "../nats/codec.js";
+import { type PackHeader, type PackRequest, type PullReplyHeader, type TableChunkHeader } from "../nats/messages.js";
 import {
   keyOfRow,
   pastSnapshot,
@@ -29,6 +28,9 @@ import type { Change, TableColumns } from "../storage/repository/types.js";
 import type { Config } from "../config.js";
 import { startAgent, type AgentHandle, type RunningAgent } from "./agent.js";
 import { HEARTBEAT_MS } from "./heartbeat.js";
+import { LEASE_KEY } from "../nats/records.js";
+import { ENDPOINTS, type Endpoint } from "../nats/protocol.js";
+import { request, serve } from "../nats/rpc.js";
 
 const CURSOR_IDLE_MS = 60_000;
 /** A stream pack stops after this long even when not full, so a long catch-up never times out. */
@@ -58,7 +60,7 @@ interface Pack {
 export async function startCollector(config: Config): Promise<RunningAgent> {
   return startAgent(config, "collector", (h) => {
     const c = new Collector(h);
-    return { leaseKey: `collector.${config.node.host}`, start: () => c.start(), status: () => c.status() };
+    return { leaseKey: LEASE_KEY.collector(config.node.host), start: () => c.start(), status: () => c.status() };
   });
 }
 
@@ -79,7 +81,7 @@ class Collector {
 
   start(): () => void {
     const { rt } = this.h;
-    const sub = rt.nc.subscribe(rt.subj.collector(rt.node).pack, { callback: (_e, msg) => this.onPack(msg) });
+    const sub = serve(rt.nc, rt.log, ENDPOINTS.pack, rt.subj.collector(rt.node).pack, (req) => this.onPack(req));
     const sweep = setInterval(() => {
       for (const [k, c] of this.cursors) {
         if (Date.now() - c.used > CURSOR_IDLE_MS) {
@@ -97,15 +99,7 @@ class Collector {
     };
   }
 
-  private onPack(msg: Msg): void {
-    const { rt } = this.h;
-    let req: PackRequest;
-    try {
-      req = decodeJson(msg.subject, msg.data, packRequest);
-    } catch (err) {
-      rt.log.warn({ subject: msg.subject, err: asFerryError(err).message }, "malformed pack request refused");
-      return errorReply(msg, err);
-    }
+  private onPack(req: PackRequest): Promise<Uint8Array> {
     const key = `${req.task}/${req.part}`;
     let cur = this.cursors.get(key);
     if (!cur) {
@@ -114,22 +108,24 @@ class Collector {
     }
     const c = cur;
     // One request at a time per subtask: a prefetch waits for the pack before it.
-    c.queue = c.queue
+    const answer = c.queue
       .then(() => this.pack(c, req))
       .then(
         (p) => {
           this.packs++;
           const header: PackHeader = { ok: true, records: p.records, next: p.next, more: p.more, len: p.payload.length };
-          if (msg.reply) msg.respond(encodeFrame(header, [p.payload]));
+          return encodeFrame(header, [p.payload]);
         },
         (err) => {
-          const fe = asFerryError(err);
-          if (fe.code === "INTERNAL") rt.log.error({ task: key, err }, "pack failed");
-          else rt.log.warn({ task: key, code: fe.code, err: fe.message }, "pack refused");
           c.next = "";
-          errorReply(msg, fe);
+          throw err;
         },
       );
+    c.queue = answer.then(
+      () => {},
+      () => {},
+    );
+    return answer;
   }
 
   private async pack(c: Cursor, req: PackRequest): Promise<Pack> {
@@ -158,7 +154,7 @@ class Collector {
     if (!c.session) {
       const r = unwrapReply<{ session: string; lsn: number; table: TableColumns }>(
         subject,
-        await this.ask(subject, {
+        await this.ask(ENDPOINTS.snapshot, subject, {
           op: "begin",
           node: this.h.rt.node,
           purpose: "read",
@@ -170,7 +166,7 @@ class Collector {
       segs = [...segs, { lsn: r.lsn, after: pos.key, firstRow: pos.rows + 1 }];
       this.h.rt.log.info({ table: req.table, part: req.part, lsn: r.lsn, after: pos.key }, `snapshot of ${req.table} partition ${req.part} at LSN ${r.lsn} from ${c.source}`);
     }
-    const data = await this.ask(subject, { op: "next", session: c.session, maxBytes: req.maxBytes });
+    const data = await this.ask(ENDPOINTS.snapshot, subject, { op: "next", session: c.session, maxBytes: req.maxBytes });
     if (isJsonReply(data)) {
       try {
         unwrapReply(subject, data);
@@ -206,7 +202,7 @@ class Collector {
     let more = false;
     const started = Date.now();
     fetching: for (;;) {
-      const data = await this.ask(subject, { lsn, part, maxBytes: req.maxBytes });
+      const data = await this.ask(ENDPOINTS.changes, subject, { lsn, part, maxBytes: req.maxBytes });
       if (isJsonReply(data)) unwrapReply(subject, data);
       const { header, payloads } = decodeFrame<PullReplyHeader>(subject, data, (h) => h.records.map((r) => r.len));
       if (header.records.length === 0) break;
@@ -277,7 +273,7 @@ class Collector {
 
   private async info(source: string, table: string): Promise<TableColumns> {
     const subject = this.h.rt.subj.node(source).snapshot;
-    return unwrapReply<{ table: TableColumns }>(subject, await this.ask(subject, { op: "info", table })).table;
+    return unwrapReply<{ table: TableColumns }>(subject, await this.ask(ENDPOINTS.snapshot, subject, { op: "info", table })).table;
   }
 
   private async closeSession(c: Cursor): Promise<void> {
@@ -285,25 +281,19 @@ class Collector {
     c.session = null;
     if (!session || !c.source) return;
     const subject = this.h.rt.subj.node(c.source).snapshot;
-    await this.ask(subject, { op: "end", session }).catch(() => {});
+    await this.ask(ENDPOINTS.snapshot, subject, { op: "end", session }).catch(() => {});
   }
 
   /** A request to the local replica; a replica that does not answer makes this collector unavailable. */
-  private async ask(subject: string, body: unknown): Promise<Uint8Array> {
+  private async ask(endpoint: Endpoint, subject: string, body: object): Promise<Uint8Array> {
     const { rt } = this.h;
+    const absent = { code: "COLLECTOR_UNAVAILABLE" as const, says: `collector ${rt.node} cannot read` };
+    const opts = { timeoutMs: rt.config.nats.requestTimeoutMs, peer: `its replica ${this.source}`, absent };
     try {
-      return (await rt.nc.request(subject, encodeJson(body), { timeout: rt.config.nats.requestTimeoutMs })).data;
+      return await request(rt.nc, endpoint, subject, body, opts);
     } catch (err) {
-      const e = err as { name?: string; message?: string; isNoResponders?: () => boolean };
-      const source = this.source;
       if (!rt.config.node.source) this.source = null; // look for the host's node again
-      if (e.isNoResponders?.()) {
-        throw new SyncError("COLLECTOR_UNAVAILABLE", `collector ${rt.node} cannot read: its replica ${source} does not answer`, { cause: err });
-      }
-      if (e.name === "TimeoutError" || /timeout/i.test(e.message ?? "")) {
-        throw new TimeoutError(`replica ${source} did not answer collector ${rt.node} within ${rt.config.nats.requestTimeoutMs} ms`, { cause: err });
-      }
-      throw new SyncError("COLLECTOR_UNAVAILABLE", `collector ${rt.node} cannot reach its replica ${source}: ${e.message}`, { cause: err });
+      throw err;
     }
   }
 

@@ -5,6 +5,8 @@
  */
 import { fromCallback } from "xstate";
 import { encodeJson } from "../nats/codec.js";
+import { ENDPOINTS } from "../nats/protocol.js";
+import { serve } from "../nats/rpc.js";
 import { startMetrics } from "./metrics.js";
 import type { Runtime } from "./runtime.js";
 
@@ -29,7 +31,7 @@ export function heartbeatLogic(rt: Runtime, status: () => Record<string, unknown
     };
     void beat();
     const t = setInterval(beat, HEARTBEAT_MS);
-    const ping = rt.nc.subscribe(rt.subj.ping(rt.node), { callback: (_e, m) => void m.respond(encodeJson({ ok: true, node: rt.node })) });
+    const ping = serve(rt.nc, rt.log, ENDPOINTS.ping, rt.subj.ping(rt.node), () => ({ node: rt.node }));
     const metrics = startMetrics(rt, status);
     return () => {
       clearInterval(t);

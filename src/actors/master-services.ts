@@ -4,14 +4,17 @@
  * on leaving it (fenced, demoted), so a node that is not the master answers none of these.
  */
 import { listKeys } from "../nats/buckets.js";
-import type { Msg, Subscription } from "@nats-io/transport-node";
+import type { Subscription } from "@nats-io/transport-node";
 import { fromCallback } from "xstate";
 import { ClusterError, ReplicationError, asFerryError } from "../errors.js";
-import { decodeJson, encodeFrame, encodeJson, errorReply, okReply, unwrapReply } from "../nats/codec.js";
-import { pullRequest, sqlRequest, switchoverRequest, type PullRecordHeader, type PullRequest } from "../nats/messages.js";
+import { encodeFrame } from "../nats/codec.js";
+import { ENDPOINTS } from "../nats/protocol.js";
+import { call, serve } from "../nats/rpc.js";
+import type { PullRecordHeader, PullRequest } from "../nats/messages.js";
 import type { Spool } from "../storage/spool.js";
 import { newWriteGate, setAccepting } from "../storage/repository/write-gate.js";
 import type { Capture, SequencerDeps } from "./sequencer.js";
+import { LEASE_KEY } from "../nats/records.js";
 
 export interface MasterDeps extends SequencerDeps {
   capture: Capture;
@@ -55,26 +58,8 @@ export function masterServices(d: MasterDeps) {
       }
     };
 
-    const serve = (subject: string, handler: (m: Msg) => Promise<void> | void) => {
-      const sub = rt.nc.subscribe(subject, {
-        callback: (err, msg) => {
-          if (err) return rt.log.warn({ err: String(err), subject }, "subscription error");
-          Promise.resolve()
-            .then(() => handler(msg))
-            .catch((e) => {
-              const fe = asFerryError(e);
-              if (fe.code === "MALFORMED_MESSAGE") rt.log.warn({ subject, err: fe.message }, "malformed request refused");
-              else if (fe.code === "INTERNAL") rt.log.error({ subject, err: e }, "request failed");
-              errorReply(msg, fe);
-            });
-        },
-      });
-      subs.push(sub);
-    };
-
     // SQL: one transaction; acknowledged once sequenced (and held by N replicas in synchronous mode).
-    serve(rt.subj.sql, async (msg) => {
-      const req = decodeJson(msg.subject, msg.data, sqlRequest);
+    subs.push(serve(rt.nc, rt.log, ENDPOINTS.sql, rt.subj.sql, async (req) => {
       guardWrites();
       await repo.checkAvailable();
       const out = await exec.execute(req.sql, req.params, req.id === undefined ? undefined : { id: req.id, node: rt.node });
@@ -106,23 +91,21 @@ export function masterServices(d: MasterDeps) {
           details: { committed: true, lsn },
         });
       }
-      okReply(msg, { epoch: clock.epoch, lsn, node: rt.node, results: out.results });
-    });
+      return { epoch: clock.epoch, lsn, node: rt.node, results: out.results };
+    }));
 
-    serve(rt.subj.node(rt.node).pull, async (msg) => {
-      const req = decodeJson(msg.subject, msg.data, pullRequest);
+    subs.push(serve(rt.nc, rt.log, ENDPOINTS.pull, rt.subj.node(rt.node).pull, async (req) => {
       guardLease();
       await checkReplica(req);
       const records = await spool.read(req.lsn, req.part, Math.min(req.maxBytes, cfg.pullBytes));
       const headers: PullRecordHeader[] = records.map((r) => ({ lsn: r.lsn, part: r.part, parts: r.parts, len: r.data.length, meta: r.meta }));
       guardLease();
       const header = { ok: true, epoch: clock.epoch, head: spool.head, ack: cfg.syncReplicas > 0, records: headers };
-      if (msg.reply) msg.respond(encodeFrame(header, records.map((r) => r.data)));
-    });
+      return encodeFrame(header, records.map((r) => r.data));
+    }));
 
     // Planned switchover: stop taking writes, let the target hold everything, pass the lease by CAS.
-    serve(rt.subj.switchover, async (msg) => {
-      const req = decodeJson(msg.subject, msg.data, switchoverRequest);
+    subs.push(serve(rt.nc, rt.log, ENDPOINTS.switchover, rt.subj.switchover, async (req) => {
       guardLease();
       if (req.to === rt.node) throw new ClusterError("NOT_MASTER", `${rt.node} is already the master`);
       const target = replicas.get(req.to);
@@ -139,7 +122,7 @@ export function masterServices(d: MasterDeps) {
       try {
         await d.capture(); // everything committed is sequenced
         const head = spool.head;
-        unwrapReply(control, (await rt.nc.request(control, encodeJson({ op: "promote" }), { timeout: rt.config.nats.requestTimeoutMs })).data);
+        await call(rt.nc, ENDPOINTS.control, control, { op: "promote" }, { timeoutMs: rt.config.nats.requestTimeoutMs, peer: req.to });
         while ((replicas.get(req.to)?.acked ?? 0) < head) {
           if (Date.now() > deadline) throw new ReplicationError("TIMEOUT", `${req.to} did not catch up to LSN ${head} within ${req.timeoutMs} ms`);
           await new Promise((r) => setTimeout(r, 5));
@@ -153,26 +136,26 @@ export function masterServices(d: MasterDeps) {
         const epoch = await waitForHolder(req.to, deadline);
         const ms = Date.now() - started;
         rt.alerts.raise("switchover", "info", `switchover from ${rt.node} to ${req.to} done at LSN ${head} in ${ms} ms (epoch ${epoch})`, { to: req.to, lsn: head, epoch, ms });
-        okReply(msg, { from: rt.node, to: req.to, lsn: head, epoch, ms });
+        return { from: rt.node, to: req.to, lsn: head, epoch, ms };
       } catch (err) {
         if (!handedOver) {
           switching = null;
           setAccepting(gate, true);
-          void rt.nc.request(control, encodeJson({ op: "promote-cancel" }), { timeout: 1000 }).catch(() => {});
+          void call(rt.nc, ENDPOINTS.control, control, { op: "promote-cancel" }, { timeoutMs: 1000 }).catch(() => {});
           rt.alerts.raise("switchover-failed", "warning", `switchover to ${req.to} failed; ${rt.node} stays master: ${(err as Error).message}`);
         }
         throw err;
       }
-    });
+    }));
 
     /** Writes the handover by compare-and-set; a renew of ours landing meanwhile moves the revision, so read and retry. */
     async function handOver(value: string): Promise<void> {
       for (let attempt = 0; ; attempt++) {
-        const e = await rt.buckets.leases.get("master");
+        const e = await rt.buckets.leases.get(LEASE_KEY.master);
         const v = e?.operation === "PUT" ? (JSON.parse(new TextDecoder().decode(e.value)) as { instance?: string }) : null;
         if (!e || v?.instance !== rt.instance || !clock.valid()) throw notMaster();
         try {
-          await rt.buckets.leases.update("master", value, e.revision);
+          await rt.buckets.leases.update(LEASE_KEY.master, value, e.revision);
           return;
         } catch (err) {
           if (attempt >= 5 || !/wrong last sequence/i.test((err as Error).message)) throw err;
@@ -182,7 +165,7 @@ export function masterServices(d: MasterDeps) {
 
     async function waitForHolder(node: string, deadline: number): Promise<number> {
       for (;;) {
-        const e = await rt.buckets.leases.get("master");
+        const e = await rt.buckets.leases.get(LEASE_KEY.master);
         const v = e?.operation === "PUT" ? (JSON.parse(new TextDecoder().decode(e.value)) as { node: string; epoch: number; instance: string }) : null;
         if (v && v.node === node && !v.instance.startsWith("handover-")) return v.epoch;
         if (Date.now() > deadline) throw new ClusterError("TIMEOUT", `${node} did not take the master lease in time`);

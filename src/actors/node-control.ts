@@ -5,40 +5,35 @@
  */
 import type { Subscription } from "@nats-io/transport-node";
 import { ClusterError } from "../errors.js";
-import { decodeJson, encodeJson, errorReply, okReply } from "../nats/codec.js";
-import { controlRequest } from "../nats/messages.js";
+import { ENDPOINTS } from "../nats/protocol.js";
+import { call, serve } from "../nats/rpc.js";
 import type { NodeActor } from "../machines/node.js";
 import type { Runtime } from "./runtime.js";
 
 export function startNodeControl(rt: Runtime, actor: NodeActor, state: () => { node: string; replica: string | null }): Subscription {
-  return rt.nc.subscribe(rt.subj.node(rt.node).control, {
-    callback: (_e, msg) => {
-      (async () => {
-        const req = decodeJson(msg.subject, msg.data, controlRequest);
-        const s = state();
-        switch (req.op) {
-          case "promote":
-            if (s.node !== "standby" || s.replica === "needsResync" || s.replica === "resyncing") {
-              throw new ClusterError("NOT_MASTER", `${rt.node} cannot be promoted while ${s.node}${s.replica ? `/${s.replica}` : ""}`);
-            }
-            actor.send({ type: "PROMOTE" });
-            return okReply(msg, { node: rt.node, accepted: true });
-          case "promote-cancel":
-            actor.send({ type: "CANCEL_PROMOTE" });
-            return okReply(msg, { node: rt.node });
-          case "reach": {
-            const results = await Promise.all(
-              req.members.map((m) =>
-                rt.nc.request(rt.subj.ping(m), encodeJson({ from: rt.node }), { timeout: req.timeoutMs }).then(
-                  () => null,
-                  () => m,
-                ),
-              ),
-            );
-            return okReply(msg, { node: rt.node, unreachable: results.filter((r): r is string => r !== null) });
-          }
+  return serve(rt.nc, rt.log, ENDPOINTS.control, rt.subj.node(rt.node).control, async (req) => {
+    const s = state();
+    switch (req.op) {
+      case "promote":
+        if (s.node !== "standby" || s.replica === "needsResync" || s.replica === "resyncing") {
+          throw new ClusterError("NOT_MASTER", `${rt.node} cannot be promoted while ${s.node}${s.replica ? `/${s.replica}` : ""}`);
         }
-      })().catch((err) => errorReply(msg, err));
-    },
+        actor.send({ type: "PROMOTE" });
+        return { node: rt.node, accepted: true };
+      case "promote-cancel":
+        actor.send({ type: "CANCEL_PROMOTE" });
+        return { node: rt.node };
+      case "reach": {
+        const results = await Promise.all(
+          req.members.map((m) =>
+            call(rt.nc, ENDPOINTS.ping, rt.subj.ping(m), { from: rt.node }, { timeoutMs: req.timeoutMs }).then(
+              () => null,
+              () => m,
+            ),
+          ),
+        );
+        return { node: rt.node, unreachable: results.filter((r): r is string => r !== null) };
+      }
+    }
   });
 }

@@ -8,10 +8,12 @@
  * position; on a replica, from the applied position read in the same transaction.
  */
 import { randomUUID } from "node:crypto";
-import type { Msg, Subscription } from "@nats-io/transport-node";
-import { ClusterError, ReplicationError, RepositoryError, UsageError, asFerryError } from "../errors.js";
-import { decodeJson, encodeFrame, errorReply, okReply } from "../nats/codec.js";
-import { changesRequest, snapshotRequest, type PullRecordHeader, type TableChunkHeader } from "../nats/messages.js";
+import type { Subscription } from "@nats-io/transport-node";
+import { ClusterError, ReplicationError, RepositoryError, UsageError } from "../errors.js";
+import { encodeFrame } from "../nats/codec.js";
+import { ENDPOINTS } from "../nats/protocol.js";
+import { serve } from "../nats/rpc.js";
+import type { PullRecordHeader, TableChunkHeader } from "../nats/messages.js";
 import type { Spool } from "../storage/spool.js";
 import type { Repository, SnapshotReader, TableReader } from "../storage/repository/types.js";
 import type { ReplicaRegistry } from "./replicas.js";
@@ -39,21 +41,6 @@ export function startNodeServices(d: NodeServiceDeps): () => void {
   const sessions = new Map<string, { reader: SnapshotReader | TableReader; table: boolean; used: number }>();
   const subs: Subscription[] = [];
 
-  const serve = (subject: string, handler: (m: Msg) => Promise<void>) => {
-    subs.push(
-      rt.nc.subscribe(subject, {
-        callback: (_err, msg) => {
-          handler(msg).catch((e) => {
-            const fe = asFerryError(e);
-            if (fe.code === "INTERNAL") rt.log.error({ subject, err: e }, "request failed");
-            else rt.log.warn({ subject, code: fe.code, err: fe.message }, "request refused");
-            errorReply(msg, fe);
-          });
-        },
-      }),
-    );
-  };
-
   /**
    * Opens a consistent read with the position it corresponds to: on a replica the applied position
    * read in the same transaction; on the master a batch cut at the read's capture position, with
@@ -77,12 +64,11 @@ export function startNodeServices(d: NodeServiceDeps): () => void {
     return { reader, at: { lsn: spool.head, epoch } };
   };
 
-  serve(rt.subj.node(rt.node).snapshot, async (msg) => {
-    const req = decodeJson(msg.subject, msg.data, snapshotRequest);
+  subs.push(serve(rt.nc, rt.log, ENDPOINTS.snapshot, rt.subj.node(rt.node).snapshot, async (req) => {
     if (req.op === "info") {
       const table = await repo.tableColumns(req.table);
       if (!table) throw new RepositoryError("NOT_FOUND", `table ${req.table} does not exist on ${rt.node}`, { hint: "give an existing table as main.TABLE" });
-      return okReply(msg, { table });
+      return { table };
     }
     if (req.op === "begin" && req.filter) {
       if (req.purpose !== "read") throw new UsageError("a filtered snapshot is for reading only (purpose read)");
@@ -91,7 +77,7 @@ export function startNodeServices(d: NodeServiceDeps): () => void {
       const session = randomUUID();
       sessions.set(session, { reader, table: true, used: Date.now() });
       rt.log.debug({ reader: req.node, table: filter.table, partition: filter.partition, lsn: at.lsn }, `sync read of ${filter.table} for ${req.node} at LSN ${at.lsn}`);
-      return okReply(msg, { session, lsn: at.lsn, epoch: at.epoch, table: reader.header.table });
+      return { session, lsn: at.lsn, epoch: at.epoch, table: reader.header.table };
     }
     if (req.op === "begin") {
       if (req.purpose === "resync" && d.masterEpoch() === null) {
@@ -104,7 +90,7 @@ export function startNodeServices(d: NodeServiceDeps): () => void {
       sessions.set(session, { reader, table: false, used: Date.now() });
       if (req.purpose === "resync") await d.replicas.resynced(req.node, at.lsn);
       rt.log.info({ reader: req.node, purpose: req.purpose, lsn: at.lsn, tables: reader.header.tables }, `snapshot for ${req.node} at LSN ${at.lsn}`);
-      return okReply(msg, { session, lsn: at.lsn, epoch: at.epoch, header: reader.header });
+      return { session, lsn: at.lsn, epoch: at.epoch, header: reader.header };
     }
     const s = sessions.get(req.session);
     if (!s) throw new ReplicationError("NOT_FOUND", `snapshot session ${req.session} is unknown or expired`);
@@ -112,7 +98,7 @@ export function startNodeServices(d: NodeServiceDeps): () => void {
     if (req.op === "end") {
       await s.reader.close();
       sessions.delete(req.session);
-      return okReply(msg, {});
+      return {};
     }
     if (s.table) {
       // JSON Lines as they are, in a frame: up to the NATS payload limit rather than pullBytes.
@@ -120,14 +106,12 @@ export function startNodeServices(d: NodeServiceDeps): () => void {
       const chunk = await (s.reader as TableReader).next(max);
       const payload = chunk ? enc.encode(chunk.text) : new Uint8Array(0);
       const header: TableChunkHeader = { ok: true, rows: chunk?.rows ?? 0, len: payload.length };
-      if (msg.reply) msg.respond(encodeFrame(header, [payload]));
-      return;
+      return encodeFrame(header, [payload]);
     }
-    okReply(msg, { chunk: await (s.reader as SnapshotReader).next(Math.min(req.maxBytes, cfg.pullBytes)) });
-  });
+    return { chunk: await (s.reader as SnapshotReader).next(Math.min(req.maxBytes, cfg.pullBytes)) };
+  }));
 
-  serve(rt.subj.node(rt.node).changes, async (msg) => {
-    const req = decodeJson(msg.subject, msg.data, changesRequest);
+  subs.push(serve(rt.nc, rt.log, ENDPOINTS.changes, rt.subj.node(rt.node).changes, async (req) => {
     const upto = d.applied().lsn;
     if (req.lsn <= upto && (spool.first === 0 || req.lsn < spool.first)) {
       throw new ReplicationError("SNAPSHOT_REQUIRED", `LSN ${req.lsn} is no longer held by ${rt.node} (it holds ${spool.first}..${spool.head})`);
@@ -135,8 +119,8 @@ export function startNodeServices(d: NodeServiceDeps): () => void {
     // Whole parts; a batch larger than maxBytes ends in a later reply (its last part carries the meta).
     const records = req.lsn > upto ? [] : await spool.read(req.lsn, req.part, Math.min(req.maxBytes, cfg.pullBytes), upto);
     const headers: PullRecordHeader[] = records.map((r) => ({ lsn: r.lsn, part: r.part, parts: r.parts, len: r.data.length, meta: r.meta }));
-    if (msg.reply) msg.respond(encodeFrame({ ok: true, epoch: d.applied().epoch, head: upto, records: headers }, records.map((r) => r.data)));
-  });
+    return encodeFrame({ ok: true, epoch: d.applied().epoch, head: upto, records: headers }, records.map((r) => r.data));
+  }));
 
   const sweep = setInterval(() => {
     for (const [id, s] of sessions) {

@@ -10,9 +10,11 @@ import type { Config } from "../config.js";
 import { ClusterError, ConfigError, FerryError, asFerryError } from "../errors.js";
 import { createLogger, exitOnActorError, inspectInto } from "../log.js";
 import { listKeys, openBuckets } from "../nats/buckets.js";
-import { decodeJson, errorReply, okReply } from "../nats/codec.js";
+import { decodeJson } from "../nats/codec.js";
 import { connectNats, redactUrl } from "../nats/connect.js";
-import { notifyMessage, resyncRequest } from "../nats/messages.js";
+import { notifyMessage } from "../nats/messages.js";
+import { ENDPOINTS } from "../nats/protocol.js";
+import { serve } from "../nats/rpc.js";
 import { subjects } from "../nats/subjects.js";
 import { nodeMachine, type NodeActor } from "../machines/node.js";
 import type { LeaseValue } from "../machines/lease.js";
@@ -30,6 +32,7 @@ import { createReplicaIo, replicaLogic, ReplicaStats } from "./replica.js";
 import { ReplicaRegistry } from "./replicas.js";
 import { CaptureProgress, LeaseClock, type Runtime } from "./runtime.js";
 import { createCapture, sequencerLogic } from "./sequencer.js";
+import { LEASE_KEY } from "../nats/records.js";
 
 export interface RunningNode {
   actor: NodeActor;
@@ -140,7 +143,7 @@ async function runNode(
   const logic = nodeMachine.provide({
     actors: {
       lease: leaseLogic(rt, rt.buckets.leases, {
-        key: "master",
+        key: LEASE_KEY.master,
         clock,
         epochs: { max: () => meta.maxEpoch(), raise: (e) => meta.raiseEpoch(e) },
         extra: () => ({ host: config.node.host, lsn: spool.head }),
@@ -210,7 +213,7 @@ async function runNode(
 
   // A designated master claims the lease at start only when it is free or was its own: an expired
   // lease of another node is a failover, which is the watchdogs' decision (with its prerequisites).
-  const current = await rt.buckets.leases.get("master");
+  const current = await rt.buckets.leases.get(LEASE_KEY.master);
   const holder = current?.operation === "PUT" ? decodeLease(current.value) : null;
   const claim = rt.role === "master" && (holder === null || holder.node === rt.node);
 
@@ -219,7 +222,7 @@ async function runNode(
     input: {
       node: rt.node,
       lease: {
-        key: "master",
+        key: LEASE_KEY.master,
         node: rt.node,
         instance: rt.instance,
         ttlMs: config.lease.ttlMs,
@@ -255,22 +258,15 @@ async function runNode(
         }
       },
     }),
-    rt.nc.subscribe(rt.subj.node(rt.node).resync, {
-      callback: (_e, msg) => {
-        try {
-          decodeJson(msg.subject, msg.data, resyncRequest);
-          const state = stateName(actor.getSnapshot().value);
-          if (state !== "standby") {
-            throw new FerryError("NOT_MASTER", `${rt.node} is ${state}; only a replica can be resynced`, {
-              hint: "resync a slave; to rebuild the master, switch over first",
-            });
-          }
-          actor.send({ type: "RESYNC" });
-          okReply(msg, { node: rt.node, started: true });
-        } catch (err) {
-          errorReply(msg, err);
-        }
-      },
+    serve(rt.nc, log, ENDPOINTS.resync, rt.subj.node(rt.node).resync, () => {
+      const state = stateName(actor.getSnapshot().value);
+      if (state !== "standby") {
+        throw new FerryError("NOT_MASTER", `${rt.node} is ${state}; only a replica can be resynced`, {
+          hint: "resync a slave; to rebuild the master, switch over first",
+        });
+      }
+      actor.send({ type: "RESYNC" });
+      return { node: rt.node, started: true };
     }),
     startNodeControl(rt, actor, () => {
       const snap = actor.getSnapshot();

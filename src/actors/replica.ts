@@ -4,8 +4,10 @@
  * snapshot of the master streamed in chunks (restore).
  */
 import { fromPromise } from "xstate";
-import { ClusterError, ReplicationError, RepositoryError, TimeoutError } from "../errors.js";
-import { decodeFrame, encodeJson, isJsonReply, unwrapReply } from "../nats/codec.js";
+import { ClusterError, ReplicationError, RepositoryError } from "../errors.js";
+import { decodeFrame, encodeJson } from "../nats/codec.js";
+import { ENDPOINTS } from "../nats/protocol.js";
+import { call, callFrame } from "../nats/rpc.js";
 import type { PullReplyHeader, PullRequest } from "../nats/messages.js";
 import { replicaMachine, type ApplyResult, type FetchResult, type MasterRef } from "../machines/replica.js";
 import type { Meta } from "../storage/meta.js";
@@ -45,25 +47,9 @@ export class ReplicaStats {
 
 const APPLY_BYTES = 4 * 1024 * 1024;
 
-/** Turns NATS request failures into ferry errors a replica can act on. */
-async function request(d: ReplicaDeps, subject: string, body: unknown, master: string): Promise<Uint8Array> {
-  try {
-    const m = await d.rt.nc.request(subject, encodeJson(body), { timeout: d.rt.config.nats.requestTimeoutMs });
-    return m.data;
-  } catch (err) {
-    const e = err as { name?: string; isNoResponders?: () => boolean; message?: string };
-    if (e.isNoResponders?.()) {
-      throw new ClusterError("NO_ACTIVE_MASTER", `master ${master} does not answer (no active master)`, { cause: err });
-    }
-    if (e.name === "TimeoutError" || /timeout/i.test(e.message ?? "")) {
-      throw new TimeoutError(`master ${master} did not answer within ${d.rt.config.nats.requestTimeoutMs} ms`, { cause: err });
-    }
-    throw new ClusterError("NO_ACTIVE_MASTER", `cannot reach master ${master}: ${e.message}`, { cause: err });
-  }
-}
-
 export function createReplicaIo(d: ReplicaDeps, stats: ReplicaStats) {
   const { rt, repo, spool, meta } = d;
+  const ask = (master: string) => ({ timeoutMs: rt.config.nats.requestTimeoutMs, peer: `master ${master}` });
 
   async function init(): Promise<void> {
     await spool.dropIncomplete();
@@ -94,16 +80,14 @@ export function createReplicaIo(d: ReplicaDeps, stats: ReplicaStats) {
       maxBytes: rt.config.replication.pullBytes,
       unsequenced: stats.unsequenced,
     };
-    const data = await request(d, rt.subj.node(master.node).pull, req, master.node);
-    if (isJsonReply(data)) {
-      try {
-        unwrapReply(rt.subj.node(master.node).pull, data); // throws the master's error
-      } catch (err) {
-        const e = err as { code?: string; message: string; details?: { from?: number; to?: number } };
-        if (e.code !== "DIVERGED" || e.details?.from === undefined) throw err;
-        await dropDivergedHeartbeats(e.details.from, e.message);
-        return { records: 0, head: 0, more: true };
-      }
+    let data: Uint8Array;
+    try {
+      data = await callFrame(rt.nc, ENDPOINTS.pull, rt.subj.node(master.node).pull, req, ask(master.node));
+    } catch (err) {
+      const e = err as { code?: string; message: string; details?: { from?: number; to?: number } };
+      if (e.code !== "DIVERGED" || e.details?.from === undefined) throw err;
+      await dropDivergedHeartbeats(e.details.from, e.message);
+      return { records: 0, head: 0, more: true };
     }
     const { header, payloads } = decodeFrame<PullReplyHeader>(rt.subj.node(master.node).pull, data, (h) => h.records.map((r) => r.len));
     stats.heardFrom(master.node);
@@ -247,9 +231,12 @@ export function createReplicaIo(d: ReplicaDeps, stats: ReplicaStats) {
     const subject = rt.subj.node(master.node).snapshot;
     const progress = rt.subj.node(rt.node).resyncProgress;
     const say = (p: Record<string, unknown>) => rt.nc.publish(progress, encodeJson({ node: rt.node, master: master.node, ...p }));
-    const begin = unwrapReply<{ session: string; lsn: number; epoch: number; header: SnapshotHeader }>(
+    const begin = await call<{ session: string; lsn: number; epoch: number; header: SnapshotHeader }>(
+      rt.nc,
+      ENDPOINTS.snapshot,
       subject,
-      await request(d, subject, { op: "begin", node: rt.node }, master.node),
+      { op: "begin", node: rt.node },
+      ask(master.node),
     );
     const { session, lsn, epoch, header } = begin;
     const totalRows = header.tables.reduce((n, t) => n + t.rows, 0);
@@ -260,9 +247,12 @@ export function createReplicaIo(d: ReplicaDeps, stats: ReplicaStats) {
     let lastSaid = 0;
     try {
       for (;;) {
-        const r = unwrapReply<{ chunk: { table: string; rows: string[] } | null }>(
+        const r = await call<{ chunk: { table: string; rows: string[] } | null }>(
+          rt.nc,
+          ENDPOINTS.snapshot,
           subject,
-          await request(d, subject, { op: "next", session, maxBytes: rt.config.replication.pullBytes }, master.node),
+          { op: "next", session, maxBytes: rt.config.replication.pullBytes },
+          ask(master.node),
         );
         if (!r.chunk) break;
         await writer.rows(r.chunk.table, r.chunk.rows);
@@ -278,7 +268,7 @@ export function createReplicaIo(d: ReplicaDeps, stats: ReplicaStats) {
       say({ phase: "failed", error: (err as Error).message });
       throw err;
     } finally {
-      void request(d, subject, { op: "end", session }, master.node).catch(() => {});
+      void call(rt.nc, ENDPOINTS.snapshot, subject, { op: "end", session }, ask(master.node)).catch(() => {});
     }
     await spool.reset();
     await meta.raiseEpoch(epoch);

@@ -8,38 +8,19 @@
  * and files past the saved position (the synctool died between the rename and the save, or a
  * standby takes over with no progress of its own) advance it, so no row is written twice.
  */
-import { ClusterError, SyncError, TimeoutError } from "../errors.js";
+import { ClusterError, SyncError } from "../errors.js";
 import type { CollectorRef, StepResult } from "../machines/sync-task.js";
-import { decodeFrame, encodeJson, isJsonReply, unwrapReply } from "../nats/codec.js";
+import { decodeFrame } from "../nats/codec.js";
+import { ENDPOINTS } from "../nats/protocol.js";
+import { callFrame } from "../nats/rpc.js";
 import type { PackHeader, PackRequest } from "../nats/messages.js";
 import { PartitionDir, positionFromFiles, snapshotFileName, streamFileName } from "../storage/destination.js";
 import type { SyncProgress } from "../storage/sync-progress.js";
 import { START, comparePositions, describePosition, requiredLsn, type SyncPosition } from "../storage/sync.js";
+import type { TaskDef } from "../nats/records.js";
 import type { Runtime } from "./runtime.js";
 
-/** A table task as stored in the tasks bucket (JSON under `taskKey(db, table)`). */
-export interface TaskDef {
-  /** Random per task: a task deleted and created again is another task. */
-  id: string;
-  db: string;
-  table: string;
-  mode: 0 | 1 | 2;
-  ts?: number;
-  tsColumn?: string;
-  dest: string;
-  partitions: number;
-  columns: string[];
-  key: string[];
-  createdAt: number;
-}
-
 export const MODE_NAMES = ["FULL", "INCREMENTAL_BY_TIMESTAMP", "FULL_AND_CONTINUOUS"] as const;
-
-/** The KV key of a table's task: `<db>.<table>`, characters a key cannot hold written as =HH. */
-export function taskKey(db: string, table: string): string {
-  const esc = (s: string) => Array.from(Buffer.from(s, "utf8"), (b) => (/[A-Za-z0-9_-]/.test(String.fromCharCode(b)) ? String.fromCharCode(b) : `=${b.toString(16).padStart(2, "0")}`)).join("");
-  return `${esc(db)}.${esc(table)}`;
-}
 
 export interface SubtaskDeps {
   rt: Runtime;
@@ -182,16 +163,10 @@ export class SubtaskIo {
     inflight.n++;
     let data: Uint8Array;
     try {
-      data = (await rt.nc.request(subject, encodeJson(body), { timeout: 2 * rt.config.nats.requestTimeoutMs })).data;
-    } catch (err) {
-      const e = err as { name?: string; message?: string; isNoResponders?: () => boolean };
-      if (e.isNoResponders?.()) throw new SyncError("COLLECTOR_UNAVAILABLE", `collector ${c.node} does not answer`, { cause: err });
-      if (e.name === "TimeoutError" || /timeout/i.test(e.message ?? "")) throw new TimeoutError(`collector ${c.node} did not answer in time`, { cause: err });
-      throw new SyncError("COLLECTOR_UNAVAILABLE", `cannot reach collector ${c.node}: ${e.message}`, { cause: err });
+      data = await callFrame(rt.nc, ENDPOINTS.pack, subject, body, { timeoutMs: 2 * rt.config.nats.requestTimeoutMs, peer: `collector ${c.node}` });
     } finally {
       inflight.n--;
     }
-    if (isJsonReply(data)) unwrapReply(subject, data); // the collector's error
     const { header, payloads } = decodeFrame<PackHeader>(subject, data, (h) => [h.len]);
     return { header, payload: payloads[0] };
   }

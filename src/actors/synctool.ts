@@ -12,28 +12,30 @@
 import { listKeys } from "../nats/buckets.js";
 import { randomUUID } from "node:crypto";
 import { isAbsolute, resolve } from "node:path";
-import type { Msg, Subscription } from "@nats-io/transport-node";
+import type { Subscription } from "@nats-io/transport-node";
 import { createActor, fromPromise } from "xstate";
 import type { Config } from "../config.js";
-import { SyncError, UsageError, asFerryError } from "../errors.js";
+import { SyncError, UsageError } from "../errors.js";
 import { inspectInto } from "../log.js";
 import { syncTaskMachine, syncTaskState, type ChooseInput, type CollectorRef, type StepResult, type SyncTaskActor } from "../machines/sync-task.js";
-import { decodeJson, encodeJson, errorReply, okReply } from "../nats/codec.js";
-import { emptyRequest, taskCreateRequest, taskDeleteRequest, type TaskCreateRequest } from "../nats/messages.js";
+import type { TaskCreateRequest } from "../nats/messages.js";
+import { ENDPOINTS } from "../nats/protocol.js";
+import { call, serve } from "../nats/rpc.js";
 import { checkDestination } from "../storage/destination.js";
 import { SyncProgress } from "../storage/sync-progress.js";
 import type { TableColumns } from "../storage/repository/types.js";
 import { startAgent, type AgentHandle, type RunningAgent } from "./agent.js";
 import { HEARTBEAT_MS } from "./heartbeat.js";
 import type { Runtime } from "./runtime.js";
-import { MODE_NAMES, SubtaskIo, taskKey, type TaskDef } from "./sync-io.js";
+import { MODE_NAMES, SubtaskIo } from "./sync-io.js";
+import { LEASE_KEY, taskKey, type TaskDef } from "../nats/records.js";
 
 const STALE_MS = 3 * HEARTBEAT_MS;
 
 export async function startSynctool(config: Config): Promise<RunningAgent> {
   return startAgent(config, "synctool", (h) => {
     const tool = new Synctool(h);
-    return { leaseKey: "synctool", start: () => tool.start(), status: () => tool.status() };
+    return { leaseKey: LEASE_KEY.synctool, start: () => tool.start(), status: () => tool.status() };
   });
 }
 
@@ -203,10 +205,13 @@ class Manager {
     await this.loadTasks();
     if (this.stopped) return;
     const s = this.rt.subj.synctool;
-    this.serve(s.create, (m) => this.create(decodeJson(m.subject, m.data, taskCreateRequest)));
-    this.serve(s.delete, (m) => this.remove(decodeJson(m.subject, m.data, taskDeleteRequest)));
-    this.serve(s.tasks, (m) => (decodeJson(m.subject, m.data, emptyRequest), Promise.resolve({ tasks: this.taskStatus() })));
-    this.serve(s.status, (m) => (decodeJson(m.subject, m.data, emptyRequest), Promise.resolve(this.toolStatus())));
+    const { nc, log } = this.rt;
+    this.subs.push(
+      serve(nc, log, ENDPOINTS.taskCreate, s.create, (req) => this.create(req)),
+      serve(nc, log, ENDPOINTS.taskDelete, s.delete, (req) => this.remove(req)),
+      serve(nc, log, ENDPOINTS.tasks, s.tasks, () => ({ tasks: this.taskStatus() })),
+      serve(nc, log, ENDPOINTS.toolStatus, s.status, () => this.toolStatus()),
+    );
     this.sweep = setInterval(() => this.checkCollectors(), 500);
     void this.watch();
   }
@@ -228,26 +233,6 @@ class Manager {
 
   summary(): Record<string, unknown> {
     return { tasks: this.tasks.size, subtasks: [...this.tasks.values()].reduce((n, r) => n + r.subtasks.length, 0), packsInFlight: this.inflight.n };
-  }
-
-  private serve(subject: string, handler: (m: Msg) => Promise<unknown>): void {
-    this.subs.push(
-      this.rt.nc.subscribe(subject, {
-        callback: (_e, msg) => {
-          Promise.resolve()
-            .then(() => handler(msg))
-            .then(
-              (body) => okReply(msg, body as object),
-              (err) => {
-                const fe = asFerryError(err);
-                if (fe.code === "INTERNAL") this.rt.log.error({ subject, err }, "request failed");
-                else this.rt.log.warn({ subject, code: fe.code, err: fe.message }, "request refused");
-                errorReply(msg, fe);
-              },
-            );
-        },
-      }),
-    );
   }
 
   // ---- tasks ------------------------------------------------------------------------------
@@ -483,13 +468,12 @@ class Manager {
     for (const n of nodes) {
       const subject = this.rt.subj.node(String(n.node)).snapshot;
       try {
-        const m = await this.rt.nc.request(subject, encodeJson({ op: "info", table }), { timeout: this.rt.config.nats.requestTimeoutMs });
-        const r = JSON.parse(new TextDecoder().decode(m.data));
-        if (r.ok) return r.table as TableColumns;
-        if (r.error?.code === "NOT_FOUND") throw new UsageError(`table main.${table} does not exist`, "give an existing table as main.TABLE");
-        last = r.error?.message;
+        return (await call<{ table: TableColumns }>(this.rt.nc, ENDPOINTS.snapshot, subject, { op: "info", table }, { timeoutMs: this.rt.config.nats.requestTimeoutMs }))
+          .table;
       } catch (err) {
-        if (err instanceof UsageError) throw err;
+        if ((err as { code?: string }).code === "NOT_FOUND") {
+          throw new UsageError(`table main.${table} does not exist`, "give an existing table as main.TABLE");
+        }
         last = err;
       }
     }

@@ -7,12 +7,13 @@
 import { randomUUID } from "node:crypto";
 import { join, resolve } from "node:path";
 import { createActor, fromCallback, fromPromise } from "xstate";
-import type { KV } from "@nats-io/kv";
 import type { Config } from "../config.js";
 import { ClusterError, ConfigError } from "../errors.js";
 import { createLogger, exitOnActorError, inspectInto } from "../log.js";
 import { openBuckets } from "../nats/buckets.js";
-import { encodeJson, unwrapReply } from "../nats/codec.js";
+import { LEASE_KEY, readFailoverState, writeFailoverState } from "../nats/records.js";
+import { ENDPOINTS } from "../nats/protocol.js";
+import { call } from "../nats/rpc.js";
 import { connectNats } from "../nats/connect.js";
 import { subjects } from "../nats/subjects.js";
 import { watchdogMachine, type FailoverState, type MemberView, type WatchdogActor } from "../machines/watchdog.js";
@@ -23,30 +24,7 @@ import { heartbeatLogic } from "./heartbeat.js";
 import { decodeLease, leaseLogic } from "./lease.js";
 import { LeaseClock, type Runtime } from "./runtime.js";
 
-export const FAILOVER_KEY = "failover";
 const ALIVE_MS = 3000;
-
-export interface StoredFailoverState {
-  history: number[];
-  enabled: boolean;
-  resetAt?: number;
-}
-
-/** The shared failover count and switch, as stored under `failover` in the leases bucket. */
-export async function readFailoverState(kv: KV): Promise<StoredFailoverState> {
-  const e = await kv.get(FAILOVER_KEY);
-  if (!e || e.operation !== "PUT") return { history: [], enabled: true };
-  try {
-    const v = e.json<StoredFailoverState>();
-    return { history: Array.isArray(v.history) ? v.history.filter(Number.isFinite) : [], enabled: v.enabled !== false, resetAt: v.resetAt };
-  } catch {
-    return { history: [], enabled: true };
-  }
-}
-
-export async function writeFailoverState(kv: KV, s: StoredFailoverState): Promise<void> {
-  await kv.put(FAILOVER_KEY, JSON.stringify(s));
-}
 
 export async function startWatchdog(config: Config): Promise<{ actor: WatchdogActor; stop(): Promise<void> }> {
   const id = config.node.id;
@@ -77,12 +55,12 @@ export async function startWatchdog(config: Config): Promise<{ actor: WatchdogAc
 
   const logic = watchdogMachine.provide({
     actors: {
-      lease: leaseLogic(rt, buckets.leases, { key: "watchdog", clock: new LeaseClock(), epochs: { max: () => meta.maxEpoch(), raise: (e) => meta.raiseEpoch(e) } }),
+      lease: leaseLogic(rt, buckets.leases, { key: LEASE_KEY.watchdog, clock: new LeaseClock(), epochs: { max: () => meta.maxEpoch(), raise: (e) => meta.raiseEpoch(e) } }),
       // An observer only: it never takes the master lease.
-      masterLease: leaseLogic(rt, buckets.leases, { key: "master", clock: new LeaseClock(), epochs: { max: async () => 0, raise: async () => {} } }),
+      masterLease: leaseLogic(rt, buckets.leases, { key: LEASE_KEY.master, clock: new LeaseClock(), epochs: { max: async () => 0, raise: async () => {} } }),
       members: fromCallback(({ sendBack }) => {
         const seen = new Map<string, { view: MemberView; at: number }>();
-        const sub = nc.subscribe(`${subj.root}.hb.>`, {
+        const sub = nc.subscribe(subj.heartbeatAll, {
           callback: (_e, m) => {
             try {
               const h = m.json<Record<string, unknown>>();
@@ -119,19 +97,19 @@ export async function startWatchdog(config: Config): Promise<{ actor: WatchdogAc
       }),
       reach: fromPromise<string[], { candidate: string; members: string[] }>(async ({ input }) => {
         const control = subj.node(input.candidate).control;
-        const m = await nc.request(control, encodeJson({ op: "reach", members: input.members, timeoutMs: 1000 }), { timeout: requestTimeout + 1000 });
-        return unwrapReply<{ unreachable: string[] }>(control, m.data).unreachable;
+        const opts = { timeoutMs: requestTimeout + 1000, peer: input.candidate };
+        return (await call<{ unreachable: string[] }>(nc, ENDPOINTS.control, control, { op: "reach", members: input.members, timeoutMs: 1000 }, opts)).unreachable;
       }),
       promote: fromPromise<{ epoch: number; at: number }, { candidate: string; oldMaster: string }>(async ({ input }) => {
         const control = subj.node(input.candidate).control;
-        unwrapReply(control, (await nc.request(control, encodeJson({ op: "promote" }), { timeout: requestTimeout })).data);
+        await call(nc, ENDPOINTS.control, control, { op: "promote" }, { timeoutMs: requestTimeout, peer: input.candidate });
         const deadline = Date.now() + 2 * ttlMs + requestTimeout;
         for (;;) {
-          const e = await buckets.leases.get("master");
+          const e = await buckets.leases.get(LEASE_KEY.master);
           const v = e?.operation === "PUT" ? decodeLease(e.value) : null;
           if (v && v.node === input.candidate && !String(v.instance).startsWith("handover-")) return { epoch: v.epoch, at: Date.now() };
           if (Date.now() > deadline) {
-            void nc.request(control, encodeJson({ op: "promote-cancel" }), { timeout: 1000 }).catch(() => {});
+            void call(nc, ENDPOINTS.control, control, { op: "promote-cancel" }, { timeoutMs: 1000 }).catch(() => {});
             throw new ClusterError("TIMEOUT", `${input.candidate} did not take the master lease in time`);
           }
           await new Promise((r) => setTimeout(r, 20));
@@ -143,8 +121,8 @@ export async function startWatchdog(config: Config): Promise<{ actor: WatchdogAc
   const actor = createActor(logic, {
     id: "watchdog",
     input: {
-      lease: { key: "watchdog", node: id, instance: rt.instance, ttlMs, safetyMarginMs, wants: false },
-      masterLease: { key: "master", node: id, instance: rt.instance, ttlMs, safetyMarginMs, wants: false },
+      lease: { key: LEASE_KEY.watchdog, node: id, instance: rt.instance, ttlMs, safetyMarginMs, wants: false },
+      masterLease: { key: LEASE_KEY.master, node: id, instance: rt.instance, ttlMs, safetyMarginMs, wants: false },
       waitMs: f.waitMs,
       prerequisites: f.prerequisites,
       maxAutomatic: f.maxAutomatic,

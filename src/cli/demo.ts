@@ -12,7 +12,8 @@ import { Command } from "commander";
 import type { Client } from "../client/client.js";
 import { readStatus } from "../client/status.js";
 import { FERRY_BIN, LocalCluster } from "../local/cluster.js";
-import { encodeJson, unwrapReply } from "../nats/codec.js";
+import { ENDPOINTS } from "../nats/protocol.js";
+import { call } from "../nats/rpc.js";
 import { openRepository } from "../storage/repository/index.js";
 import { newWriteGate, setAccepting } from "../storage/repository/write-gate.js";
 import { UsageError } from "../errors.js";
@@ -102,7 +103,7 @@ export function demoCommand(): Command {
         if (dm1.needsResync) {
           say(`   dm1 holds changes the new master never received (never acknowledged): ${String((dm1.error as { message?: string } | null)?.message ?? "")}`);
           say(`   $ ferry resync --node dm1`);
-          unwrapReply(c.subj.node("dm1").resync, (await c.nc.request(c.subj.node("dm1").resync, encodeJson({}), { timeout: 5000 })).data);
+          await call(c.nc, ENDPOINTS.resync, c.subj.node("dm1").resync, {}, { timeoutMs: 5000, peer: "dm1" });
         }
         await until("dm1 streaming from the new master", c, (s) => has(s, "dm1", "standby", "streaming"));
         await writer.stop();

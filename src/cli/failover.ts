@@ -1,8 +1,9 @@
 /** `ferry failover reset` and `ferry switchover --to NODE`. */
 import { Command } from "commander";
-import { ClusterError, ConfigError } from "../errors.js";
-import { encodeJson, unwrapReply } from "../nats/codec.js";
-import { readFailoverState, writeFailoverState } from "../actors/watchdog.js";
+import { ConfigError } from "../errors.js";
+import { ENDPOINTS } from "../nats/protocol.js";
+import { call } from "../nats/rpc.js";
+import { readFailoverState, writeFailoverState } from "../nats/records.js";
 import { addGlobalOptions, action, allOpts, printJson, withClient } from "./common.js";
 
 export function failoverCommand(): Command {
@@ -40,15 +41,8 @@ export function switchoverCommand(): Command {
       if (!opts.to) throw new ConfigError("--to", "required: the node that becomes the master");
       const timeoutMs = Number(opts.timeout);
       const out = await withClient(opts, async (c) => {
-        try {
-          const m = await c.nc.request(c.subj.switchover, encodeJson({ to: opts.to, timeoutMs }), { timeout: timeoutMs + 2000 });
-          return unwrapReply<{ from: string; to: string; lsn: number; epoch: number; ms: number }>(c.subj.switchover, m.data);
-        } catch (err) {
-          if ((err as { isNoResponders?: () => boolean }).isNoResponders?.()) {
-            throw new ClusterError("NO_ACTIVE_MASTER", "no active master to switch over from", { hint: "ferry status shows the master lease" });
-          }
-          throw err;
-        }
+        const body = { to: String(opts.to), timeoutMs };
+        return call<{ from: string; to: string; lsn: number; epoch: number; ms: number }>(c.nc, ENDPOINTS.switchover, c.subj.switchover, body, { timeoutMs: timeoutMs + 2000 });
       });
       if (opts.json) printJson(out);
       else process.stdout.write(`switched over from ${out.from} to ${out.to} at LSN ${out.lsn} in ${out.ms} ms (epoch ${out.epoch})\n`);

@@ -1,8 +1,9 @@
 /** `ferry resync --node ID`: backup and restore of a replica from a snapshot of the master. */
 import { Command } from "commander";
 import cliProgress from "cli-progress";
-import { ClusterError, ConfigError, ReplicationError, TimeoutError } from "../errors.js";
-import { encodeJson, unwrapReply } from "../nats/codec.js";
+import { ConfigError, ReplicationError, TimeoutError } from "../errors.js";
+import { ENDPOINTS } from "../nats/protocol.js";
+import { call } from "../nats/rpc.js";
 import { addGlobalOptions, action, allOpts, printJson, withClient } from "./common.js";
 
 export function resyncCommand(): Command {
@@ -21,12 +22,7 @@ export function resyncCommand(): Command {
         const s = c.subj.node(node);
         const progress = c.nc.subscribe(s.resyncProgress);
         try {
-          await c.nc.request(s.resync, encodeJson({}), { timeout: c.config.nats.requestTimeoutMs }).then((m) => unwrapReply(s.resync, m.data), (err) => {
-            if ((err as { isNoResponders?: () => boolean }).isNoResponders?.()) {
-              throw new ClusterError("NOT_FOUND", `node ${node} is not running`, { hint: "start it first; ferry status lists the nodes" });
-            }
-            throw err;
-          });
+          await call(c.nc, ENDPOINTS.resync, s.resync, {}, { timeoutMs: c.config.nats.requestTimeoutMs, peer: `node ${node}` });
           const bar = opts.json || !process.stderr.isTTY ? null : new cliProgress.SingleBar({ format: `resync ${node} [{bar}] {percentage}% {value}/{total} rows`, stream: process.stderr }, cliProgress.Presets.shades_classic);
           const deadline = setTimeout(() => progress.unsubscribe(), Number(opts.timeout));
           let outcome: Record<string, unknown> | null = null;

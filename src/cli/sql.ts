@@ -3,8 +3,10 @@ import { randomUUID } from "node:crypto";
 import { Command } from "commander";
 import Table from "cli-table3";
 import type { Client } from "../client/client.js";
-import { asFerryError, ClusterError, fromWire, TimeoutError, UsageError, type FerryError } from "../errors.js";
-import { encodeJson, unwrapReply } from "../nats/codec.js";
+import { asFerryError, fromWire, TimeoutError, UsageError, type FerryError } from "../errors.js";
+import type { SqlRequest } from "../nats/messages.js";
+import { ENDPOINTS } from "../nats/protocol.js";
+import { call } from "../nats/rpc.js";
 import type { SqlResult } from "../storage/repository/types.js";
 import { addGlobalOptions, action, allOpts, printJson, withClient } from "./common.js";
 
@@ -35,8 +37,7 @@ export async function runSql(c: Client, sql: string, params: unknown, waitMs = 0
   for (;;) {
     try {
       const timeout = timeoutMs ?? c.config.nats.requestTimeoutMs + c.config.replication.syncTimeoutMs;
-      const m = await c.nc.request(c.subj.sql, encodeJson({ sql, params, id }), { timeout });
-      return unwrapReply<SqlReply>(c.subj.sql, m.data);
+      return await call<SqlReply>(c.nc, ENDPOINTS.sql, c.subj.sql, { sql, params: params as SqlRequest["params"], id }, { timeoutMs: timeout, peer: "the master" });
     } catch (err) {
       const e = failureOf(err);
       if (mayHaveCommitted(e)) unsure ??= e;
@@ -50,16 +51,10 @@ export async function runSql(c: Client, sql: string, params: unknown, waitMs = 0
   }
 }
 
-/** A failed request as ferry's error: no responders and timeouts get their codes. */
+/** A write whose answer did not come in time may have committed: say so. */
 function failureOf(err: unknown): FerryError {
-  const e = err as { isNoResponders?: () => boolean; name?: string };
-  if (e.isNoResponders?.()) {
-    return new ClusterError("NO_ACTIVE_MASTER", "no active master answers SQL requests", {
-      hint: "start a master (ferry start --role master ...) or wait for failover; --wait MS retries",
-    });
-  }
-  if (e.name === "TimeoutError") return new TimeoutError("the master did not answer in time; the outcome is unknown", { cause: err });
-  return asFerryError(err);
+  const e = asFerryError(err);
+  return e.code === "TIMEOUT" ? new TimeoutError(`${e.message}; the outcome is unknown`, { cause: err }) : e;
 }
 
 export function sqlCommand(): Command {

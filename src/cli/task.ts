@@ -7,10 +7,12 @@ import { Command } from "commander";
 import Table from "cli-table3";
 import cliProgress from "cli-progress";
 import type { Client } from "../client/client.js";
+import { ENDPOINTS } from "../nats/protocol.js";
+import { call } from "../nats/rpc.js";
 import { synctoolRequest } from "../client/synctool.js";
 import { UsageError } from "../errors.js";
-import { encodeJson, unwrapReply } from "../nats/codec.js";
 import { addGlobalOptions, action, allOpts, printJson, withClient } from "./common.js";
+import { LEASE_KEY } from "../nats/records.js";
 
 /** commander takes one-letter short flags; the seed's `-ts N` is rewritten to `--ts N`. */
 export function normaliseArgv(argv: string[]): string[] {
@@ -96,7 +98,7 @@ export function taskCommand(): Command {
       if (!o.dest) throw new UsageError("-d DIR is required: the destination directory");
       const partitions = integer("--partitions", o.partitions);
       const body = { db, table, mode, ts, tsColumn: o.tsColumn, dest: resolve(String(o.dest)), partitions };
-      const r = await withClient(o, (c) => synctoolRequest<{ task: { id: string; dest: string; partitions: number; tsColumn?: string } }>(c, c.subj.synctool.create, body));
+      const r = await withClient(o, (c) => synctoolRequest<{ task: { id: string; dest: string; partitions: number; tsColumn?: string } }>(c, ENDPOINTS.taskCreate, body));
       if (o.json) return printJson(r.task);
       process.stdout.write(`created task ${db}.${table}: mode ${mode}, ${r.task.partitions} subtasks, to ${r.task.dest}/${table}\n`);
     }),
@@ -111,7 +113,7 @@ export function taskCommand(): Command {
     action(async () => {
       const o = allOpts(del);
       const { db, table } = parseTable(o.table);
-      const r = await withClient(o, (c) => synctoolRequest<{ deleted: string; dest: string }>(c, c.subj.synctool.delete, { db, table }));
+      const r = await withClient(o, (c) => synctoolRequest<{ deleted: string; dest: string }>(c, ENDPOINTS.taskDelete, { db, table }));
       if (o.json) return printJson(r);
       process.stdout.write(`deleted task ${r.deleted}; its files stay in ${r.dest}\n`);
     }),
@@ -126,7 +128,7 @@ export function taskCommand(): Command {
     action(async () => {
       const o = allOpts(status);
       if (o.follow) return withClient(o, follow);
-      const r = await withClient(o, (c) => synctoolRequest<{ tasks: TaskStatus[] }>(c, c.subj.synctool.tasks, {}));
+      const r = await withClient(o, (c) => synctoolRequest<{ tasks: TaskStatus[] }>(c, ENDPOINTS.tasks, {}));
       if (o.json) return printJson(r);
       process.stdout.write(renderTasks(r.tasks));
     }),
@@ -137,12 +139,12 @@ export function taskCommand(): Command {
 
 /** The number of rows of a table on the active master (the `info` request every node answers). */
 async function tableRows(c: Client, table: string): Promise<number | null> {
-  const lease = await (await c.buckets()).leases.get("master");
+  const lease = await (await c.buckets()).leases.get(LEASE_KEY.master);
   const holder = lease?.operation === "PUT" ? (lease.json<{ node?: string }>().node ?? null) : null;
   if (!holder) return null;
   const subject = c.subj.node(holder).snapshot;
-  const m = await c.nc.request(subject, encodeJson({ op: "info", table }), { timeout: c.config.nats.requestTimeoutMs }).catch(() => null);
-  return m ? unwrapReply<{ table: { rows: number } }>(subject, m.data).table.rows : null;
+  const r = await call<{ table: { rows: number } }>(c.nc, ENDPOINTS.snapshot, subject, { op: "info", table }, { timeoutMs: c.config.nats.requestTimeoutMs }).catch(() => null);
+  return r ? r.table.rows : null;
 }
 
 /**
@@ -160,7 +162,7 @@ async function follow(c: Client): Promise<void> {
   process.once("SIGINT", () => (stop = true));
   try {
     while (!stop) {
-      const { tasks } = await synctoolRequest<{ tasks: TaskStatus[] }>(c, c.subj.synctool.tasks, {});
+      const { tasks } = await synctoolRequest<{ tasks: TaskStatus[] }>(c, ENDPOINTS.tasks, {});
       for (const t of tasks) {
         let bar = shown.get(t.task);
         if (!bar) {
@@ -204,7 +206,7 @@ export function toolStatusCommand(): Command {
   return cmd.action(
     action(async () => {
       const o = allOpts(cmd);
-      const r = await withClient(o, (c) => synctoolRequest<ToolStatus>(c, c.subj.synctool.status, {}));
+      const r = await withClient(o, (c) => synctoolRequest<ToolStatus>(c, ENDPOINTS.toolStatus, {}));
       if (o.json) return printJson(r);
       const lines = [
         `synctool ${r.node}: ${r.state} (epoch ${r.epoch}); ${r.tasks} tasks, ${r.subtasks} subtasks, ${r.packsInFlight} packs in flight`,

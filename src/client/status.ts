@@ -1,5 +1,5 @@
 /** The cluster's status as `ferry status` and the dashboard read it: the leases, every member's heartbeat, failovers. */
-import { readFailoverState } from "../actors/watchdog.js";
+import { readFailoverState } from "../nats/records.js";
 import { TimeoutError } from "../errors.js";
 import { listKeys } from "../nats/buckets.js";
 import type { Client } from "./client.js";

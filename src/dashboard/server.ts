@@ -10,6 +10,7 @@ import type { AddressInfo } from "node:net";
 import type { Alert } from "../actors/alerts.js";
 import type { Client } from "../client/client.js";
 import { readStatus, STALE_MS, type ClusterStatus } from "../client/status.js";
+import { ENDPOINTS } from "../nats/protocol.js";
 import { synctoolRequest } from "../client/synctool.js";
 import { asFerryError, UsageError } from "../errors.js";
 import { PAGE } from "./page.js";
@@ -118,7 +119,7 @@ export async function startDashboard(c: Client, opts: { port: number; host: stri
     }),
     loop(async () => {
       try {
-        tasks = (await synctoolRequest<{ tasks: unknown[] }>(c, c.subj.synctool.tasks, {})).tasks;
+        tasks = (await synctoolRequest<{ tasks: unknown[] }>(c, ENDPOINTS.tasks, {})).tasks;
         tasksError = null;
       } catch (err) {
         tasks = null;

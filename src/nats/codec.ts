@@ -13,11 +13,11 @@ export function encodeJson(value: unknown): Uint8Array {
   return enc.encode(JSON.stringify(value));
 }
 
-/** Parses and validates a message body; anything else is a MalformedMessageError. */
+/** Parses and validates a message body (an empty one is `{}`, as `nats req SUBJECT ''` sends it); anything else is a MalformedMessageError. */
 export function decodeJson<T>(subject: string, data: Uint8Array, schema: z.ZodType<T>): T {
   let value: unknown;
   try {
-    value = JSON.parse(dec.decode(data));
+    value = data.length === 0 ? {} : JSON.parse(dec.decode(data));
   } catch (err) {
     throw new MalformedMessageError(subject, "not JSON", err);
   }

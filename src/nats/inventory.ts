@@ -1,43 +1,53 @@
 /**
  * Every subject and bucket of a cluster with what it carries and the `nats` CLI command that
- * shows it: what `ferry inspect` prints and the README's table lists.
+ * shows it, read off the protocol table (protocol.ts): what `ferry inspect` prints, and the
+ * README's table (markdownTable; a test fails when the README differs from it).
  */
-import { bucketNames } from "./buckets.js";
+import { ENDPOINTS, PUBLISHED, RECORDS, documentedSubject } from "./protocol.js";
 import { subjects } from "./subjects.js";
 
 export interface InventoryItem {
-  kind: "subject" | "bucket";
+  /** request: answered (nats req); published: only published (nats sub); bucket: a KV bucket. */
+  kind: "request" | "published" | "bucket";
   name: string;
   carries: string;
+  /** The codes a request's error replies carry (besides MALFORMED_MESSAGE and INTERNAL), and the one for nobody answering. */
+  errors?: string[];
   /** A nats CLI command to see it (add --server URL and credentials). */
   watch: string;
 }
 
+const wildcard = (name: string) => name.replace(/<[^>]+>/g, "*");
+
 export function inventory(cluster: string): InventoryItem[] {
   const s = subjects(cluster);
-  const b = bucketNames(cluster);
-  const n = s.node("<node>");
-  const sub = (name: string, carries: string, watch = `nats sub '${name.replace(/<[^>]+>/g, "*")}'`): InventoryItem => ({ kind: "subject", name, carries, watch });
-  return [
-    sub(s.heartbeat("<role>", "<node>"), "each process's status as JSON, every second", `nats sub '${s.heartbeatAll}'`),
-    sub(s.alert, "every decision and fault as JSON (failover steps, backlog cap, fencing, repository down/up, resyncs)"),
-    sub(s.sql, "SQL requests, answered by the active master", `nats req ${s.sql} '{"sql":"SELECT 1"}'`),
-    sub(s.switchover, "planned switchover requests, answered by the active master", `nats req ${s.switchover} '{"to":"<node>"}'`),
-    sub(s.notify, "the master's announcements of new batches {node, epoch, lsn}"),
-    sub(n.pull, "replicas pulling batches from the master (binary frames)"),
-    sub(n.snapshot, "snapshot sessions: resync of a replica, reads by collectors"),
-    sub(n.changes, "a node's spooled batches for readers (collectors)"),
-    sub(n.resync, "start a resync of that node", `nats req ${s.node("<node>").resync} '{}'`),
-    sub(n.resyncProgress, "resync progress"),
-    sub(n.control, "promote / promote-cancel / reach, used by watchdogs and switchover"),
-    sub(s.ping("<node>"), "liveness, answered by every process", `nats req ${s.ping("<node>")} '{}'`),
-    sub(s.synctool.create, "create a table sync task (ferry task create)"),
-    sub(s.synctool.delete, "delete a table sync task (ferry task delete)"),
-    sub(s.synctool.tasks, "table sync tasks and their subtasks (ferry task status)", `nats req ${s.synctool.tasks} '{}'`),
-    sub(s.synctool.status, "the synctool's own state (ferry tool-status)", `nats req ${s.synctool.status} '{}'`),
-    sub(s.collector("<node>").pack, "the synctool asking a collector for the next pack of a subtask"),
-    { kind: "bucket", name: b.leases, carries: "leases master, watchdog, synctool, collector.<host> ({node, epoch, instance, ...}) and the failover count (key failover)", watch: `nats kv watch ${b.leases}` },
-    { kind: "bucket", name: b.members, carries: "each process's latest heartbeat, by node id", watch: `nats kv ls ${b.members}; nats kv get ${b.members} <node>` },
-    { kind: "bucket", name: b.tasks, carries: "table sync tasks and their subtasks' progress", watch: `nats kv watch ${b.tasks}` },
-  ];
+  const requests = Object.values(ENDPOINTS).map((e): InventoryItem => {
+    const name = documentedSubject(cluster, e);
+    return {
+      kind: "request",
+      name,
+      carries: `${e.carries}${e.reply === "frame" ? "" : e.reply === "json+frame" ? "; JSON or frame replies" : ""}`,
+      errors: [...new Set([...e.errors, e.absent.code])],
+      watch: e.example ? `nats req ${name} ${e.example}` : `nats sub '${wildcard(name)}'`,
+    };
+  });
+  const published = PUBLISHED.map((p): InventoryItem => ({ kind: "published", name: p.subject(s), carries: p.carries, watch: `nats sub '${wildcard(p.watch(s))}'` }));
+  const buckets = RECORDS.map((r): InventoryItem => {
+    const name = r.bucket(cluster);
+    return { kind: "bucket", name, carries: `keys ${r.keys}: ${r.carries}`, watch: r.watch(name) };
+  });
+  return [...published, ...requests, ...buckets];
+}
+
+/** Where the README's table starts and ends (npm run docs writes what is between). */
+export const TABLE_START = "<!-- subjects and buckets: written by npm run docs from src/nats/protocol.ts -->";
+export const TABLE_END = "<!-- end of subjects and buckets -->";
+
+/** The README's table of subjects and buckets: names for a cluster `<cluster>`, watch commands for the default cluster `ferry`. */
+export function markdownTable(): string {
+  const docs = inventory("<cluster>");
+  const watch = inventory("ferry");
+  const cell = (text: string) => text.replace(/(?<!`)<([a-z]+)>(?!`)/g, "`<$1>`");
+  const rows = docs.map((d, i) => `| ${d.kind} | \`${d.name}\` | ${cell(d.carries)} | ${d.errors ? d.errors.map((c) => `\`${c}\``).join(" ") : ""} | \`${watch[i].watch}\` |`);
+  return ["| kind | name | carries | error codes | watch it with (add `--server URL`) |", "| --- | --- | --- | --- | --- |", ...rows].join("\n");
 }

@@ -6,6 +6,7 @@ import * as assert from "uvu/assert";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
+import { ENDPOINTS } from "../../src/nats/protocol.js";
 import { synctoolRequest } from "../../src/client/synctool.js";
 import { openRepository } from "../../src/storage/repository/index.js";
 import { TestCluster } from "./cluster.js";
@@ -62,7 +63,7 @@ export class SyncCluster {
   /** The same, straight over NATS (for tight polling). */
   async tasksNow(): Promise<any[]> {
     const c = await this.cl.client();
-    return (await synctoolRequest<{ tasks: any[] }>(c, c.subj.synctool.tasks, {})).tasks;
+    return (await synctoolRequest<{ tasks: any[] }>(c, ENDPOINTS.tasks, {})).tasks;
   }
 
   async waitTaskGone(task: string, timeoutMs = 60_000) {

@@ -115,4 +115,32 @@ test("ESLint checks src/ with typescript-eslint's rules", () =>
     assert.equal(result.messages.map((m) => m.ruleId).sort(), ["@typescript-eslint/no-explicit-any", "@typescript-eslint/no-unused-vars"]);
   }));
 
+test("subjects and buckets are named in src/nats only", () =>
+  withProbes(
+    {
+      [machine]: [
+        `declare const nc: { subscribe(s: string): void; publish(s: string): void };`,
+        `declare const root: string;`,
+        `declare const cluster: string;`,
+        `nc.subscribe(\`\${root}.hb.>\`);`,
+        `nc.publish("ferry.c.alert");`,
+        `export const bucket = \`ferry_\${cluster}_leases\`;`,
+        `export const metric = "ferry_epoch";`,
+        ``,
+      ].join("\n"),
+    },
+    async (paths) => {
+      const [result] = await new ESLint({ cwd: ROOT }).lintFiles(paths);
+      assert.equal(
+        result.messages.map((m) => [m.line, m.ruleId]),
+        [
+          [4, "no-restricted-syntax"],
+          [5, "no-restricted-syntax"],
+          [6, "no-restricted-syntax"],
+        ],
+        "a metric name that starts with ferry_ is not a bucket",
+      );
+    },
+  ));
+
 test.run();

@@ -1,0 +1,238 @@
+/**
+ * ferry's wire protocol in one table: every request endpoint (subject, request schema, reply kind,
+ * the codes it answers with), every subject that is only published, and every KV record (bucket,
+ * key, value). Callers reach endpoints only through call() and serve() (rpc.ts); `ferry inspect`
+ * and the README's subject table are printed from this table (inventory.ts), and a test fails
+ * when the README drifts from it.
+ */
+import type { z } from "zod";
+import type { ErrorCode } from "../errors.js";
+import { bucketNames } from "./buckets.js";
+import {
+  changesRequest,
+  controlRequest,
+  emptyRequest,
+  packRequest,
+  pullRequest,
+  resyncRequest,
+  snapshotRequest,
+  sqlRequest,
+  switchoverRequest,
+  taskCreateRequest,
+  taskDeleteRequest,
+} from "./messages.js";
+import { LEASE_KEY } from "./records.js";
+import { subjects, type Subjects } from "./subjects.js";
+
+/**
+ * A JSON reply's body (`{ ok: true, ...body }`), a binary frame (a header and raw payloads,
+ * codec.ts), or either by operation; errors are always JSON.
+ */
+export type ReplyKind = "json" | "frame" | "json+frame";
+
+/** The error of a request nobody answered: its code, what it means, what to do. */
+export interface Absent {
+  code: ErrorCode;
+  says: string;
+  hint?: string;
+}
+
+const NO_MASTER: Absent = { code: "NO_ACTIVE_MASTER", says: "no active master", hint: "start a master (ferry start --role master ...) or wait for failover" };
+const NO_SYNCTOOL: Absent = { code: "NO_ACTIVE_SYNCTOOL", says: "no active synctool answers", hint: "start one: ferry start --role synctool --node ID (ferry up starts one)" };
+const NOT_RUNNING: Absent = { code: "NOT_FOUND", says: "the node is not running", hint: "start it first; ferry status lists the nodes" };
+const NO_READER: Absent = { code: "COLLECTOR_UNAVAILABLE", says: "the collector cannot read" };
+
+export interface Endpoint<Req = unknown, Kind extends ReplyKind = ReplyKind> {
+  name: string;
+  /** The subject, from the cluster's subjects and the endpoint's one argument (a node id) if it has one. */
+  subject: (s: Subjects, arg: string) => string;
+  /** What the argument names in documentation (`<node>`), or null for a cluster-wide subject. */
+  arg: string | null;
+  request: z.ZodType<Req, unknown>;
+  reply: Kind;
+  /** What a caller gets when nobody answers (no responders, or no connection to the peer). */
+  absent: Absent;
+  /** The codes its error replies carry, besides MALFORMED_MESSAGE and INTERNAL, which any may. */
+  errors: readonly ErrorCode[];
+  /** Who answers, and what. */
+  carries: string;
+  /** A request body to try it with the nats CLI (`nats req SUBJECT BODY`), when one is safe. */
+  example?: string;
+}
+
+const endpoint = <Req, Kind extends ReplyKind>(e: Endpoint<Req, Kind>): Endpoint<Req, Kind> => e;
+
+export const ENDPOINTS = {
+  sql: endpoint({
+    name: "sql",
+    subject: (s) => s.sql,
+    arg: null,
+    request: sqlRequest,
+    reply: "json",
+    absent: NO_MASTER,
+    errors: ["FENCED", "SQL_ERROR", "REPO_UNAVAILABLE", "SYNC_REPLICAS_TIMEOUT", "BACKLOG_EXCEEDED", "USAGE"],
+    carries:
+      'SQL requests, answered by the active master: `{"sql", "params"?, "id"?}`; a write sent again with the same `id` is answered from the record of the master that ran it, or of any node that replicated it, not run twice',
+    example: `'{"sql":"SELECT 1"}'`,
+  }),
+  switchover: endpoint({
+    name: "switchover",
+    subject: (s) => s.switchover,
+    arg: null,
+    request: switchoverRequest,
+    reply: "json",
+    absent: NO_MASTER,
+    errors: ["FENCED", "NOT_MASTER", "TIMEOUT"],
+    carries: "planned switchover requests, answered by the active master",
+    example: `'{"to":"<node>"}'`,
+  }),
+  ping: endpoint({
+    name: "ping",
+    subject: (s, node) => s.ping(node),
+    arg: "<node>",
+    request: emptyRequest,
+    reply: "json",
+    absent: NOT_RUNNING,
+    errors: [],
+    carries: "liveness, answered by every process",
+    example: "'{}'",
+  }),
+  pull: endpoint({
+    name: "pull",
+    subject: (s, node) => s.node(node).pull,
+    arg: "<node>",
+    request: pullRequest,
+    reply: "frame",
+    absent: NO_MASTER,
+    errors: ["FENCED", "STALE_EPOCH", "DIVERGED", "NEEDS_RESYNC", "SNAPSHOT_REQUIRED", "SCHEMA_MISMATCH"],
+    carries: "replicas pulling batches from the master (binary frames)",
+  }),
+  snapshot: endpoint({
+    name: "snapshot",
+    subject: (s, node) => s.node(node).snapshot,
+    arg: "<node>",
+    request: snapshotRequest,
+    reply: "json+frame",
+    absent: NO_MASTER,
+    errors: ["NOT_MASTER", "NOT_FOUND", "TIMEOUT", "USAGE", "REPO_UNAVAILABLE"],
+    carries: "snapshot sessions: resync of a replica, reads by collectors (a table read's chunks are frames)",
+  }),
+  changes: endpoint({
+    name: "changes",
+    subject: (s, node) => s.node(node).changes,
+    arg: "<node>",
+    request: changesRequest,
+    reply: "frame",
+    absent: NO_READER,
+    errors: ["SNAPSHOT_REQUIRED"],
+    carries: "a node's spooled batches for readers (collectors)",
+  }),
+  resync: endpoint({
+    name: "resync",
+    subject: (s, node) => s.node(node).resync,
+    arg: "<node>",
+    request: resyncRequest,
+    reply: "json",
+    absent: NOT_RUNNING,
+    errors: ["NOT_MASTER"],
+    carries: "start a resync of that node",
+    example: "'{}'",
+  }),
+  control: endpoint({
+    name: "control",
+    subject: (s, node) => s.node(node).control,
+    arg: "<node>",
+    request: controlRequest,
+    reply: "json",
+    absent: NOT_RUNNING,
+    errors: ["NOT_MASTER"],
+    carries: "promote / promote-cancel / reach, used by watchdogs and switchover",
+  }),
+  taskCreate: endpoint({
+    name: "task create",
+    subject: (s) => s.synctool.create,
+    arg: null,
+    request: taskCreateRequest,
+    reply: "json",
+    absent: NO_SYNCTOOL,
+    errors: ["USAGE", "TASK_EXISTS", "NOT_FOUND", "DESTINATION_UNWRITABLE", "DESTINATION_NOT_EMPTY", "NO_ACTIVE_MASTER"],
+    carries: "create a table sync task (ferry task create)",
+  }),
+  taskDelete: endpoint({
+    name: "task delete",
+    subject: (s) => s.synctool.delete,
+    arg: null,
+    request: taskDeleteRequest,
+    reply: "json",
+    absent: NO_SYNCTOOL,
+    errors: ["NOT_FOUND"],
+    carries: "delete a table sync task (ferry task delete)",
+  }),
+  tasks: endpoint({
+    name: "task status",
+    subject: (s) => s.synctool.tasks,
+    arg: null,
+    request: emptyRequest,
+    reply: "json",
+    absent: NO_SYNCTOOL,
+    errors: [],
+    carries: "table sync tasks and their subtasks (ferry task status)",
+    example: "'{}'",
+  }),
+  toolStatus: endpoint({
+    name: "tool status",
+    subject: (s) => s.synctool.status,
+    arg: null,
+    request: emptyRequest,
+    reply: "json",
+    absent: NO_SYNCTOOL,
+    errors: [],
+    carries: "the synctool's own state (ferry tool-status)",
+    example: "'{}'",
+  }),
+  pack: endpoint({
+    name: "pack",
+    subject: (s, node) => s.collector(node).pack,
+    arg: "<node>",
+    request: packRequest,
+    reply: "frame",
+    absent: NO_READER,
+    errors: ["COLLECTOR_UNAVAILABLE", "SNAPSHOT_REQUIRED", "NOT_FOUND", "TIMEOUT"],
+    carries: "the synctool asking a collector for the next pack of a subtask (binary frames)",
+  }),
+};
+
+/** Subjects that are only published (no reply): who publishes, and what. */
+export const PUBLISHED: { name: string; subject: (s: Subjects) => string; watch: (s: Subjects) => string; carries: string }[] = [
+  { name: "heartbeat", subject: (s) => s.heartbeat("<role>", "<node>"), watch: (s) => s.heartbeatAll, carries: "each process's status as JSON, every second" },
+  {
+    name: "alert",
+    subject: (s) => s.alert,
+    watch: (s) => s.alert,
+    carries: "every decision and fault as JSON (failover steps, backlog cap, fencing, repository down/up, resyncs)",
+  },
+  { name: "notify", subject: (s) => s.notify, watch: (s) => s.notify, carries: "the master's announcements of new batches {node, epoch, lsn}" },
+  { name: "resync progress", subject: (s) => s.node("<node>").resyncProgress, watch: (s) => s.node("*").resyncProgress, carries: "resync progress" },
+];
+
+/** Every KV bucket with its keys and what their values hold. */
+export const RECORDS: { bucket: (cluster: string) => string; keys: string; carries: string; watch: (bucket: string) => string }[] = [
+  {
+    bucket: (c) => bucketNames(c).leases,
+    keys: `${LEASE_KEY.master}, ${LEASE_KEY.watchdog}, ${LEASE_KEY.synctool}, ${LEASE_KEY.collector("<host>")}, ${LEASE_KEY.failover}`,
+    carries: "leases ({node, epoch, instance, ...}) and the failover count (key failover)",
+    watch: (b) => `nats kv watch ${b}`,
+  },
+  { bucket: (c) => bucketNames(c).members, keys: "<node>", carries: "each process's latest heartbeat, by node id", watch: (b) => `nats kv ls ${b}; nats kv get ${b} <node>` },
+  {
+    bucket: (c) => bucketNames(c).tasks,
+    keys: "<db>.<table> (taskKey: other characters than letters, digits, _ and - as =HH)",
+    carries: "table sync tasks and their subtasks' progress",
+    watch: (b) => `nats kv watch ${b}`,
+  },
+];
+
+/** An endpoint's subject in a cluster, for documentation (the argument as its placeholder). */
+export function documentedSubject(cluster: string, e: Endpoint): string {
+  return e.subject(subjects(cluster), e.arg ?? "");
+}

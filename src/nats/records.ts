@@ -1,0 +1,60 @@
+/**
+ * The KV records of the protocol (protocol.ts lists them): the keys of the leases and tasks
+ * buckets, and the values that are not leases (lease values are the lease actor's, lease.ts).
+ */
+import type { KV } from "@nats-io/kv";
+
+/** Keys of the leases bucket. */
+export const LEASE_KEY = {
+  master: "master",
+  watchdog: "watchdog",
+  synctool: "synctool",
+  collector: (host: string) => `collector.${host}`,
+  /** Not a lease: the watchdogs' count of automatic failovers and their switch (ferry failover). */
+  failover: "failover",
+} as const;
+
+/** A table task as stored in the tasks bucket (JSON under `taskKey(db, table)`). */
+export interface TaskDef {
+  /** Random per task: a task deleted and created again is another task. */
+  id: string;
+  db: string;
+  table: string;
+  mode: 0 | 1 | 2;
+  ts?: number;
+  tsColumn?: string;
+  dest: string;
+  partitions: number;
+  columns: string[];
+  key: string[];
+  createdAt: number;
+}
+
+/** The KV key of a table's task: `<db>.<table>`, characters a key cannot hold written as =HH. */
+export function taskKey(db: string, table: string): string {
+  const esc = (s: string) => Array.from(Buffer.from(s, "utf8"), (b) => (/[A-Za-z0-9_-]/.test(String.fromCharCode(b)) ? String.fromCharCode(b) : `=${b.toString(16).padStart(2, "0")}`)).join("");
+  return `${esc(db)}.${esc(table)}`;
+}
+
+export interface StoredFailoverState {
+  history: number[];
+  enabled: boolean;
+  resetAt?: number;
+}
+
+/** The shared failover count and switch, as stored under `failover` in the leases bucket. */
+export async function readFailoverState(kv: KV): Promise<StoredFailoverState> {
+  const e = await kv.get(LEASE_KEY.failover);
+  if (!e || e.operation !== "PUT") return { history: [], enabled: true };
+  try {
+    const v = e.json<StoredFailoverState>();
+    return { history: Array.isArray(v.history) ? v.history.filter(Number.isFinite) : [], enabled: v.enabled !== false, resetAt: v.resetAt };
+  } catch {
+    return { history: [], enabled: true };
+  }
+}
+
+export async function writeFailoverState(kv: KV, s: StoredFailoverState): Promise<void> {
+  await kv.put(LEASE_KEY.failover, JSON.stringify(s));
+}
+
