@@ -59,6 +59,16 @@ test("users and passwords: a wrong password is a clear error; the right one repl
   const status = await cl.cli(["status", "--json"]);
   assert.is(status.code, 0, status.stderr);
   for (const text of [status.stdout, cl.nodes.get("m1")!.log(), cl.nodes.get("s1")!.log()]) assert.not.ok(text.includes(SECRET), "no secret");
+
+  // Credentials written in the server URL, as the nats CLI takes them, are used (and not printed).
+  const inUrl = cl.nats.url.replace("nats://", `nats://ferry:${encodeURIComponent(SECRET)}@`);
+  const viaUrl = await ferryRun(["status", "--json", "--nats", inUrl, "--cluster", cl.name]);
+  assert.is(viaUrl.code, 0, viaUrl.stderr);
+  assert.ok(JSON.parse(viaUrl.stdout).members.some((m: { node: string }) => m.node === "s1"));
+  const wrongInUrl = await ferryRun(["status", "--nats", cl.nats.url.replace("nats://", "nats://ferry:nope@"), "--cluster", cl.name]);
+  assert.is(wrongInUrl.code, 1);
+  assert.match(wrongInUrl.stderr, /cannot connect to NATS at nats:\/\/\*\*\*@.*Authorization Violation/i);
+  for (const r of [viaUrl, wrongInUrl]) assert.not.ok((r.stdout + r.stderr).includes(SECRET) || r.stderr.includes("nope"), "no secret");
 });
 
 test("a token: refused without it, works with --nats-token", async () => {
@@ -73,6 +83,9 @@ test("a token: refused without it, works with --nats-token", async () => {
   assert.is(r.code, 0, r.stderr + cl.diagnose());
   assert.match(r.stdout, /42/);
   assert.not.ok(cl.nodes.get("m1")!.log().includes(SECRET));
+  const inUrl = await ferryRun(["sql", "SELECT 43 AS answer", "--nats", cl.nats.url.replace("nats://", `nats://tok-${SECRET}@`), "--cluster", cl.name]);
+  assert.is(inUrl.code, 0, inUrl.stderr);
+  assert.match(inUrl.stdout, /43/);
 });
 
 test("a credentials file (operator mode, user JWT and NKey seed): an unknown account's is refused clearly, the right one replicates", async () => {
