@@ -105,6 +105,13 @@ export const configSchema = z
         maxErrors: positive().default(3),
         /** Pause after a transient error. */
         retryMs: positive().default(500),
+        /** A collector's pause before it answers each pack: throttles what collectors read from their replicas (0: none). */
+        packDelayMs: z.number().int().nonnegative().default(0),
+        /**
+         * Fault drills: the synctool halts (stays up, does nothing more) after renaming its Nth pack
+         * file, before saving that file's progress, as a crash mid-write would leave it (0: never).
+         */
+        drillHaltAfterFiles: z.number().int().nonnegative().default(0),
       })
       .strict()
       .prefault({}),

@@ -68,7 +68,6 @@ class Collector {
   private cursors = new Map<string, Cursor>();
   private source: string | null;
   private packs = 0;
-  private readonly delayMs = Number(process.env.FERRY_TEST_PACK_DELAY_MS ?? 0);
 
   constructor(private h: AgentHandle) {
     this.source = h.rt.config.node.source ?? null;
@@ -144,7 +143,8 @@ class Collector {
           ? await this.streamPack(c, req, req.pos)
           : { records: 0, next: req.pos, more: false, payload: EMPTY };
     c.next = JSON.stringify(p.next);
-    if (this.delayMs > 0) await new Promise((r) => setTimeout(r, this.delayMs));
+    const delay = this.h.rt.config.sync.packDelayMs;
+    if (delay > 0) await new Promise((r) => setTimeout(r, delay));
     return p;
   }
 

@@ -29,6 +29,8 @@ export interface SubtaskDeps {
   progress: SyncProgress;
   /** Packs requested and not yet answered, over all subtasks. */
   inflight: { n: number };
+  /** Pack files renamed, over all subtasks (sync.drillHaltAfterFiles counts them). */
+  renamed: { n: number };
   /** False once this synctool is no longer active: nothing more is renamed or saved. */
   live: () => boolean;
 }
@@ -37,9 +39,6 @@ interface Pack {
   header: PackHeader;
   payload: Uint8Array;
 }
-
-const pauseAfter = Number(process.env.FERRY_TEST_PAUSE_BEFORE_PROGRESS ?? 0);
-let renamed = 0;
 
 export class SubtaskIo {
   pos: SyncPosition = START;
@@ -122,8 +121,9 @@ export class SubtaskIo {
               : null;
         if (!name) throw new SyncError("INTERNAL", `${this.label}: a pack of ${records} records from ${pos.phase} to ${next.phase}`);
         await this.dir.write(name, payload, () => this.guard());
-        if (pauseAfter > 0 && ++renamed === pauseAfter) {
-          this.d.rt.log.warn({ subtask: this.label, file: name }, "test hook: paused after renaming a pack file, before saving its progress");
+        const halt = this.d.rt.config.sync.drillHaltAfterFiles;
+        if (halt > 0 && ++this.d.renamed.n === halt) {
+          this.d.rt.log.warn({ subtask: this.label, file: name }, "fault drill (sync.drillHaltAfterFiles): halted after renaming a pack file, before saving its progress");
           await new Promise(() => {});
         }
       }

@@ -176,6 +176,7 @@ class Manager {
   private sweep: NodeJS.Timeout | null = null;
   private stopped = false;
   private inflight = { n: 0 };
+  private renamed = { n: 0 };
   private running = new Set<Promise<unknown>>();
   private queue: Promise<unknown> = Promise.resolve();
 
@@ -302,7 +303,7 @@ class Manager {
     this.tasks.set(key, run);
     const cfg = this.rt.config.sync;
     for (let part = 0; part < def.partitions && !this.stopped; part++) {
-      const io = new SubtaskIo({ rt: this.rt, def, part, progress: this.progress, inflight: this.inflight, live: () => !this.stopped && this.h.clock.valid() });
+      const io = new SubtaskIo({ rt: this.rt, def, part, progress: this.progress, inflight: this.inflight, renamed: this.renamed, live: () => !this.stopped && this.h.clock.valid() });
       const { resumed, done } = await io.load();
       if (this.stopped || this.tasks.get(key) !== run) return;
       const logic = syncTaskMachine.provide({

@@ -22,7 +22,7 @@ test("kill -9 of the only collector during a mode-0 sync: REASSIGNING, then FAIL
   await sc.caughtUp(r.lsn, ["s1", "s2"]);
   const st = sc.cl.startProcess("st1", "synctool");
   await sc.waitActive("st1");
-  const slow = { FERRY_TEST_PACK_DELAY_MS: "30" };
+  const slow = { FERRY_SYNC_PACK_DELAY_MS: "30" };
 
   // The only collector anywhere dies: its subtasks look for another, find none, and FAIL.
   const ca = sc.collector("ca", "ha", "s1", slow);
@@ -78,12 +78,12 @@ test("kill -9 of the synctool between writing a pack file and saving its progres
   await sc.cl.sql("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)");
   const r = await sc.cl.sql("WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 5000) INSERT INTO t SELECT x, 'value-' || x FROM n");
   await sc.caughtUp(r.lsn, ["s1"]);
-  const st = sc.cl.startProcess("st1", "synctool", [], { FERRY_TEST_PAUSE_BEFORE_PROGRESS: "3" });
+  const st = sc.cl.startProcess("st1", "synctool", [], { FERRY_SYNC_DRILL_HALT_AFTER_FILES: "3" });
   await sc.waitActive("c1");
   await sc.waitActive("st1");
   const dest = tempDir("ferry-dest-");
   await sc.cliJson(["task", "create", "-t", "main.t", "-m", "0", "--partitions", "1", "-d", dest]);
-  await waitFor("the synctool paused between file and progress", () => st.log().includes("test hook: paused"));
+  await waitFor("the synctool paused between file and progress", () => st.log().includes("fault drill (sync.drillHaltAfterFiles): halted"));
   assert.is(fileCount(dest, "t"), 3, "the third file is renamed, its progress not saved");
   st.kill("SIGKILL");
   await st.exited;
