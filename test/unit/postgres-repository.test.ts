@@ -381,6 +381,33 @@ test("the slot follows the spool: confirm moves it, a dead stream is replaced an
   assert.is((await readAll(master, again.reached)).changes.length, 1, "a read opens the stream again");
 });
 
+test("a server shut down (pg_ctl stop -m fast) while its slot streams stops at once, with or without transactions waiting for the spool", async () => {
+  for (const pending of [false, true]) {
+    const own = await postgresServer();
+    try {
+      const url = await own.createDb("shutdown");
+      const r = await repo(url);
+      await r.installCapture();
+      const runner = r.openSqlRunner(openGate(), { busyTimeoutMs: 5000 });
+      await runner.execute("CREATE TABLE t(id int PRIMARY KEY); INSERT INTO t VALUES (1)", undefined);
+      const read = await readAll(r, 0);
+      assert.ok(read.changes.length > 0, "the stream runs");
+      if (!pending) await r.confirmCapture(read.reached);
+      // The walsender waits for its client to confirm what it sent; pg_ctl gives up (and stop()
+      // fails) after 60 s. With transactions waiting, the sequencer's next cycle finds the server
+      // refusing queries (checkAvailable), and the stream closes.
+      const stopped = own.stop("fast");
+      if (pending) {
+        await waitFor("the server refusing queries", () => r.checkAvailable().then(() => false, () => true), { timeoutMs: 20_000 });
+      }
+      await stopped;
+      await runner.close();
+    } finally {
+      await own.stop("immediate").catch(() => {});
+    }
+  }
+});
+
 test("a table without a primary key: inserts and TRUNCATE replicate; UPDATE and DELETE are refused with a hint until REPLICA IDENTITY FULL, then change one equal row", async () => {
   const { ship, sql, same, master, masterUrl, replicaUrl } = await pair();
   const big = Array.from({ length: 3000 }, (_, i) => `w${(i * 7919) % 10007}`).join(" ");

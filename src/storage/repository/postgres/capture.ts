@@ -288,6 +288,13 @@ export class Capture {
     }
   }
 
+  /** Closes the stream (the next read opens another). */
+  async suspend(): Promise<void> {
+    if (!this.stream) return;
+    const release = await this.mutex.lock();
+    await this.stopStream().finally(release);
+  }
+
   /** With the mutex held. */
   private async stopStream(): Promise<void> {
     const s = this.stream;
@@ -303,9 +310,8 @@ export class Capture {
     return this.stream && !this.stream.failed ? this.stream.position : null;
   }
 
-  async close(): Promise<void> {
-    const release = await this.mutex.lock();
-    await this.stopStream().finally(release);
+  close(): Promise<void> {
+    return this.suspend();
   }
 
   /** Changes of user tables (not heartbeats) in transactions past `after`: the slot peeked, the stream stopped. */

@@ -122,7 +122,22 @@ export class PostgresRepository implements Repository {
     this.durable = on;
   }
 
+  /**
+   * A server that refuses queries (down, shutting down, replaced) also loses the capture stream:
+   * a shutting-down server waits for its walsenders' clients to confirm every transaction sent,
+   * which ferry cannot spool without the server, so the stream is closed and the slot sends them
+   * again when the server is back.
+   */
   async checkAvailable(): Promise<void> {
+    try {
+      await this.identityCheck();
+    } catch (err) {
+      await this.capture.suspend();
+      throw err;
+    }
+  }
+
+  private async identityCheck(): Promise<void> {
     const id = await this.guard(async () => {
       let timer: NodeJS.Timeout | undefined;
       const timeout = new Promise<never>((_, reject) => {

@@ -8,10 +8,11 @@
  * Invariants:
  * - `txns` holds whole transactions in commit order; every transaction of the publication that
  *   committed at or before `sent` and after `flushed` is in it.
- * - The walsender is told `flushed` (the slot's confirmed position) only from confirm(), which the
- *   sequencer calls after its synced spool write: the slot never passes what the spool does not
- *   hold. A new stream starts at the slot's confirmed position, so what a dead stream held comes
- *   again (readers skip what their `from` already covers).
+ * - `flushed` (the slot's confirmed position, as the walsender is told) moves past a transaction
+ *   only by confirm(), which the sequencer calls after its synced spool write, and past WAL that
+ *   holds none of ours once `txns` is empty: the slot never passes what the spool does not hold.
+ *   A new stream starts at the slot's confirmed position, so what a dead stream held comes again
+ *   (readers skip what their `from` already covers).
  * - What waits here is bounded: past MAX_BUFFERED bytes the socket is paused until confirm()
  *   drains it (one transaction is still held whole, from its first change to its commit).
  *
@@ -185,9 +186,16 @@ export class SlotStream {
     }
   }
 
-  /** Standby status update: received to `sent`, flushed (the slot's confirmed position) to `flushed`. */
+  /**
+   * Standby status update: received to `sent`, flushed (the slot's confirmed position) to
+   * `flushed`. With no transaction waiting for the spool, everything to `sent` is spooled or holds
+   * nothing of ours, so the slot may move there: a server shutting down waits for its walsenders'
+   * clients to confirm all WAL sent (the shutdown checkpoint included), and ferry cannot run a
+   * capture cycle then (new connections are refused).
+   */
   private feedback(replyRequested: boolean): void {
     if (this.failure) return;
+    if (this.txns.length === 0) this.flushed = Math.max(this.flushed, this.sent);
     const m = Buffer.alloc(34);
     m[0] = 0x72; // 'r'
     m.writeBigUInt64BE(BigInt(this.sent), 1);
