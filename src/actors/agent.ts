@@ -3,19 +3,16 @@
  * floor of its lease, and whatever the role keeps) and NATS, refuses an id a live process uses,
  * publishes heartbeats, and runs the agent machine with the role's work.
  */
-import { randomUUID } from "node:crypto";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { createActor, fromCallback } from "xstate";
 import type { Config } from "../config.js";
-import { ClusterError, ConfigError } from "../errors.js";
-import { createLogger, inspectInto } from "../log.js";
+import { ClusterError } from "../errors.js";
+import { inspectInto } from "../log.js";
 import { agentMachine, type AgentActor } from "../machines/agent.js";
-import { openBuckets } from "../nats/buckets.js";
-import { connectNats, redactUrl } from "../nats/connect.js";
-import { subjects } from "../nats/subjects.js";
+import { redactUrl } from "../nats/connect.js";
 import { Meta } from "../storage/meta.js";
-import { openLevel, type LevelDb } from "../storage/store.js";
-import { Alerts } from "./alerts.js";
+import type { LevelDb } from "../storage/store.js";
+import { bootProcess } from "./boot.js";
 import { HEARTBEAT_MS, heartbeatLogic } from "./heartbeat.js";
 import { leaseLogic } from "./lease.js";
 import { LeaseClock, type Runtime } from "./runtime.js";
@@ -46,34 +43,16 @@ export interface RunningAgent {
 }
 
 export async function startAgent(config: Config, role: AgentRoleName, make: (h: AgentHandle) => AgentRole): Promise<RunningAgent> {
-  const id = config.node.id;
-  if (!id) throw new ConfigError("node.id", "required (give --node ID)");
-  const dataDir = resolve(config.node.dataDir ?? join("data", id));
-  const log = createLogger({ role, node: id, level: config.log.level, pretty: config.log.pretty });
-  const level = await openLevel(join(dataDir, "level"));
-  const cleanups: (() => unknown)[] = [() => level.close()];
-  const closeAll = async () => {
-    for (const c of cleanups.reverse()) await Promise.resolve(c()).catch(() => {});
-  };
+  const boot = await bootProcess(config, {
+    role,
+    prepare: ({ id, buckets, instance, dataDir }) => refuseIdInUse(buckets.members, { node: id, instance, host: config.node.host, data: join(dataDir, "level") }),
+  });
+  const { rt, level } = boot;
+  const { log } = rt;
+  const id = rt.node;
+  const instance = rt.instance;
+  const buckets = rt.buckets;
   try {
-    const nc = await connectNats(config, { waitForServer: true, name: `ferry-${role}-${id}` });
-    cleanups.push(() => nc.close());
-    const buckets = await openBuckets(nc, config.cluster, config.nats.kvReplicas);
-    const subj = subjects(config.cluster);
-    const instance = randomUUID();
-    await refuseIdInUse(buckets.members, { node: id, instance, host: config.node.host, data: join(dataDir, "level") });
-    const rt: Runtime = {
-      config,
-      log,
-      node: id,
-      role,
-      instance,
-      nc,
-      subj,
-      buckets,
-      alerts: new Alerts(nc, subj.alert, { cluster: config.cluster, node: id, role }, log, config.alerts.command),
-      startedAt: Date.now(),
-    };
     const meta = new Meta(level);
     const clock = new LeaseClock();
     let actor!: AgentActor;
@@ -137,13 +116,12 @@ export async function startAgent(config: Config, role: AgentRoleName, make: (h: 
           await new Promise((res) => setTimeout(res, 20));
         }
         actor.stop();
-        await buckets.members.delete(id).catch(() => {});
-        await closeAll();
+        await boot.stop();
         log.info(`${role} ${id} stopped`);
       },
     };
   } catch (err) {
-    await closeAll();
+    await boot.stop();
     throw err;
   }
 }

@@ -3,26 +3,23 @@
  * refuses to share a node id or a repository with a live member, and runs the node machine with
  * its I/O actors.
  */
-import { randomUUID } from "node:crypto";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { createActor, fromPromise } from "xstate";
 import type { Config } from "../config.js";
 import { ClusterError, ConfigError, FerryError, asFerryError } from "../errors.js";
-import { createLogger, exitOnActorError, inspectInto } from "../log.js";
-import { listKeys, openBuckets } from "../nats/buckets.js";
+import { exitOnActorError, inspectInto } from "../log.js";
+import { listKeys } from "../nats/buckets.js";
 import { decodeJson } from "../nats/codec.js";
-import { connectNats, redactUrl } from "../nats/connect.js";
+import { redactUrl } from "../nats/connect.js";
 import { notifyMessage } from "../nats/messages.js";
 import { ENDPOINTS } from "../nats/protocol.js";
 import { serve } from "../nats/rpc.js";
-import { subjects } from "../nats/subjects.js";
 import { nodeMachine, type NodeActor } from "../machines/node.js";
 import type { LeaseValue } from "../machines/lease.js";
 import { Meta } from "../storage/meta.js";
 import { Spool } from "../storage/spool.js";
 import { openRepository, REPOSITORY_URL_FORMS, type Repository } from "../storage/repository/index.js";
-import { openLevel } from "../storage/store.js";
-import { Alerts } from "./alerts.js";
+import { bootProcess, processIdentity, type Booted } from "./boot.js";
 import { HEARTBEAT_MS, heartbeatLogic } from "./heartbeat.js";
 import { decodeLease, leaseLogic } from "./lease.js";
 import { masterServices } from "./master-services.js";
@@ -44,77 +41,36 @@ export interface RunningNode {
 /** Checks what a node needs before anything is opened; errors name the flag. */
 export function nodeSettings(config: Config) {
   const n = config.node;
-  if (!n.id) throw new ConfigError("node.id", "required (give --node ID)");
+  const { id, dataDir } = processIdentity(config);
   if (n.role !== "master" && n.role !== "slave") throw new ConfigError("node.role", "must be master or slave for a node");
   if (!n.repo) throw new ConfigError("node.repo", `required (give --repo ${REPOSITORY_URL_FORMS})`);
-  return { id: n.id, role: n.role, repo: n.repo, dataDir: resolve(n.dataDir ?? join("data", n.id)) };
+  return { id, role: n.role, repo: n.repo, dataDir };
 }
 
 export async function startNode(config: Config): Promise<RunningNode> {
   const s = nodeSettings(config);
-  const log = createLogger({ role: s.role, node: s.id, level: config.log.level, pretty: config.log.pretty });
-  const subj = subjects(config.cluster);
-  // Start-up waits on NATS and JetStream without a deadline (a node may start before its server);
-  // say what it is waiting for, so that a node that never comes up is not a silent one.
-  let waitingFor = "opening its LevelDB";
-  const startedAt = Date.now();
-  const slow = setInterval(() => log.warn({ step: waitingFor, waitedMs: Date.now() - startedAt }, `still starting: ${waitingFor}`), 15_000);
-  const step = (what: string) => {
-    waitingFor = what;
-    log.debug({ step: what }, `starting: ${what}`);
-  };
-  step(waitingFor);
-  const level = await openLevel(join(s.dataDir, "level")).catch((err) => {
-    clearInterval(slow);
-    throw err;
+  let repo!: Repository;
+  const boot = await bootProcess(config, {
+    role: s.role,
+    async prepare({ buckets, instance, step, onStop }) {
+      repo = openRepository(s.repo, { password: config.node.repoPassword });
+      step(`opening the repository ${repo.location.url}`);
+      onStop(() => repo.close());
+      await repo.init();
+      step("checking the members bucket for a node with the same id or repository");
+      await refuseConflicts(buckets.members, { node: s.id, instance, repo: repo.location.id, repoKind: repo.kind, host: config.node.host, data: s.dataDir });
+    },
   });
-  const cleanups: (() => unknown)[] = [() => level.close(), () => clearInterval(slow)];
-  const fail = async (err: unknown) => {
-    for (const c of cleanups.reverse()) await Promise.resolve(c()).catch(() => {});
-    throw err;
-  };
   try {
-    step(`connecting to NATS at ${config.nats.servers.map(redactUrl).join(",")}`);
-    const nc = await connectNats(config, { waitForServer: true, name: `ferry-${s.role}-${s.id}` });
-    cleanups.push(() => nc.close());
-    step("opening the KV buckets");
-    const buckets = await openBuckets(nc, config.cluster, config.nats.kvReplicas);
-    const repo = openRepository(s.repo, { password: config.node.repoPassword });
-    step(`opening the repository ${repo.location.url}`);
-    cleanups.push(() => repo.close());
-    await repo.init();
-    const instance = randomUUID();
-    step("checking the members bucket for a node with the same id or repository");
-    await refuseConflicts(buckets.members, { node: s.id, instance, repo: repo.location.id, repoKind: repo.kind, host: config.node.host, data: s.dataDir });
-    step("loading the spool and replication state");
-
-    const rt: Runtime = {
-      config,
-      log,
-      node: s.id,
-      role: s.role,
-      instance,
-      nc,
-      subj,
-      buckets,
-      alerts: new Alerts(nc, subj.alert, { cluster: config.cluster, node: s.id, role: s.role }, log, config.alerts.command),
-      startedAt: Date.now(),
-    };
-    const running = await runNode(rt, repo, level, cleanups);
-    clearInterval(slow);
-    log.debug({ startupMs: Date.now() - startedAt }, "started");
-    return running;
+    return await runNode(boot, repo);
   } catch (err) {
-    return fail(err);
+    await boot.stop();
+    throw err;
   }
 }
 
-async function runNode(
-  rt: Runtime,
-  repo: Repository,
-  level: Awaited<ReturnType<typeof openLevel>>,
-  cleanups: (() => unknown)[],
-): Promise<RunningNode> {
+async function runNode(boot: Booted, repo: Repository): Promise<RunningNode> {
+  const { rt, level } = boot;
   const { config, log } = rt;
   const spool = new Spool(level);
   const meta = new Meta(level);
@@ -258,15 +214,19 @@ async function runNode(
         }
       },
     }),
+    // Safe to repeat: a request while a resync runs joins it (its progress and outcome are the running one's).
     serve(rt.nc, log, ENDPOINTS.resync, rt.subj.node(rt.node).resync, () => {
-      const state = stateName(actor.getSnapshot().value);
+      const snap = actor.getSnapshot();
+      const state = stateName(snap.value);
       if (state !== "standby") {
         throw new FerryError("NOT_MASTER", `${rt.node} is ${state}; only a replica can be resynced`, {
           hint: "resync a slave; to rebuild the master, switch over first",
         });
       }
+      const replica = snap.children.replica?.getSnapshot() as { value: unknown } | undefined;
+      if (replica && stateName(replica.value) === "resyncing") return { node: rt.node, started: false, running: true };
       actor.send({ type: "RESYNC" });
-      return { node: rt.node, started: true };
+      return { node: rt.node, started: true, running: true };
     }),
     startNodeControl(rt, actor, () => {
       const snap = actor.getSnapshot();
@@ -293,7 +253,7 @@ async function runNode(
   };
   readRepo();
   const readings = setInterval(readRepo, READINGS_MS);
-  cleanups.push(() => clearInterval(readings));
+  boot.onStop(() => clearInterval(readings));
 
   function status(): Record<string, unknown> {
     const snap = actor.getSnapshot();
@@ -357,7 +317,7 @@ async function runNode(
     masterEpoch: () => (stateName(actor.getSnapshot().value) === "active" && clock.valid() ? clock.epoch : null),
     applied: () => (stateName(actor.getSnapshot().value) === "active" ? { lsn: spool.head, epoch: clock.epoch } : { lsn: stats.applied, epoch: stats.appliedEpoch }),
   });
-  cleanups.push(stopServices);
+  boot.onStop(stopServices);
 
   exitOnActorError(actor, log);
   actor.start();
@@ -371,8 +331,7 @@ async function runNode(
       actor.send({ type: "STOP" });
       actor.stop();
       for (const s of subs) s.unsubscribe();
-      await rt.buckets.members.delete(rt.node).catch(() => {});
-      for (const c of cleanups.reverse()) await Promise.resolve(c()).catch(() => {});
+      await boot.stop();
       log.info(`${rt.role} node ${rt.node} stopped`);
     },
   };

@@ -4,51 +4,30 @@
  * member's heartbeat, and keeps the failover count in the leases bucket (key `failover`) so a
  * secondary that takes over knows how many automatic failovers already happened.
  */
-import { randomUUID } from "node:crypto";
-import { join, resolve } from "node:path";
 import { createActor, fromCallback, fromPromise } from "xstate";
 import type { Config } from "../config.js";
 import { ClusterError, ConfigError } from "../errors.js";
-import { createLogger, exitOnActorError, inspectInto } from "../log.js";
-import { openBuckets } from "../nats/buckets.js";
+import { exitOnActorError, inspectInto } from "../log.js";
 import { LEASE_KEY, readFailoverState, writeFailoverState } from "../nats/records.js";
 import { ENDPOINTS } from "../nats/protocol.js";
 import { call } from "../nats/rpc.js";
-import { connectNats } from "../nats/connect.js";
-import { subjects } from "../nats/subjects.js";
 import { watchdogMachine, type FailoverState, type MemberView, type WatchdogActor } from "../machines/watchdog.js";
 import { Meta } from "../storage/meta.js";
-import { openLevel } from "../storage/store.js";
-import { Alerts } from "./alerts.js";
+import { bootProcess, processIdentity } from "./boot.js";
 import { heartbeatLogic } from "./heartbeat.js";
 import { decodeLease, leaseLogic } from "./lease.js";
-import { LeaseClock, type Runtime } from "./runtime.js";
+import { LeaseClock } from "./runtime.js";
 
 const ALIVE_MS = 3000;
 
 export async function startWatchdog(config: Config): Promise<{ actor: WatchdogActor; stop(): Promise<void> }> {
-  const id = config.node.id;
-  if (!id) throw new ConfigError("node.id", "required (give --node ID)");
+  const { id } = processIdentity(config);
   const designated = config.node.designated ?? "primary";
   if (designated === "standby") throw new ConfigError("node.designated", "a watchdog is primary or secondary");
-  const log = createLogger({ role: "watchdog", node: id, level: config.log.level, pretty: config.log.pretty });
-  const level = await openLevel(join(resolve(config.node.dataDir ?? join("data", id)), "level"));
-  const nc = await connectNats(config, { waitForServer: true, name: `ferry-watchdog-${id}` });
-  const buckets = await openBuckets(nc, config.cluster, config.nats.kvReplicas);
-  const subj = subjects(config.cluster);
+  const boot = await bootProcess(config, { role: "watchdog" });
+  const { rt, level } = boot;
+  const { log, nc, subj, buckets } = rt;
   const meta = new Meta(level);
-  const rt: Runtime = {
-    config,
-    log,
-    node: id,
-    role: "watchdog",
-    instance: randomUUID(),
-    nc,
-    subj,
-    buckets,
-    alerts: new Alerts(nc, subj.alert, { cluster: config.cluster, node: id, role: "watchdog" }, log, config.alerts.command),
-    startedAt: Date.now(),
-  };
   const { ttlMs, safetyMarginMs } = config.lease;
   const f = config.failover;
   const requestTimeout = config.nats.requestTimeoutMs;
@@ -172,9 +151,7 @@ export async function startWatchdog(config: Config): Promise<{ actor: WatchdogAc
       clearTimeout(claim);
       heartbeat.stop();
       actor.stop();
-      await buckets.members.delete(id).catch(() => {});
-      await nc.close().catch(() => {});
-      await level.close().catch(() => {});
+      await boot.stop();
       log.info(`watchdog ${id} stopped`);
     },
   };

@@ -176,6 +176,8 @@ export const replicaMachine = setup({
       on: { RESYNC: "resyncing" },
     },
     resyncing: {
+      // One restore at a time: a request repeated while one runs joins it (the node answers so).
+      on: { RESYNC: {} },
       initial: "waitingForMaster",
       states: {
         waitingForMaster: {

@@ -180,4 +180,29 @@ test("a schema fingerprint mismatch: the slave refuses with a clear error, and r
   await cl.waitConverged("m1", ["s1"]);
 });
 
+test("resync requests repeated at once: ten in a burst start one restore; two ferry resync at once both end done; the replica streams and is identical", async () => {
+  await masterAndSlave();
+  await cl.sql("WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 20000) INSERT INTO t SELECT x, 'row ' || x FROM n");
+  await cl.waitConverged("m1", ["s1"]);
+  const c = await cl.client();
+  const alerts: { kind: string; message: string }[] = [];
+  const sub = c.nc.subscribe(c.subj.alert, { callback: (_e, m) => void alerts.push(m.json()) });
+  const subject = c.subj.node("s1").resync;
+  const replies = await Promise.all(Array.from({ length: 10 }, () => c.nc.request(subject, encodeJson({}), { timeout: 5000 }).then((m) => m.json<{ ok: boolean; started: boolean; running: boolean }>())));
+  assert.ok(replies.every((r) => r.ok && r.running), JSON.stringify(replies));
+  assert.is(replies.filter((r) => r.started).length, 1, "one restore started, the others joined it");
+  await cl.waitMember("s1", "streaming after the restore", (m) => m.replica === "streaming" && !m.needsResync);
+  await waitFor("the restore's alert", () => alerts.some((a) => a.kind === "resynced"));
+  assert.is(alerts.filter((a) => a.kind === "resynced").length, 1, alerts.map((a) => `${a.kind}: ${a.message}`).join("\n"));
+  sub.unsubscribe();
+  const both = await Promise.all([0, 1].map(() => cl.cli(["resync", "--node", "s1", "--json"])));
+  for (const r of both) {
+    assert.is(r.code, 0, r.stderr);
+    assert.is(JSON.parse(r.stdout).phase, "done");
+  }
+  await cl.waitMember("s1", "streaming", (m) => m.replica === "streaming" && !m.needsResync);
+  await cl.sql("INSERT INTO t VALUES (0, 'after')");
+  await cl.waitConverged("m1", ["s1"]);
+});
+
 test.run();

@@ -402,6 +402,22 @@ test("RESYNC from needsResync restores from the master and then streams as a rep
   s.h.stop();
 });
 
+test("RESYNC repeated while a restore runs joins it: one restore, and its outcome is the replica's", async () => {
+  const s = setup({ needsResync: true });
+  await s.h.settle();
+  await s.send({ type: "MASTER", master: M1 });
+  await s.send({ type: "RESYNC" });
+  s.is({ resyncing: "restoring" });
+  for (let i = 0; i < 9; i++) await s.send({ type: "RESYNC" });
+  s.is({ resyncing: "restoring" });
+  assert.is(s.restores.length, 1, "no second restore started");
+  s.restores[0].resolve({ lsn: 42 });
+  await s.h.settle();
+  s.is({ streaming: { fetch: "pulling", apply: "applying" } });
+  assert.is(s.ctx().needsResync, false);
+  s.h.stop();
+});
+
 for (const from of ["waiting", "backoff", "pulling"] as const) {
   test(`RESYNC while streaming (${from}) goes to resyncing`, async () => {
     const s = await streamingWithMaster();
