@@ -9,6 +9,7 @@ export type ErrorCode =
   | "PERMISSION_DENIED"
   | "NO_ACTIVE_MASTER"
   | "NOT_MASTER"
+  | "IN_PROGRESS"
   | "FENCED"
   | "STALE_EPOCH"
   | "NODE_ID_IN_USE"
@@ -139,6 +140,7 @@ const classByCode: Partial<Record<ErrorCode, new (code: ErrorCode, m: string, o:
   NO_ACTIVE_MASTER: ClusterError,
   PERMISSION_DENIED: ClusterError,
   NOT_MASTER: ClusterError,
+  IN_PROGRESS: ClusterError,
   FENCED: ClusterError,
   STALE_EPOCH: ClusterError,
   NODE_ID_IN_USE: ClusterError,

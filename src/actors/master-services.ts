@@ -108,6 +108,12 @@ export function masterServices(d: MasterDeps) {
     subs.push(serve(rt.nc, rt.log, ENDPOINTS.switchover, rt.subj.switchover, async (req) => {
       guardLease();
       if (req.to === rt.node) throw new ClusterError("NOT_MASTER", `${rt.node} is already the master`);
+      // One handover at a time: a second would pass the lease twice.
+      if (switching) {
+        throw new ClusterError("IN_PROGRESS", `a switchover from ${rt.node} to ${switching} is in progress`, {
+          hint: "wait for it to end (ferry status shows the master lease), then ask again if still needed",
+        });
+      }
       const target = replicas.get(req.to);
       if (!target || target.needsResync) {
         throw new ClusterError("NOT_MASTER", `${req.to} is not a current replica of ${rt.node}`, { hint: "ferry status lists the replicas; pick one that is streaming" });

@@ -82,7 +82,7 @@ export const ENDPOINTS = {
     request: switchoverRequest,
     reply: "json",
     absent: NO_MASTER,
-    errors: ["FENCED", "NOT_MASTER", "TIMEOUT"],
+    errors: ["FENCED", "NOT_MASTER", "IN_PROGRESS", "TIMEOUT"],
     carries: "planned switchover requests, answered by the active master",
     example: `'{"to":"<node>"}'`,
   }),

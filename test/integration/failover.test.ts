@@ -227,8 +227,13 @@ test("planned switchover under load: no write lost or doubled, the old master be
   await cluster({}, { watchdogs: 0 });
   const w = startWriter(cl);
   await waitFor("writes before the switchover", () => w.acked().length > 100);
-  const r = await cl.cli(["switchover", "--to", "s2", "--json"]);
-  assert.is(r.code, 0, r.stderr);
+  // Asked twice at once: one handover; the other is told one is in progress (or, arriving after it, that s2 is the master).
+  const twice = await Promise.all([0, 1].map(() => cl.cli(["switchover", "--to", "s2", "--json"])));
+  const r = twice.find((x) => x.code === 0)!;
+  assert.ok(r, twice.map((x) => x.stderr).join("\n"));
+  const other = twice.find((x) => x !== r)!;
+  assert.is(other.code, 1, other.stdout);
+  assert.match(other.stderr, /\[IN_PROGRESS\]|s2 is already the master/);
   const out = JSON.parse(r.stdout);
   assert.is(out.to, "s2");
   await waitFor("writes on s2", () => w.acked().filter((x) => x.node === "s2").length > 100);
