@@ -22,7 +22,7 @@ import { openRepository, REPOSITORY_URL_FORMS, type Repository } from "../storag
 import { bootProcess, processIdentity, type Booted } from "./boot.js";
 import { HEARTBEAT_MS, heartbeatLogic } from "./heartbeat.js";
 import { decodeLease, leaseLogic } from "./lease.js";
-import { masterServices } from "./master-services.js";
+import { masterServices } from "./master/services.js";
 import { startNodeControl } from "./node-control.js";
 import { startNodeServices } from "./node-services.js";
 import { createReplicaIo, replicaLogic, ReplicaStats } from "./replica.js";
