@@ -10,7 +10,6 @@
  * position it expects next); a request at another position (a restarted synctool, a retry)
  * reopens the snapshot after the last key written, as a new segment (see src/storage/sync.ts).
  */
-import { listKeys } from "../nats/buckets.js";
 import { repositoryLocation } from "../storage/repository/index.js";
 import { ReplicationError, SyncError } from "../errors.js";
 import { decodeFrame, encodeFrame, isJsonReply, unwrapReply } from "../nats/codec.js";
@@ -28,7 +27,7 @@ import type { Change, TableColumns } from "../storage/repository/types.js";
 import type { Config } from "../config.js";
 import { startAgent, type AgentHandle, type RunningAgent } from "./agent.js";
 import { HEARTBEAT_MS } from "./heartbeat.js";
-import { LEASE_KEY } from "../nats/records.js";
+import { LEASE_KEY, memberRecords } from "../nats/records.js";
 import { ENDPOINTS, type Endpoint } from "../nats/protocol.js";
 import { request, serve } from "../nats/rpc.js";
 
@@ -307,17 +306,10 @@ class Collector {
     const host = rt.config.node.host;
     const repo = rt.config.node.repo ? repositoryLocation(rt.config.node.repo).id : null;
     const found: { node: string; master: boolean }[] = [];
-    for (const key of await listKeys(rt.buckets.members)) {
-      const e = await rt.buckets.members.get(key);
-      if (e?.operation !== "PUT") continue;
-      try {
-        const m = e.json<{ node?: string; role?: string; host?: string; repo?: string; state?: string; ts?: number }>();
-        const live = (m.ts ?? 0) > Date.now() - 3 * HEARTBEAT_MS;
-        const local = repo ? m.repo === repo : m.host === host;
-        if (live && local && (m.role === "master" || m.role === "slave") && m.node) found.push({ node: m.node, master: m.state === "active" });
-      } catch {
-        /* not ferry's */
-      }
+    for (const m of await memberRecords(rt.buckets.members)) {
+      const live = (m.ts ?? 0) > Date.now() - 3 * HEARTBEAT_MS;
+      const local = repo ? m.repo === repo : m.host === host;
+      if (live && local && (m.role === "master" || m.role === "slave") && m.node) found.push({ node: m.node, master: m.state === "active" });
     }
     found.sort((a, b) => Number(a.master) - Number(b.master) || a.node.localeCompare(b.node));
     if (found.length === 0) {

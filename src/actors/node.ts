@@ -8,7 +8,6 @@ import { createActor, fromPromise } from "xstate";
 import type { Config } from "../config.js";
 import { ClusterError, ConfigError, FerryError, asFerryError } from "../errors.js";
 import { exitOnActorError, inspectInto } from "../log.js";
-import { listKeys } from "../nats/buckets.js";
 import { decodeJson } from "../nats/codec.js";
 import { redactUrl } from "../nats/connect.js";
 import { notifyMessage } from "../nats/messages.js";
@@ -29,7 +28,7 @@ import { createReplicaIo, replicaLogic, ReplicaStats } from "./replica.js";
 import { ReplicaRegistry } from "./replicas.js";
 import { CaptureProgress, LeaseClock, type Runtime } from "./runtime.js";
 import { createCapture, sequencerLogic } from "./sequencer.js";
-import { LEASE_KEY } from "../nats/records.js";
+import { LEASE_KEY, memberRecords } from "../nats/records.js";
 
 export interface RunningNode {
   actor: NodeActor;
@@ -351,15 +350,7 @@ async function refuseConflicts(
   me: { node: string; instance: string; repo: string; repoKind: string; host: string; data: string },
 ): Promise<void> {
   const liveSince = Date.now() - 3 * HEARTBEAT_MS;
-  for (const key of await listKeys(members)) {
-    const e = await members.get(key);
-    if (!e || e.operation !== "PUT") continue;
-    let m: { node?: string; instance?: string; repo?: string; repoKind?: string; host?: string; data?: string; pid?: number; ts?: number };
-    try {
-      m = e.json();
-    } catch {
-      continue;
-    }
+  for (const m of await memberRecords(members)) {
     if (!m.ts || m.ts < liveSince || m.instance === me.instance) continue;
     const earlierSelf = m.node === me.node && m.host === me.host && m.data === join(me.data, "level");
     if (earlierSelf) continue;

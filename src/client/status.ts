@@ -1,5 +1,5 @@
 /** The cluster's status as `ferry status` and the dashboard read it: the leases, every member's heartbeat, failovers. */
-import { readFailoverState } from "../nats/records.js";
+import { memberRecords, readFailoverState } from "../nats/records.js";
 import { TimeoutError } from "../errors.js";
 import { listKeys } from "../nats/buckets.js";
 import type { Client } from "./client.js";
@@ -43,16 +43,9 @@ async function readStatusOnce(c: Client): Promise<ClusterStatus> {
     }
   }
   const members: Record<string, unknown>[] = [];
-  for (const key of await listKeys(b.members)) {
-    const e = await b.members.get(key);
-    if (e?.operation !== "PUT") continue;
-    try {
-      const m = e.json<Record<string, unknown>>();
-      const age = Date.now() - Number(m.ts ?? 0);
-      members.push({ ...m, heartbeatAgeMs: age, up: age < STALE_MS });
-    } catch {
-      /* ignore */
-    }
+  for (const m of await memberRecords(b.members)) {
+    const age = Date.now() - Number(m.ts ?? 0);
+    members.push({ ...m, heartbeatAgeMs: age, up: age < STALE_MS });
   }
   members.sort((a, b) => String(a.node).localeCompare(String(b.node)));
   // A replica's backlog is known to the master: copy it onto the replica's row.

@@ -3,6 +3,7 @@
  * buckets, and the values that are not leases (lease values are the lease actor's, lease.ts).
  */
 import type { KV } from "@nats-io/kv";
+import { listKeys } from "./buckets.js";
 
 /** Keys of the leases bucket. */
 export const LEASE_KEY = {
@@ -58,3 +59,41 @@ export async function writeFailoverState(kv: KV, s: StoredFailoverState): Promis
   await kv.put(LEASE_KEY.failover, JSON.stringify(s));
 }
 
+
+/**
+ * A process's entry in the members bucket: its latest heartbeat. Every field is optional to a
+ * reader (older and other roles write fewer); `ts` is when it was sent.
+ */
+export interface MemberRecord {
+  node?: string;
+  role?: string;
+  state?: string;
+  host?: string;
+  instance?: string;
+  pid?: number;
+  ts?: number;
+  /** The LevelDB directory. */
+  data?: string;
+  /** A node's repository (its location id) and kind. */
+  repo?: string;
+  repoKind?: string;
+  spooledLsn?: number;
+  appliedLsn?: number;
+  [field: string]: unknown;
+}
+
+/** Every member record, one read of the bucket; a value that is not a JSON object is left out. */
+export async function memberRecords(kv: KV): Promise<MemberRecord[]> {
+  const out: MemberRecord[] = [];
+  for (const key of await listKeys(kv)) {
+    const e = await kv.get(key);
+    if (e?.operation !== "PUT") continue;
+    try {
+      const m = e.json<MemberRecord>();
+      if (m && typeof m === "object" && !Array.isArray(m)) out.push(m);
+    } catch {
+      /* a value ferry did not write */
+    }
+  }
+  return out;
+}

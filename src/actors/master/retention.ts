@@ -4,7 +4,7 @@
  * bucket from the position its last heartbeat gave, until the replica pulls (or passes the cap).
  */
 import { asFerryError } from "../../errors.js";
-import { listKeys } from "../../nats/buckets.js";
+import { memberRecords } from "../../nats/records.js";
 import type { Spool } from "../../storage/spool.js";
 import type { MasterContext } from "./context.js";
 import { backlogMessage } from "./pull.js";
@@ -14,13 +14,10 @@ export function startRetention(ctx: MasterContext): () => void {
   const cfg = rt.config.replication;
   let seeded = false;
   const seed = async () => {
-    for (const key of await listKeys(rt.buckets.members)) {
-      if (key === rt.node || replicas.get(key)) continue;
-      const e = await rt.buckets.members.get(key);
-      if (e?.operation !== "PUT") continue;
-      const m = e.json<{ role?: string; spooledLsn?: number; appliedLsn?: number }>();
+    for (const m of await memberRecords(rt.buckets.members)) {
+      if (!m.node || m.node === rt.node || replicas.get(m.node)) continue;
       if (m.role !== "master" && m.role !== "slave") continue;
-      replicas.seen(key, Math.min(m.spooledLsn ?? 0, m.appliedLsn ?? 0), m.appliedLsn ?? 0);
+      replicas.seen(m.node, Math.min(m.spooledLsn ?? 0, m.appliedLsn ?? 0), m.appliedLsn ?? 0);
     }
     seeded = true;
   };
