@@ -139,7 +139,7 @@ export function createCapture(d: SequencerDeps): Capture {
   capture.aligned = <R>(open: () => Promise<R>, seqOf: (r: R) => number) =>
     queue(async () => {
       const r = await open();
-      // A read bounded per cycle (PostgreSQL's peek) may need more than one to reach the position.
+      // A read that gave up waiting for the position (PostgreSQL's stream lagging past its wait) takes another cycle.
       for (let before = -1; d.progress.checkpoint < seqOf(r) && d.progress.checkpoint !== before; ) {
         before = d.progress.checkpoint;
         await cycle(seqOf(r));

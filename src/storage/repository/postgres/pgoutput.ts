@@ -1,6 +1,7 @@
 /**
  * A decoder of pgoutput's protocol version 1 (the built-in logical decoding plugin), as
- * pg_logical_slot_peek_binary_changes returns it: one message per row, values as text.
+ * the slot's stream (XLogData) and pg_logical_slot_peek_binary_changes carry it: one message at a
+ * time, values as text.
  * https://www.postgresql.org/docs/15/protocol-logicalrep-message-formats.html
  */
 import { RepositoryError } from "../../../errors.js";
