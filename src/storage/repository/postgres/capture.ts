@@ -28,6 +28,8 @@ export const PUBLICATION = "ferry_pub";
 const FETCH_ROWS = 2_000;
 /** Changes per chunk handed to the sequencer. */
 const CHUNK = 1_000;
+/** How long closing the stream waits for the walsender to release the slot. */
+const SLOT_RELEASE_MS = 5_000;
 /** How long a read waits for the stream to pass what was flushed when it started: then it takes what has come. */
 const READ_WAIT_MS = 1_000;
 /** The same for a read bounded by a position (a snapshot's), which must get there. */
@@ -299,7 +301,17 @@ export class Capture {
   private async stopStream(): Promise<void> {
     const s = this.stream;
     this.stream = null;
-    await s?.close();
+    if (!s) return;
+    await s.close();
+    // The walsender lets go of the slot a moment after its client leaves; a peek, an advance or a
+    // drop before then fails with "replication slot is active". A server that does not answer has
+    // no walsender to wait for.
+    const deadline = Date.now() + SLOT_RELEASE_MS;
+    while (Date.now() < deadline) {
+      const r = await one<{ active: string }>(this.pool, `SELECT active FROM pg_replication_slots WHERE slot_name = $1`, [this.slot]).catch(() => undefined);
+      if (r?.active !== "t") return;
+      await new Promise((done) => setTimeout(done, 10));
+    }
   }
 
   /**
