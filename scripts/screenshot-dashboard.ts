@@ -9,7 +9,7 @@ import { existsSync, mkdirSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import type { Browser } from "playwright-core";
 import { client } from "../src/cli/common.js";
-import { runSql } from "../src/cli/sql.js";
+import { runSql } from "../src/client/sql.js";
 import type { Client } from "../src/client/client.js";
 import { readStatus } from "../src/client/status.js";
 import { freePort } from "../src/nats/server.js";

@@ -51,7 +51,14 @@ const nodeSchema = z
   .strict();
 
 const leaseSchema = z
-  .object({ ttlMs: positive().min(200).default(3000), safetyMarginMs: ms().default(1000) })
+  .object({
+    ttlMs: positive().min(200).default(3000),
+    safetyMarginMs: ms().default(1000),
+    /** How often the master lease's observers probe its holder's connection (0: never; failover then waits for the TTL). */
+    probeMs: ms().default(100),
+    /** How long the holder must have had no connection before it counts as gone. */
+    goneAfterMs: ms().default(300),
+  })
   .strict()
   .refine((l) => l.safetyMarginMs < l.ttlMs, {
     message: "safetyMarginMs must be smaller than ttlMs",

@@ -18,7 +18,7 @@ import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { client } from "../../src/cli/common.js";
-import { runSql, type SqlReply } from "../../src/cli/sql.js";
+import { runSql, type SqlReply } from "../../src/client/sql.js";
 import type { Client } from "../../src/client/client.js";
 import { readStatus, type ClusterStatus } from "../../src/client/status.js";
 import { freePort, type NatsServer, type NatsServerOpts } from "../../src/nats/server.js";

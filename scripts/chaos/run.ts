@@ -5,7 +5,7 @@
  */
 import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { decodeLease } from "../../src/actors/lease.js";
+import { decodeLease } from "../../src/nats/records.js";
 import type { Repository, RepositoryKind } from "../../src/storage/repository/types.js";
 import { tempDir } from "../../test/helpers/procs.js";
 import { waitFor } from "../../test/helpers/wait.js";

@@ -1,6 +1,7 @@
 /**
  * Every process publishes its status as JSON on ferry.<cluster>.hb.<role>.<node> every second,
- * keeps it under its node id in the members bucket, answers pings on ferry.<cluster>.ping.<node>,
+ * keeps it under its node id in the members bucket, answers pings on ferry.<cluster>.ping.<node>
+ * with the same status,
  * and (with --metrics-port) serves the same status as Prometheus metrics.
  */
 import { fromCallback } from "xstate";
@@ -31,7 +32,8 @@ export function heartbeatLogic(rt: Runtime, status: () => Record<string, unknown
     };
     void beat();
     const t = setInterval(beat, HEARTBEAT_MS);
-    const ping = serve(rt.nc, rt.log, ENDPOINTS.ping, rt.subj.ping(rt.node), () => ({ node: rt.node }));
+    // The status now, for a watchdog choosing whom to promote (heartbeats may be a second old).
+    const ping = serve(rt.nc, rt.log, ENDPOINTS.ping, rt.subj.ping(rt.node), () => ({ ...status(), node: rt.node, ts: Date.now() }));
     const metrics = startMetrics(rt, status);
     return () => {
       clearInterval(t);

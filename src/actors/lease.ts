@@ -1,8 +1,15 @@
-/** The lease machine's I/O: a KV watch, and take / renew / release by compare-and-set. */
+/**
+ * The lease machine's I/O: a KV watch, take / renew / release by compare-and-set, this process's
+ * connection (a drop fences a holder), and the probe that finds a holder's connection gone.
+ */
 import { fromCallback, fromPromise } from "xstate";
 import type { KV } from "@nats-io/kv";
+import { asFerryError } from "../errors.js";
 import { leaseMachine, LeaseConflict, type LeaseEntry, type LeaseEvent, type LeaseValue, type Renewal } from "../machines/lease.js";
 import { withDeadline } from "../nats/buckets.js";
+import { ENDPOINTS } from "../nats/protocol.js";
+import { decodeLease } from "../nats/records.js";
+import { call } from "../nats/rpc.js";
 import { type Runtime, type LeaseClock, now } from "./runtime.js";
 
 /** JetStream's "wrong last sequence" (10071): the key moved since the revision we hold. */
@@ -18,16 +25,6 @@ export interface LeaseOpts {
   epochs: { max(): Promise<number>; raise(e: number): Promise<void> };
   /** Extra fields for the lease value (host, designated, ...). */
   extra?: () => Record<string, unknown>;
-}
-
-export function decodeLease(value: Uint8Array | null | undefined): LeaseValue | null {
-  if (!value || value.length === 0) return null;
-  try {
-    const v = JSON.parse(new TextDecoder().decode(value));
-    return v && typeof v.node === "string" && Number.isInteger(v.epoch) ? v : null;
-  } catch {
-    return null;
-  }
 }
 
 export function leaseLogic(rt: Runtime, kv: KV, opts: LeaseOpts) {
@@ -67,11 +64,20 @@ export function leaseLogic(rt: Runtime, kv: KV, opts: LeaseOpts) {
           }
         };
         void run();
+        const status = watchConnection(rt, () => {
+          // Before the machine hears of it: the SQL worker checks the clock before every commit.
+          opts.clock.suspend();
+          sendBack({ type: "DISCONNECTED" });
+        });
         return () => {
           stopped = true;
           iter?.stop();
+          status.stop();
         };
       }),
+      presence: fromCallback<LeaseEvent, { holder: LeaseValue; revision: number; probeMs: number }>(({ sendBack, input }) =>
+        probePresence(rt, input, () => sendBack({ type: "GONE", revision: input.revision })),
+      ),
       take: fromPromise<Renewal, { entry: LeaseEntry | null }>(async ({ input }) => {
         const sentAt = now();
         const epoch = Math.max(input.entry?.value?.epoch ?? 0, await opts.epochs.max()) + 1;
@@ -122,4 +128,59 @@ export function leaseLogic(rt: Runtime, kv: KV, opts: LeaseOpts) {
 function toEntry(e: { revision: number; operation: string; value: Uint8Array } | null): LeaseEntry {
   if (!e) return { revision: 0, value: null };
   return { revision: e.revision, value: e.operation === "PUT" ? decodeLease(e.value) : null };
+}
+
+/** Calls onDrop each time this process's NATS connection drops; stop() ends the watch. */
+function watchConnection(rt: Runtime, onDrop: () => void): { stop(): void } {
+  const it = rt.nc.status();
+  void (async () => {
+    for await (const s of it) if (s.type === "disconnect") onDrop();
+  })();
+  return { stop: () => (it as unknown as { stop(): void }).stop() };
+}
+
+/**
+ * Pings a live holder every probeMs. "No responders" means NATS holds no subscription of the
+ * holder's any more: its connection is closed. It counts only after the holder was seen answering
+ * on this same connection of ours (a reconnect of our own, e.g. a NATS restart, starts over: the
+ * holder may simply not be back yet), and only when it lasts goneAfterMs, so a holder that moves
+ * to another server of a NATS cluster is not taken for gone. A timeout proves nothing (a paused
+ * or cut-off holder keeps its subscriptions) and starts over too.
+ */
+function probePresence(rt: Runtime, input: { holder: LeaseValue; probeMs: number }, onGone: () => void): () => void {
+  if (input.probeMs <= 0) return () => {};
+  const goneAfterMs = rt.config.lease.goneAfterMs;
+  let stopped = false;
+  let answered = false;
+  let silentSince = 0;
+  const status = watchConnection(rt, () => {
+    answered = false;
+    silentSince = 0;
+  });
+  const subject = rt.subj.ping(input.holder.node);
+  const probe = async (): Promise<void> => {
+    while (!stopped) {
+      const t0 = performance.now();
+      try {
+        await call(rt.nc, ENDPOINTS.ping, subject, { from: rt.node }, { timeoutMs: Math.max(input.probeMs, 250) });
+        answered = true;
+        silentSince = 0;
+      } catch (err) {
+        if (answered && asFerryError(err).code === ENDPOINTS.ping.absent.code) {
+          silentSince ||= t0;
+          if (performance.now() - silentSince >= goneAfterMs) {
+            rt.log.warn({ holder: input.holder.node, epoch: input.holder.epoch, silentMs: Math.round(performance.now() - silentSince) }, `lease holder ${input.holder.node} has no NATS connection: taken as gone`);
+            stopped = true;
+            return onGone();
+          }
+        } else silentSince = 0;
+      }
+      await new Promise((r) => setTimeout(r, Math.max(0, input.probeMs - (performance.now() - t0))));
+    }
+  };
+  void probe();
+  return () => {
+    stopped = true;
+    status.stop();
+  };
 }

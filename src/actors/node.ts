@@ -20,7 +20,7 @@ import { Spool } from "../storage/spool.js";
 import { openRepository, REPOSITORY_URL_FORMS, type Repository } from "../storage/repository/index.js";
 import { bootProcess, processIdentity, type Booted } from "./boot.js";
 import { HEARTBEAT_MS, heartbeatLogic } from "./heartbeat.js";
-import { decodeLease, leaseLogic } from "./lease.js";
+import { leaseLogic } from "./lease.js";
 import { masterServices } from "./master/services.js";
 import { startNodeControl } from "./node-control.js";
 import { startNodeServices } from "./node-services.js";
@@ -28,7 +28,7 @@ import { createReplicaIo, replicaLogic, ReplicaStats } from "./replica.js";
 import { ReplicaRegistry } from "./replicas.js";
 import { CaptureProgress, LeaseClock, type Runtime } from "./runtime.js";
 import { createCapture, sequencerLogic } from "./sequencer.js";
-import { LEASE_KEY, memberRecords } from "../nats/records.js";
+import { decodeLease, LEASE_KEY, memberRecords } from "../nats/records.js";
 
 export interface RunningNode {
   actor: NodeActor;
@@ -182,6 +182,7 @@ async function runNode(boot: Booted, repo: Repository): Promise<RunningNode> {
         instance: rt.instance,
         ttlMs: config.lease.ttlMs,
         safetyMarginMs: config.lease.safetyMarginMs,
+        probeMs: config.lease.probeMs,
         wants: claim,
       },
       replica: { fresh, needsResync, pollMs: config.replication.pollMs, retryMs: 1000 },

@@ -65,6 +65,12 @@ export class LeaseClock {
     this.until = until;
     this.publish();
   }
+  /** Not valid until the next renew: the connection dropped, and the lease must be proven still ours. */
+  suspend(): void {
+    if (!this.held) return;
+    this.until = 0;
+    this.publish();
+  }
   revoke(): void {
     this.held = false;
     this.until = 0;

@@ -8,14 +8,14 @@ import { createActor, fromCallback, fromPromise } from "xstate";
 import type { Config } from "../config.js";
 import { ClusterError, ConfigError } from "../errors.js";
 import { exitOnActorError, inspectInto } from "../log.js";
-import { LEASE_KEY, readFailoverState, writeFailoverState } from "../nats/records.js";
+import { decodeLease, LEASE_KEY, readFailoverState, writeFailoverState } from "../nats/records.js";
 import { ENDPOINTS } from "../nats/protocol.js";
 import { call } from "../nats/rpc.js";
 import { watchdogMachine, type FailoverState, type MemberView, type WatchdogActor } from "../machines/watchdog.js";
 import { Meta } from "../storage/meta.js";
 import { bootProcess, processIdentity } from "./boot.js";
 import { heartbeatLogic } from "./heartbeat.js";
-import { decodeLease, leaseLogic } from "./lease.js";
+import { leaseLogic } from "./lease.js";
 import { LeaseClock } from "./runtime.js";
 
 const ALIVE_MS = 3000;
@@ -74,6 +74,17 @@ export async function startWatchdog(config: Config): Promise<{ actor: WatchdogAc
           clearInterval(t);
         };
       }),
+      freshen: fromPromise<MemberView[], { members: string[] }>(async ({ input }) => {
+        const answers = await Promise.all(
+          input.members.map((m) =>
+            call<Record<string, unknown>>(nc, ENDPOINTS.ping, subj.ping(m), { from: id }, { timeoutMs: 500 }).then(
+              (h) => ({ ...toView(h), alive: true }),
+              () => null,
+            ),
+          ),
+        );
+        return answers.filter((v): v is MemberView => v !== null);
+      }),
       reach: fromPromise<string[], { candidate: string; members: string[] }>(async ({ input }) => {
         const control = subj.node(input.candidate).control;
         const opts = { timeoutMs: requestTimeout + 1000, peer: input.candidate };
@@ -101,7 +112,7 @@ export async function startWatchdog(config: Config): Promise<{ actor: WatchdogAc
     id: "watchdog",
     input: {
       lease: { key: LEASE_KEY.watchdog, node: id, instance: rt.instance, ttlMs, safetyMarginMs, wants: false },
-      masterLease: { key: LEASE_KEY.master, node: id, instance: rt.instance, ttlMs, safetyMarginMs, wants: false },
+      masterLease: { key: LEASE_KEY.master, node: id, instance: rt.instance, ttlMs, safetyMarginMs, wants: false, probeMs: config.lease.probeMs },
       waitMs: f.waitMs,
       prerequisites: f.prerequisites,
       maxAutomatic: f.maxAutomatic,

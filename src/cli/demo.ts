@@ -18,7 +18,7 @@ import { openRepository } from "../storage/repository/index.js";
 import { newWriteGate, setAccepting } from "../storage/repository/write-gate.js";
 import { UsageError } from "../errors.js";
 import { action, client } from "./common.js";
-import { runSql } from "./sql.js";
+import { runSql } from "../client/sql.js";
 import { renderStatus } from "./status.js";
 
 /** Short timings, so the tour takes about a minute. */

@@ -1,6 +1,6 @@
 /** `ferry failover reset` and `ferry switchover --to NODE`. */
 import { Command } from "commander";
-import { ConfigError } from "../errors.js";
+import { asFerryError, ConfigError } from "../errors.js";
 import { ENDPOINTS } from "../nats/protocol.js";
 import { call } from "../nats/rpc.js";
 import { readFailoverState, writeFailoverState } from "../nats/records.js";
@@ -28,6 +28,8 @@ export function failoverCommand(): Command {
   return failover.addCommand(reset);
 }
 
+const BETWEEN_MASTERS = new Set(["NO_ACTIVE_MASTER", "FENCED"]);
+
 export function switchoverCommand(): Command {
   const cmd = new Command("switchover")
     .description("planned switchover: the master stops writes, the target catches up exactly, the lease passes to it")
@@ -42,7 +44,17 @@ export function switchoverCommand(): Command {
       const timeoutMs = Number(opts.timeout);
       const out = await withClient(opts, async (c) => {
         const body = { to: String(opts.to), timeoutMs };
-        return call<{ from: string; to: string; lsn: number; epoch: number; ms: number }>(c.nc, ENDPOINTS.switchover, c.subj.switchover, body, { timeoutMs: timeoutMs + 2000 });
+        const deadline = Date.now() + timeoutMs;
+        for (;;) {
+          try {
+            return await call<{ from: string; to: string; lsn: number; epoch: number; ms: number }>(c.nc, ENDPOINTS.switchover, c.subj.switchover, body, { timeoutMs: timeoutMs + 2000 });
+          } catch (err) {
+            // Between two masters (a switchover or failover just ran) nobody answers for a moment:
+            // ask again, so a repeated request meets the new master ("already the master").
+            if (!BETWEEN_MASTERS.has(asFerryError(err).code) || Date.now() >= deadline) throw err;
+            await new Promise((r) => setTimeout(r, 100));
+          }
+        }
       });
       if (opts.json) printJson(out);
       else process.stdout.write(`switched over from ${out.from} to ${out.to} at LSN ${out.lsn} in ${out.ms} ms (epoch ${out.epoch})\n`);

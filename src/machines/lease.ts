@@ -5,6 +5,13 @@
  * changed for ttlMs since this observer saw it change (never NATS server-side TTL). The holder
  * fences itself when it has not renewed within ttlMs - safetyMarginMs counted from when its last
  * successful renew was *sent*, so it stops before any observer may take over.
+ *
+ * One exception shortens the wait, and only for a holder that is provably gone: an observer that
+ * probes the holder (probeMs > 0) and finds, while itself connected, that NATS has no subscriber
+ * left for the holder's ping subject (the holder's connection is closed) treats the lease as
+ * expired at once (GONE). A holder that is paused or cut off keeps its subscriptions, so it still
+ * counts as live until the TTL. A holder whose own connection drops fences itself at once
+ * (DISCONNECTED) and acts again only after a renew by compare-and-set proves the lease still its.
  */
 import { assign, fromCallback, fromPromise, sendParent, setup, type ActorRefFrom } from "xstate";
 
@@ -30,6 +37,8 @@ export interface LeaseInput {
   safetyMarginMs: number;
   /** Acquire as soon as the lease is free or expired. */
   wants?: boolean;
+  /** Probe a live holder every probeMs for whether its connection is gone (0: never). */
+  probeMs?: number;
 }
 
 /** A successful take or renew: times on the holder's monotonic clock. */
@@ -44,15 +53,21 @@ export type LeaseParentEvent =
   | { type: "LEASE_HELD"; key: string; epoch: number; revision: number }
   | { type: "LEASE_FENCED"; key: string; epoch: number }
   | { type: "LEASE_LOST"; key: string; holder: LeaseValue | null }
-  | { type: "LEASE_SEEN"; key: string; holder: LeaseValue | null; live: boolean };
+  | { type: "LEASE_SEEN"; key: string; holder: LeaseValue | null; live: boolean; gone?: boolean };
 
 export type LeaseEvent =
   | { type: "SEEN"; entry: LeaseEntry }
+  /** The holder of this revision has no connection to NATS any more (see the header). */
+  | { type: "GONE"; revision: number }
+  /** This process's own NATS connection dropped. */
+  | { type: "DISCONNECTED" }
   | { type: "ACQUIRE" }
   | { type: "RELEASE" };
 
 interface Ctx extends LeaseInput {
   wants: boolean;
+  /** The current entry's holder was found gone: expired without waiting for the TTL. */
+  gone: boolean;
   entry: LeaseEntry | null;
   held: { revision: number; epoch: number } | null;
   fenceIn: number;
@@ -83,6 +98,8 @@ export const leaseMachine = setup({
       throw new Error("renew not provided");
     }),
     release: fromPromise<void, { revision: number }>(async () => {}),
+    /** Probes a live holder; sends GONE for its revision once its connection is gone. */
+    presence: fromCallback<LeaseEvent, { holder: LeaseValue; revision: number; probeMs: number }>(() => () => {}),
   },
   delays: {
     ttl: ({ context }) => context.ttlMs,
@@ -111,9 +128,10 @@ export const leaseMachine = setup({
     /** The watch may replay a revision we already saw; only a new revision restarts the expiry clock. */
     sameRevision: ({ context, event }) =>
       event.type === "SEEN" && context.entry !== null && event.entry.revision === context.entry.revision,
+    goneNow: ({ context, event }) => event.type === "GONE" && context.entry !== null && event.revision === context.entry.revision,
   },
   actions: {
-    seen: assign({ entry: ({ event }) => (event.type === "SEEN" ? event.entry : null) }),
+    seen: assign({ entry: ({ event }) => (event.type === "SEEN" ? event.entry : null), gone: false }),
     renewed: assign(({ context, event }) => {
       const out = (event as unknown as { output: Renewal }).output;
       return { held: { revision: out.revision, epoch: context.held!.epoch }, fenceIn: fenceDelay(context, out) };
@@ -123,11 +141,12 @@ export const leaseMachine = setup({
       key: context.key,
       holder: context.entry?.value ?? null,
       live,
+      ...(context.gone ? { gone: true } : {}),
     })),
   },
 }).createMachine({
   id: "lease",
-  context: ({ input }) => ({ ...input, wants: input.wants ?? false, entry: null, held: null, fenceIn: 0 }),
+  context: ({ input }) => ({ ...input, wants: input.wants ?? false, gone: false, entry: null, held: null, fenceIn: 0 }),
   invoke: { src: "watch", input: ({ context }) => ({ key: context.key }) },
   initial: "observing",
   states: {
@@ -156,6 +175,12 @@ export const leaseMachine = setup({
           meta: { quiet: true },
           entry: { type: "tellSeen", params: true },
           after: { ttl: "expired" },
+          on: { GONE: { guard: "goneNow", target: "expired", actions: assign({ gone: true }) } },
+          // A no-op when probeMs is 0.
+          invoke: {
+            src: "presence",
+            input: ({ context }) => ({ holder: context.entry!.value!, revision: context.entry!.revision, probeMs: context.probeMs ?? 0 }),
+          },
         },
         expired: {
           entry: { type: "tellSeen", params: false },
@@ -194,6 +219,8 @@ export const leaseMachine = setup({
         /** One lease term: re-entered on every successful renew, which restarts the fence timer. */
         term: {
           after: { fence: "fenced" },
+          // Observers may count a holder without a connection as gone: stop before they do.
+          on: { DISCONNECTED: "fenced" },
           initial: "waiting",
           states: {
             waiting: { meta: { quiet: true }, after: { renewEvery: "renewing" } },

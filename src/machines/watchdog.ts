@@ -1,7 +1,8 @@
 /**
  * The watchdog's failover decision (Unity's watchdog, Data Mover's HA monitors):
- * monitoring -> master lease expired -> wait failover.waitMs while watching the prerequisites ->
- * choose the candidate -> check -> promote -> monitoring. Only the watchdog that holds the
+ * monitoring -> master lease expired (or its holder gone) -> wait failover.waitMs while watching
+ * the prerequisites -> ask the members for their positions now -> choose the candidate -> check ->
+ * promote -> monitoring. Only the watchdog that holds the
  * `watchdog` lease decides; the others stand by.
  *
  * Prerequisites (Unity's sum, default 7):
@@ -72,7 +73,7 @@ interface Baseline {
 
 interface Ctx extends WatchdogInput, FailoverState {
   members: MemberView[];
-  lost: { node: string; epoch: number } | null;
+  lost: { node: string; epoch: number; gone: boolean } | null;
   /** Members alive when the master's lease expired (without the master). */
   connectedBefore: string[];
   baseline: Baseline | null;
@@ -154,6 +155,11 @@ export const watchdogMachine = setup({
     members: fromCallback(() => () => {}),
     /** The shared failover count and switch, as FAILOVER_STATE events. */
     failoverState: fromCallback(() => () => {}),
+    /**
+     * Asks the given members for their status now: heartbeats are up to a second old, and a holder
+     * found gone is lost well before the last acknowledged batch shows in them.
+     */
+    freshen: fromPromise<MemberView[], { members: string[] }>(async () => []),
     /** Prerequisite 1: asks the candidate to reach each member; resolves to the unreachable ones. */
     reach: fromPromise<string[], { candidate: string; members: string[] }>(async () => []),
     /** Asks the candidate to take the lease; resolves once it holds it (with its epoch and the time). */
@@ -195,7 +201,7 @@ export const watchdogMachine = setup({
       if (event.type !== "LEASE_SEEN" || !event.holder) return {};
       const connected = context.members.filter((m) => m.alive && m.node !== event.holder!.node).map((m) => m.node);
       return {
-        lost: { node: event.holder.node, epoch: event.holder.epoch },
+        lost: { node: event.holder.node, epoch: event.holder.epoch, gone: event.gone === true },
         connectedBefore: connected,
         baseline: baselineOf(context.members),
         contacts: [],
@@ -205,6 +211,10 @@ export const watchdogMachine = setup({
     }),
     live: assign({ lost: null, baseline: null, contacts: [], candidate: null, checks: [] }),
     rebase: assign(({ context }) => ({ baseline: baselineOf(context.members) })),
+    freshened: assign(({ context, event }) => {
+      const fresh = (event as unknown as { output: MemberView[] }).output;
+      return { members: context.members.map((m) => fresh.find((f) => f.node === m.node) ?? m) };
+    }),
     choose: assign(({ context }) => ({ candidate: chooseCandidate(context.members, context.lost!.node)?.node ?? null })),
     failoverState: assign(({ event }) =>
       event.type === "FAILOVER_STATE" ? { history: event.state.history, recent: event.state.recent, enabled: event.state.enabled } : {},
@@ -257,8 +267,8 @@ export const watchdogMachine = setup({
         type: "alert" as const,
         kind: "master-lease-lost",
         severity: "critical" as const,
-        message: `master ${context.lost!.node} (epoch ${context.lost!.epoch}) lost its lease; failover considered`,
-        data: { master: context.lost!.node, epoch: context.lost!.epoch, connected: context.connectedBefore },
+        message: `master ${context.lost!.node} (epoch ${context.lost!.epoch}) ${context.lost!.gone ? "has no connection to NATS (crashed)" : "lost its lease"}; failover considered`,
+        data: { master: context.lost!.node, epoch: context.lost!.epoch, gone: context.lost!.gone, connected: context.connectedBefore },
       })),
       on: {
         LEASE_SEEN: [
@@ -327,8 +337,18 @@ export const watchdogMachine = setup({
               ],
             },
           },
-          always: { guard: "noWait", target: "choosing" },
-          after: { wait: "choosing" },
+          always: { guard: "noWait", target: "freshening" },
+          after: { wait: "freshening" },
+        },
+        freshening: {
+          invoke: {
+            src: "freshen",
+            input: ({ context }) => ({
+              members: context.members.filter((m) => m.alive && nodeRoles.has(m.role) && m.node !== context.lost!.node).map((m) => m.node),
+            }),
+            onDone: { target: "choosing", actions: "freshened" },
+            onError: "choosing",
+          },
         },
         choosing: {
           entry: "choose",

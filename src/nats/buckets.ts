@@ -33,6 +33,11 @@ export async function openBuckets(nc: NatsConnection, cluster: string, replicas 
   return { leases, members, tasks };
 }
 
+/** The leases bucket as a client reads it: opened, never created (a client may not have the right to). */
+export async function openLeases(nc: NatsConnection, cluster: string): Promise<KV> {
+  return new Kvm(nc).open(bucketNames(cluster).leases);
+}
+
 /**
  * The keys of a bucket. `kv.keys()` reads them through an ordered consumer that can wait for ever
  * when the bucket is written while it is read (every process writes its heartbeat to the members

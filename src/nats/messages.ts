@@ -10,6 +10,8 @@ export const sqlRequest = z.object({
   params: z.union([z.array(z.unknown()), z.record(z.string(), z.unknown())]).optional(),
   /** The client's key for this write, the same on every retry: a master runs a key's write at most once. */
   id: z.string().min(8).max(100).optional(),
+  /** The epoch of the master the client addressed (node subject): a node not master in it answers NOT_MASTER at once. */
+  epoch: lsn.min(1).optional(),
 });
 export type SqlRequest = z.infer<typeof sqlRequest>;
 

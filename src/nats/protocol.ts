@@ -75,6 +75,18 @@ export const ENDPOINTS = {
       'SQL requests, answered by the active master: `{"sql", "params"?, "id"?}`; a write sent again with the same `id` is answered from the record of the master that ran it, or of any node that replicated it, not run twice',
     example: `'{"sql":"SELECT 1"}'`,
   }),
+  nodeSql: endpoint({
+    name: "sql (node)",
+    subject: (s, node) => s.node(node).sql,
+    arg: "<node>",
+    request: sqlRequest,
+    reply: "json",
+    absent: { code: "NO_ACTIVE_MASTER", says: "the node does not serve SQL (not the master, or not yet)", hint: "read the master lease and address its holder" },
+    errors: ["NOT_MASTER", "FENCED", "SQL_ERROR", "REPO_UNAVAILABLE", "SYNC_REPLICAS_TIMEOUT", "BACKLOG_EXCEEDED", "USAGE"],
+    carries:
+      'the same SQL requests addressed to the lease holder, with `"epoch"`: a node that is not the master of that epoch answers NOT_MASTER at once, so a client that follows the `master` lease never waits on a stale master',
+    example: `'{"sql":"SELECT 1","epoch":1}'`,
+  }),
   switchover: endpoint({
     name: "switchover",
     subject: (s) => s.switchover,
@@ -94,7 +106,7 @@ export const ENDPOINTS = {
     reply: "json",
     absent: NOT_RUNNING,
     errors: [],
-    carries: "liveness, answered by every process",
+    carries: "liveness, answered by every process with its status now (the heartbeat's JSON)",
     example: "'{}'",
   }),
   pull: endpoint({

@@ -1,6 +1,6 @@
 /**
- * The KV records of the protocol (protocol.ts lists them): the keys of the leases and tasks
- * buckets, and the values that are not leases (lease values are the lease actor's, lease.ts).
+ * The KV records of the protocol (protocol.ts lists them): the keys and values of the leases,
+ * tasks and members buckets.
  */
 import type { KV } from "@nats-io/kv";
 import { listKeys } from "./buckets.js";
@@ -14,6 +14,26 @@ export const LEASE_KEY = {
   /** Not a lease: the watchdogs' count of automatic failovers and their switch (ferry failover). */
   failover: "failover",
 } as const;
+
+/** A lease's value (JSON): who holds it, with which epoch, and from which process. */
+export interface LeaseRecord {
+  node: string;
+  epoch: number;
+  /** Identifies the holding process; a restarted node has a new instance. */
+  instance: string;
+  [field: string]: unknown;
+}
+
+/** A lease value as read from the bucket; null when missing, deleted or not a lease. */
+export function decodeLease(value: Uint8Array | null | undefined): LeaseRecord | null {
+  if (!value || value.length === 0) return null;
+  try {
+    const v = JSON.parse(new TextDecoder().decode(value));
+    return v && typeof v.node === "string" && Number.isInteger(v.epoch) ? v : null;
+  } catch {
+    return null;
+  }
+}
 
 /** A table task as stored in the tasks bucket (JSON under `taskKey(db, table)`). */
 export interface TaskDef {

@@ -18,6 +18,8 @@ export function subjects(cluster: string) {
     notify: `${root}.repl.notify`,
     /** Requests addressed to one node. */
     node: (node: string) => ({
+      /** SQL addressed to this node as the master of one epoch (clients that follow the lease). */
+      sql: `${root}.node.${node}.sql`,
       pull: `${root}.node.${node}.pull`,
       snapshot: `${root}.node.${node}.snapshot`,
       changes: `${root}.node.${node}.changes`,

@@ -8,7 +8,7 @@ import { randomBytes } from "node:crypto";
 import { client } from "../../src/cli/common.js";
 import type { Client } from "../../src/client/client.js";
 import { readStatus, type ClusterStatus } from "../../src/client/status.js";
-import { runSql, type SqlReply } from "../../src/cli/sql.js";
+import { runSql, type SqlReply } from "../../src/client/sql.js";
 import { dumpFile } from "../../src/storage/repository/sqlite/repository.js";
 import { openRepository } from "../../src/storage/repository/index.js";
 import type { PgServer } from "../../src/local/postgres.js";
@@ -194,8 +194,8 @@ export class TestCluster {
     return this.waitMember(id, "active master", (m) => m.state === "active", timeoutMs);
   }
 
-  async sql(sql: string, params?: unknown, waitMs = 5000): Promise<SqlReply> {
-    return runSql(await this.client(), sql, params, waitMs);
+  async sql(sql: string, params?: unknown, waitMs = 5000, timeoutMs?: number): Promise<SqlReply> {
+    return runSql(await this.client(), sql, params, waitMs, timeoutMs);
   }
 
   /** A SQLite node's dump, read beside the running node. */

@@ -3,11 +3,11 @@
  * its outcome (ok, failed, unknown), and the epoch and node of an acknowledgement. Used by the
  * integration tests and the chaos suite (scripts/chaos).
  */
-import type { SqlReply } from "../../src/cli/sql.js";
+import type { SqlReply } from "../../src/client/sql.js";
 
 /** Anything that runs SQL on the active master (TestCluster, the chaos cluster). */
 export interface SqlTarget {
-  sql(sql: string, params?: unknown, waitMs?: number): Promise<SqlReply>;
+  sql(sql: string, params?: unknown, waitMs?: number, timeoutMs?: number): Promise<SqlReply>;
   /** When the target closes, the writer stops (a failed test must not leave it running). */
   readonly isClosed?: boolean;
   closing?(fn: () => Promise<void>): void;
@@ -43,6 +43,8 @@ export interface WriterOpts {
   table?: string;
   who?: string;
   waitMs?: number;
+  /** Each attempt's own timeout (default: the config's request + sync timeouts). */
+  timeoutMs?: number;
   pauseMs?: number;
   /** The next id (default: 0, 1, 2, ... per writer); several writers can share one counter. */
   nextId?: () => number;
@@ -64,7 +66,7 @@ export function startWriter(cl: SqlTarget, opts: WriterOpts = {}) {
       const st = statement(id, who);
       const invokedAt = Date.now();
       try {
-        const r = await cl.sql(st.sql, st.params, opts.waitMs ?? 15_000);
+        const r = await cl.sql(st.sql, st.params, opts.waitMs ?? 15_000, opts.timeoutMs);
         records.push({ id, invokedAt, doneAt: Date.now(), outcome: "ok", epoch: r.epoch, node: r.node, lsn: r.lsn });
       } catch (err) {
         records.push({ id, invokedAt, doneAt: Date.now(), ...classify(err) });

@@ -233,7 +233,7 @@ test("planned switchover under load: no write lost or doubled, the old master be
   assert.ok(r, twice.map((x) => x.stderr).join("\n"));
   const other = twice.find((x) => x !== r)!;
   assert.is(other.code, 1, other.stdout);
-  assert.match(other.stderr, /\[IN_PROGRESS\]|s2 is already the master/);
+  assert.match(other.stderr, /\[IN_PROGRESS\]|s2 is already the master/, other.stderr);
   const out = JSON.parse(r.stdout);
   assert.is(out.to, "s2");
   await waitFor("writes on s2", () => w.acked().filter((x) => x.node === "s2").length > 100);

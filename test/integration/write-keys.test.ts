@@ -4,10 +4,10 @@
  */
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { runSql } from "../../src/cli/sql.js";
+import { runSql } from "../../src/client/sql.js";
 import { RepositoryError } from "../../src/errors.js";
 import { encodeJson, errorReply, unwrapReply } from "../../src/nats/codec.js";
-import type { SqlReply } from "../../src/cli/sql.js";
+import type { SqlReply } from "../../src/client/sql.js";
 import { TestCluster } from "../helpers/cluster.js";
 import { cleanup } from "../helpers/procs.js";
 import { waitFor } from "../helpers/wait.js";

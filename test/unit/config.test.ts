@@ -50,7 +50,7 @@ test("defaults", () => {
   assert.is(config.cluster, "ferry");
   assert.equal(config.nats.servers, ["nats://127.0.0.1:4222"]);
   assert.is(config.nats.requestTimeoutMs, 5000);
-  assert.equal(config.lease, { ttlMs: 3000, safetyMarginMs: 1000 });
+  assert.equal(config.lease, { ttlMs: 3000, safetyMarginMs: 1000, probeMs: 100, goneAfterMs: 300 });
   assert.is(config.replication.maxBacklogBytes, 256 * 1024 * 1024);
   assert.is(config.replication.syncReplicas, 0);
   assert.is(config.failover.prerequisites, 7);

@@ -245,4 +245,52 @@ test("LeaseClock: a renew after revoke, or under an earlier epoch, does not revi
   assert.not.ok(c.valid(), "a renew of epoch 4 does not extend epoch 5");
 });
 
+
+test("a holder found gone (GONE of the revision seen) is expired at once, well before the TTL, and reported gone", async () => {
+  const { h, calls, seen, types } = setup({ wants: true });
+  seen(other, 40);
+  await h.advance(TTL / 10);
+  h.child().send({ type: "GONE", revision: 40 });
+  await h.settle();
+  assert.is(calls.take, 1);
+  assert.ok(types().includes("LEASE_HELD"));
+  const expired = h.received.find((e) => e.type === "LEASE_SEEN" && !e.live);
+  assert.equal(expired && { live: expired.live, gone: (expired as { gone?: boolean }).gone }, { live: false, gone: true });
+  h.stop();
+});
+
+test("GONE about an older revision is ignored: the holder renewed since it was probed", async () => {
+  const { h, calls, seen } = setup({ wants: true });
+  seen(other, 40);
+  seen(other, 41);
+  h.child().send({ type: "GONE", revision: 40 });
+  await h.advance(TTL - 10);
+  assert.is(h.state(), "{observing:live}");
+  assert.is(calls.take, 0);
+  h.stop();
+});
+
+test("a holder whose own connection drops fences itself at once and holds again after a renew", async () => {
+  let renewOk = false;
+  const { h, seen, types } = setup({
+    wants: true,
+    renews: async () => {
+      if (!renewOk) throw new Error("disconnected");
+      return { revision: 99, epoch: 5, sentAt: h.clock.now(), doneAt: h.clock.now() };
+    },
+  });
+  seen(null);
+  await h.settle();
+  assert.ok(h.state().startsWith("{holding"), h.state());
+  h.child().send({ type: "DISCONNECTED" });
+  await h.settle();
+  assert.ok(types().includes("LEASE_FENCED"), types().join(","));
+  assert.ok(h.state().includes("fenced"), h.state());
+  renewOk = true;
+  await h.advance(TTL / 5);
+  assert.is(types().filter((t) => t === "LEASE_HELD").length, 2);
+  assert.not.ok(h.state().includes("fenced"), h.state());
+  h.stop();
+});
+
 test.run();
