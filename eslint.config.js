@@ -6,7 +6,7 @@ import globals from "globals";
 import tseslint from "typescript-eslint";
 
 export default defineConfig(
-  globalIgnores(["dist/", "bench/", "chaos-results/", "data/"]),
+  globalIgnores(["dist/", "bench/", "chaos-results/", "data/", ".example-*/"]),
   {
     extends: [js.configs.recommended, tseslint.configs.recommended],
     languageOptions: { globals: globals.node },

@@ -145,8 +145,8 @@ export type Role = NonNullable<Config["node"]["role"]>;
 export type Origins = Record<string, string>;
 
 export interface ConfigSources {
-  /** Explicit --config path; otherwise FERRY_CONFIG, otherwise ./data/ferry.json when present. */
-  file?: string;
+  /** Explicit --config path; otherwise FERRY_CONFIG, otherwise ./data/ferry.json when present; null: no file. */
+  file?: string | null;
   env?: NodeJS.ProcessEnv;
   /** Flag values by config path, e.g. { "node.id": "dm1" }; undefined entries are ignored. */
   flags?: Record<string, unknown>;
@@ -161,7 +161,7 @@ export function loadConfig(src: ConfigSources = {}): { config: Config; origins: 
   const origins: Origins = {};
   const raw: Record<string, unknown> = {};
 
-  const file = src.file ?? env.FERRY_CONFIG ?? (existsSync(DEFAULT_CONFIG_FILE) ? DEFAULT_CONFIG_FILE : undefined);
+  const file = src.file === null ? undefined : (src.file ?? env.FERRY_CONFIG ?? (existsSync(DEFAULT_CONFIG_FILE) ? DEFAULT_CONFIG_FILE : undefined));
   if (file) {
     const fromFile = readConfigFile(file);
     for (const [path, value] of flatten(fromFile)) setPath(raw, path, value, origins, `config file ${file}`);

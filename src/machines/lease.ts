@@ -64,7 +64,7 @@ export type LeaseEvent =
   | { type: "ACQUIRE" }
   | { type: "RELEASE" };
 
-interface Ctx extends LeaseInput {
+export interface Ctx extends LeaseInput {
   wants: boolean;
   /** The current entry's holder was found gone: expired without waiting for the TTL. */
   gone: boolean;

@@ -44,7 +44,7 @@ const RESYNC_CODES = new Set(["BACKLOG_EXCEEDED", "SNAPSHOT_REQUIRED", "SCHEMA_M
 const codeOf = (e: unknown) => (e as { code?: string })?.code ?? "INTERNAL";
 const messageOf = (e: unknown) => (e as { message?: string })?.message ?? String(e);
 
-interface Ctx extends ReplicaInput {
+export interface Ctx extends ReplicaInput {
   master: MasterRef | null;
   head: number;
   error: { code: string; message: string } | null;

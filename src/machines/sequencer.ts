@@ -16,7 +16,7 @@ export type SequencerParentEvent =
   | { type: "REPO_DOWN"; code: string; message: string }
   | { type: "REPO_UP" };
 
-interface Ctx extends SequencerInput {
+export interface Ctx extends SequencerInput {
   kicked: boolean;
   down: { code: string; message: string } | null;
 }
