@@ -22,7 +22,7 @@ import { fileURLToPath } from "node:url";
 import { checkAll } from "./checker.js";
 import type { FinalState } from "./history.js";
 import type { RepositoryKind } from "../../src/storage/repository/types.js";
-import { faultFigures, runChaos, summarize, worstFailover, type RunReport } from "./run.js";
+import { faultFigures, runChaos, summarize, worstFailover, worstResumeAfterFailover, worstWritesResumed, type RunReport } from "./run.js";
 import { SCENARIOS, SHORT_PROFILE, SHORT_PROFILE_POSTGRES, runsOn, scenario } from "./scenarios.js";
 
 const ROOT = resolve(fileURLToPath(new URL("../..", import.meta.url)));
@@ -137,6 +137,8 @@ async function main(): Promise<number> {
     for (const r of reports) {
       r.faults = faultFigures(r.history, r.history.workload.from || Date.parse(r.startedAt));
       r.figures.worstFailoverMs = worstFailover(r.faults);
+      r.figures.worstWritesResumedMs = worstWritesResumed(r.faults);
+      r.figures.worstResumeAfterFailoverMs = worstResumeAfterFailover(r.faults);
     }
     process.stdout.write(aggregate(reports));
     return reports.some((r) => !r.ok && !r.knownFailing) ? 1 : 0;
@@ -189,8 +191,8 @@ export function aggregate(rs: RunReport[]): string {
     by.set(key, [...(by.get(key) ?? []), r]);
   }
   const lines: string[] = [];
-  const total = { runs: 0, pass: 0, faults: 0, failovers: 0, worst: 0, ok: 0, unknown: 0, failed: 0, lost: 0, resyncs: 0, sync: 0, setup: 0 };
-  lines.push("scenario                runs  pass  seeds        faults injected (by kind)                    failovers  worst-failover-ms  acked    unknown  failed  lost-acked  resyncs  sync-tasks-ok");
+  const total = { runs: 0, pass: 0, faults: 0, failovers: 0, worst: 0, resumed: 0, lag: 0, ok: 0, unknown: 0, failed: 0, lost: 0, resyncs: 0, sync: 0, setup: 0 };
+  lines.push("scenario                runs  pass  seeds        faults injected (by kind)                    failovers  worst-failover-ms  worst-writes-resumed-ms  acked    unknown  failed  lost-acked  resyncs  sync-tasks-ok");
   for (const [name, list] of [...by].sort()) {
     const seeds = list.map((r) => r.seed).sort((a, b) => a - b);
     const kinds = new Map<string, number>();
@@ -198,6 +200,8 @@ export function aggregate(rs: RunReport[]): string {
     const faults = [...kinds.values()].reduce((a, b) => a + b, 0);
     const sum = (f: (r: RunReport) => number) => list.reduce((n, r) => n + f(r), 0);
     const worst = Math.max(0, ...list.map((r) => r.figures.worstFailoverMs ?? 0));
+    const resumed = Math.max(0, ...list.map((r) => r.figures.worstWritesResumedMs ?? 0));
+    const lag = Math.max(0, ...list.map((r) => r.figures.worstResumeAfterFailoverMs ?? 0));
     const row = {
       pass: list.filter((r) => r.ok).length,
       failovers: sum((r) => r.figures.failovers),
@@ -212,13 +216,15 @@ export function aggregate(rs: RunReport[]): string {
     const seedText = seeds.length > 1 && seeds[seeds.length - 1] - seeds[0] === seeds.length - 1 ? `${seeds[0]}..${seeds[seeds.length - 1]}` : seeds.join(",");
     const kindText = `${faults} (${[...kinds].sort().map(([k, n]) => `${k} ${n}`).join(", ")})`;
     lines.push(
-      `${name.padEnd(23)} ${String(list.length).padStart(4)}  ${String(row.pass).padStart(4)}  ${seedText.padEnd(11)}  ${kindText.padEnd(44)} ${String(row.failovers).padStart(9)}  ${String(worst || "-").padStart(17)}  ${String(row.ok).padStart(7)}  ${String(row.unknown).padStart(7)}  ${String(row.failed).padStart(6)}  ${String(row.lost).padStart(10)}  ${String(row.resyncs).padStart(7)}  ${`${row.sync}/${row.syncAll}`.padStart(13)}`,
+      `${name.padEnd(23)} ${String(list.length).padStart(4)}  ${String(row.pass).padStart(4)}  ${seedText.padEnd(11)}  ${kindText.padEnd(44)} ${String(row.failovers).padStart(9)}  ${String(worst || "-").padStart(17)}  ${String(resumed || "-").padStart(23)}  ${String(row.ok).padStart(7)}  ${String(row.unknown).padStart(7)}  ${String(row.failed).padStart(6)}  ${String(row.lost).padStart(10)}  ${String(row.resyncs).padStart(7)}  ${`${row.sync}/${row.syncAll}`.padStart(13)}`,
     );
     total.runs += list.length;
     total.pass += row.pass;
     total.faults += faults;
     total.failovers += row.failovers;
     total.worst = Math.max(total.worst, worst);
+    total.resumed = Math.max(total.resumed, resumed);
+    total.lag = Math.max(total.lag, lag);
     total.ok += row.ok;
     total.unknown += row.unknown;
     total.failed += row.failed;
@@ -227,7 +233,7 @@ export function aggregate(rs: RunReport[]): string {
     total.setup += sum((r) => r.figures.setupRestarts ?? 0);
   }
   lines.push(
-    `total: ${total.runs} runs, ${total.pass} passed; ${total.faults} faults injected; ${total.failovers} failovers, worst ${total.worst} ms; ${total.ok} acknowledged writes, ${total.unknown} unknown, ${total.failed} failed; acknowledged writes lost: ${total.lost}; ${total.resyncs} resyncs; ${total.setup} processes restarted at setup`,
+    `total: ${total.runs} runs, ${total.pass} passed; ${total.faults} faults injected; ${total.failovers} failovers, worst ${total.worst} ms; writes resumed at worst ${total.resumed} ms after a fault of the master, at most ${total.lag} ms after its failover; ${total.ok} acknowledged writes, ${total.unknown} unknown, ${total.failed} failed; acknowledged writes lost: ${total.lost}; ${total.resyncs} resyncs; ${total.setup} processes restarted at setup`,
   );
   for (const r of rs) for (const n of r.history.setup ?? []) lines.push(`setup ${r.scenario} seed ${r.seed}${r.repo === "postgres" ? " (pg)" : ""}: ${n}`);
   for (const r of rs.filter((x) => !x.ok)) {
@@ -237,11 +243,11 @@ export function aggregate(rs: RunReport[]): string {
 }
 
 function table(rs: RunReport[]): string {
-  const lines = ["scenario           repo      seed  result  faults  failovers  worst-failover-ms  acked  unknown  lost-acked"];
+  const lines = ["scenario           repo      seed  result  faults  failovers  worst-failover-ms  worst-writes-resumed-ms  acked  unknown  lost-acked"];
   for (const r of rs) {
     const faults = r.faults.filter((f) => f.kind !== "sync-task" && !f.skipped).length;
     lines.push(
-      `${r.scenario.padEnd(18)} ${(r.repo ?? "sqlite").padEnd(8)}  ${String(r.seed).padStart(4)}  ${(r.ok ? "PASS" : r.knownFailing ? "KNOWN" : "FAIL").padEnd(6)}  ${String(faults).padStart(6)}  ${String(r.figures.failovers).padStart(9)}  ${String(r.figures.worstFailoverMs ?? "-").padStart(17)}  ${String(r.figures.writes.ok).padStart(5)}  ${String(r.figures.writes.unknown).padStart(7)}  ${String(r.figures.ackedLost).padStart(10)}`,
+      `${r.scenario.padEnd(18)} ${(r.repo ?? "sqlite").padEnd(8)}  ${String(r.seed).padStart(4)}  ${(r.ok ? "PASS" : r.knownFailing ? "KNOWN" : "FAIL").padEnd(6)}  ${String(faults).padStart(6)}  ${String(r.figures.failovers).padStart(9)}  ${String(r.figures.worstFailoverMs ?? "-").padStart(17)}  ${String(r.figures.worstWritesResumedMs ?? "-").padStart(23)}  ${String(r.figures.writes.ok).padStart(5)}  ${String(r.figures.writes.unknown).padStart(7)}  ${String(r.figures.ackedLost).padStart(10)}`,
     );
   }
   return lines.join("\n") + "\n";

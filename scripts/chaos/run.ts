@@ -37,7 +37,10 @@ export interface FaultFigure {
   durationMs: number;
   /** Master faults: from injection until the observer saw another node take the lease. */
   failoverMs?: number | null;
-  /** From injection until the next write invoked after it was acknowledged. */
+  /**
+   * From injection until the writers' next acknowledged write: one invoked after it, or, for a
+   * fault of the master, one in flight at it that a new master acknowledged.
+   */
   writesResumedMs?: number | null;
   skipped?: string;
   notes: string[];
@@ -63,6 +66,9 @@ export interface RunReport {
     failovers: number;
     leaseEpochs: number;
     worstFailoverMs: number | null;
+    /** Master faults that failed over: the worst writes-resumed, and the worst writes-resumed minus failover. */
+    worstWritesResumedMs?: number | null;
+    worstResumeAfterFailoverMs?: number | null;
     longestWriteGapMs: number;
     resyncs: number;
     syncTasks: { created: number; completed: number };
@@ -545,6 +551,8 @@ function buildReport(
       failovers: h.alerts.filter((a) => a.kind === "promoted").length,
       leaseEpochs: holders.length,
       worstFailoverMs: worstFailover(faults),
+      worstWritesResumedMs: worstWritesResumed(faults),
+      worstResumeAfterFailoverMs: worstResumeAfterFailover(faults),
       longestWriteGapMs: gap,
       resyncs: resyncs.length,
       syncTasks: { created: h.syncTasks.length, completed: h.syncTasks.filter((t) => t.completedAt).length },
@@ -577,8 +585,8 @@ export function faultFigures(h: History, t0: number): FaultFigure[] {
     const fig: FaultFigure = { n: r.n, kind: r.kind, target: r.target, resolved: r.resolved, atS: Number((((r.injectedAt ?? t0) - t0) / 1000).toFixed(1)), durationMs: r.durationMs, skipped: r.skipped, notes: r.notes };
     if (r.skipped || !r.injectedAt || r.kind === "sync-task") return fig;
     const at = r.injectedAt;
+    const before = ofMaster(r) ? latestHolderAt(holders, at) : null;
     if (ofMaster(r)) {
-      const before = latestHolderAt(holders, at);
       const nextFault = masterFaults.find((t) => t > at) ?? Infinity;
       const until = r.kind === "nats-kill" ? Math.min(nextFault, (r.healedAt ?? at) + 5000) : nextFault;
       const next = holders.find(([, v]) => v.firstSeen > at && v.firstSeen < until);
@@ -587,8 +595,11 @@ export function faultFigures(h: History, t0: number): FaultFigure[] {
       if (r.kind !== "nats-kill" || moved !== null) fig.failoverMs = moved;
       if (next && next[1].node === before) fig.notes = [...fig.notes, `${before} took the lease back after ${next[1].firstSeen - at} ms`];
     }
-    const resumed = acked.find((w) => w.invokedAt >= at);
-    fig.writesResumedMs = resumed ? resumed.doneAt - at : null;
+    let resumed: number | null = null;
+    for (const w of acked) {
+      if (w.doneAt >= at && (w.invokedAt >= at || (before !== null && w.node !== before)) && (resumed === null || w.doneAt < resumed)) resumed = w.doneAt;
+    }
+    fig.writesResumedMs = resumed === null ? null : resumed - at;
     return fig;
   });
 }
@@ -596,6 +607,18 @@ export function faultFigures(h: History, t0: number): FaultFigure[] {
 export function worstFailover(faults: FaultFigure[]): number | null {
   const times = faults.map((x) => x.failoverMs).filter((x): x is number => typeof x === "number");
   return times.length ? Math.max(...times) : null;
+}
+
+/** The longest the writers waited after a fault of the master that failed over. */
+export function worstWritesResumed(faults: FaultFigure[]): number | null {
+  const times = faults.filter((x) => typeof x.failoverMs === "number").map((x) => x.writesResumedMs).filter((x): x is number => typeof x === "number");
+  return times.length ? Math.max(...times) : null;
+}
+
+/** The most the writers' resumption lagged behind the failover itself (target: 1 s). */
+export function worstResumeAfterFailover(faults: FaultFigure[]): number | null {
+  const lags = faults.filter((x) => typeof x.failoverMs === "number" && typeof x.writesResumedMs === "number").map((x) => x.writesResumedMs! - x.failoverMs!);
+  return lags.length ? Math.max(...lags) : null;
 }
 
 function latestHolderAt(holders: [number, { node: string; firstSeen: number }][], t: number): string | null {
@@ -611,7 +634,7 @@ export function summarize(r: RunReport): string {
   if (r.error) lines.push(`  run error: ${r.error.split("\n")[0]}`);
   for (const n of r.history.setup ?? []) lines.push(`  setup: ${n}`);
   lines.push(`  writes: ${f.writes.ok} acknowledged, ${f.writes.failed} failed, ${f.writes.unknown} unknown; acknowledged writes lost: ${f.ackedLost}`);
-  lines.push(`  failovers: ${f.failovers} (lease epochs ${f.leaseEpochs}); worst failover ${f.worstFailoverMs ?? "-"} ms; longest gap between acknowledgements ${f.longestWriteGapMs} ms; resyncs ${f.resyncs}; sync tasks ${f.syncTasks.completed}/${f.syncTasks.created} complete`);
+  lines.push(`  failovers: ${f.failovers} (lease epochs ${f.leaseEpochs}); worst failover ${f.worstFailoverMs ?? "-"} ms; worst writes resumed ${f.worstWritesResumedMs ?? "-"} ms (at most ${f.worstResumeAfterFailoverMs ?? "-"} ms after the failover); longest gap between acknowledgements ${f.longestWriteGapMs} ms; resyncs ${f.resyncs}; sync tasks ${f.syncTasks.completed}/${f.syncTasks.created} complete`);
   lines.push("  faults:");
   for (const x of r.faults) {
     const what = `${x.kind} ${x.target}${x.resolved && x.resolved !== x.target ? ` (${x.resolved})` : ""}`;
