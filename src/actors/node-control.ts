@@ -15,6 +15,8 @@ export function startNodeControl(rt: Runtime, actor: NodeActor, state: () => { n
     const s = state();
     switch (req.op) {
       case "promote":
+        // Asked again while it promotes itself, or once it is the master: the same answer, nothing started twice.
+        if (s.node === "promoting" || s.node === "active") return { node: rt.node, accepted: true, already: s.node };
         if (s.node !== "standby" || s.replica === "needsResync" || s.replica === "resyncing") {
           throw new ClusterError("NOT_MASTER", `${rt.node} cannot be promoted while ${s.node}${s.replica ? `/${s.replica}` : ""}`);
         }

@@ -205,4 +205,22 @@ test("resync requests repeated at once: ten in a burst start one restore; two fe
   await cl.waitConverged("m1", ["s1"]);
 });
 
+test("promote, promote-cancel and failover reset repeated at once: every copy answered alike, the master keeps its epoch, nothing started twice", async () => {
+  await masterAndSlave();
+  const c = await cl.client();
+  const ask = (node: string, op: string) => c.nc.request(c.subj.node(node).control, encodeJson({ op }), { timeout: 5000 }).then((m) => m.json<Record<string, unknown>>());
+  const before = await cl.waitMaster("m1");
+  const promotes = await Promise.all(Array.from({ length: 5 }, () => ask("m1", "promote")));
+  assert.ok(promotes.every((r) => r.ok && r.accepted && r.already === "active"), JSON.stringify(promotes));
+  const cancels = await Promise.all(Array.from({ length: 5 }, () => ask("s1", "promote-cancel")));
+  assert.ok(cancels.every((r) => r.ok), JSON.stringify(cancels));
+  const resets = await Promise.all([0, 1, 2].map(() => cl.cli(["failover", "reset", "--json"])));
+  for (const r of resets) assert.is(r.code, 0, r.stderr);
+  const after = await cl.waitMaster("m1");
+  assert.is(after.epoch, before.epoch, "the master was not promoted again");
+  await cl.waitMember("s1", "still streaming", (m) => m.state === "standby" && m.replica === "streaming");
+  await cl.sql("INSERT INTO t VALUES (1, 'after the repeats')");
+  await cl.waitConverged("m1", ["s1"]);
+});
+
 test.run();
