@@ -5,7 +5,7 @@
  */
 import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { decodeLease } from "../../src/nats/records.js";
+import { decodeLease, LEASE_KEY, subscribeHeartbeats } from "../../src/nats/records.js";
 import type { Repository, RepositoryKind } from "../../src/storage/repository/types.js";
 import { tempDir } from "../../test/helpers/procs.js";
 import { waitFor } from "../../test/helpers/wait.js";
@@ -151,19 +151,12 @@ export async function runChaos(o: RunOptions): Promise<RunReport> {
         await sleep(200);
       }
     })();
-    const poll = setInterval(() => void b.leases.get("master").then(recordLease, () => {}), 100);
+    const poll = setInterval(() => void b.leases.get(LEASE_KEY.master).then(recordLease, () => {}), 100);
     stoppers.push(() => clearInterval(poll));
-    const hb = c.nc.subscribe(c.subj.heartbeatAll, {
-      callback: (_e, m) => {
-        try {
-          const h = m.json<Record<string, any>>();
-          if ((h.role === "master" || h.role === "slave") && typeof h.epoch === "number") {
-            history.epochs.push({ at: Number(h.ts) || Date.now(), node: String(h.node), instance: String(h.instance), pid: Number(h.pid), epoch: h.epoch, state: String(h.state) });
-          }
-        } catch {
-          /* not ferry's */
-        }
-      },
+    const hb = subscribeHeartbeats(c.nc, c.subj, (h) => {
+      if ((h.role === "master" || h.role === "slave") && typeof h.epoch === "number") {
+        history.epochs.push({ at: Number(h.ts) || Date.now(), node: h.node, instance: String(h.instance), pid: Number(h.pid), epoch: h.epoch, state: String(h.state) });
+      }
     });
     stoppers.push(() => hb.unsubscribe());
     const al = c.nc.subscribe(c.subj.alert, {

@@ -28,7 +28,7 @@ import { startAgent, type AgentHandle, type RunningAgent } from "./agent.js";
 import { HEARTBEAT_MS } from "./heartbeat.js";
 import type { Runtime } from "./runtime.js";
 import { MODE_NAMES, SubtaskIo } from "./sync-io.js";
-import { LEASE_KEY, taskKey, type TaskDef } from "../nats/records.js";
+import { LEASE_KEY, memberRecords, subscribeHeartbeats, taskKey, type MemberRecord, type TaskDef } from "../nats/records.js";
 
 const STALE_MS = 3 * HEARTBEAT_MS;
 
@@ -82,17 +82,7 @@ interface TaskRun {
 }
 
 /** A heartbeat as the synctool reads it: which fields it carries depends on the sender's role. */
-interface Member {
-  node: string;
-  role?: string;
-  state?: string;
-  instance?: string;
-  host?: string;
-  source?: string;
-  needsResync?: boolean;
-  appliedLsn?: number;
-  ts?: number;
-}
+type Member = MemberRecord & { node: string };
 
 /** What the synctool knows of the other processes, from their heartbeats. */
 class ClusterView {
@@ -102,27 +92,10 @@ class ClusterView {
   constructor(private rt: Runtime) {}
 
   async start(): Promise<void> {
-    const b = this.rt.buckets.members;
-    for (const key of await listKeys(b)) {
-      const e = await b.get(key);
-      if (e?.operation !== "PUT") continue;
-      try {
-        const hb = e.json<Member>();
-        if (typeof hb.node === "string" && !this.members.has(hb.node)) this.members.set(hb.node, { hb, at: Number(hb.ts) || 0 });
-      } catch {
-        /* not ferry's */
-      }
+    for (const hb of await memberRecords(this.rt.buckets.members)) {
+      if (!this.members.has(hb.node)) this.members.set(hb.node, { hb, at: Number(hb.ts) || 0 });
     }
-    this.sub = this.rt.nc.subscribe(this.rt.subj.heartbeatAll, {
-      callback: (_e, m) => {
-        try {
-          const hb = m.json<Member>();
-          if (typeof hb.node === "string") this.members.set(hb.node, { hb, at: Date.now() });
-        } catch {
-          /* ignored: heartbeats are informative */
-        }
-      },
-    });
+    this.sub = subscribeHeartbeats(this.rt.nc, this.rt.subj, (hb, at) => this.members.set(hb.node, { hb, at }));
   }
 
   stop(): void {

@@ -8,7 +8,7 @@ import { createActor, fromCallback, fromPromise } from "xstate";
 import type { Config } from "../config.js";
 import { ClusterError, ConfigError } from "../errors.js";
 import { exitOnActorError, inspectInto } from "../log.js";
-import { decodeLease, LEASE_KEY, readFailoverState, writeFailoverState } from "../nats/records.js";
+import { decodeLease, LEASE_KEY, readFailoverState, subscribeHeartbeats, writeFailoverState } from "../nats/records.js";
 import { ENDPOINTS } from "../nats/protocol.js";
 import { call } from "../nats/rpc.js";
 import { watchdogMachine, type FailoverState, type MemberView, type WatchdogActor } from "../machines/watchdog.js";
@@ -39,17 +39,12 @@ export async function startWatchdog(config: Config): Promise<{ actor: WatchdogAc
       masterLease: leaseLogic(rt, buckets.leases, { key: LEASE_KEY.master, clock: new LeaseClock(), epochs: { max: async () => 0, raise: async () => {} } }),
       members: fromCallback(({ sendBack }) => {
         const seen = new Map<string, { view: MemberView; at: number }>();
-        const sub = nc.subscribe(subj.heartbeatAll, {
-          callback: (_e, m) => {
-            try {
-              const h = m.json<Record<string, unknown>>();
-              if (typeof h.node !== "string") return;
-              seen.set(h.node, { view: toView(h), at: Date.now() });
-            } catch {
-              log.warn({ subject: m.subject }, "malformed heartbeat ignored");
-            }
-          },
-        });
+        const sub = subscribeHeartbeats(
+          nc,
+          subj,
+          (h, at) => seen.set(h.node, { view: toView(h), at }),
+          (subject) => log.warn({ subject }, "malformed heartbeat ignored"),
+        );
         const t = setInterval(() => {
           const now = Date.now();
           sendBack({ type: "MEMBERS", members: [...seen.values()].map((s) => ({ ...s.view, alive: now - s.at < ALIVE_MS })) });

@@ -12,7 +12,7 @@ import { call } from "../nats/rpc.js";
 import { synctoolRequest } from "../client/synctool.js";
 import { UsageError } from "../errors.js";
 import { addGlobalOptions, action, allOpts, printJson, withClient } from "./common.js";
-import { LEASE_KEY } from "../nats/records.js";
+import { decodeLease, LEASE_KEY } from "../nats/records.js";
 
 /** commander takes one-letter short flags; the seed's `-ts N` is rewritten to `--ts N`. */
 export function normaliseArgv(argv: string[]): string[] {
@@ -140,7 +140,7 @@ export function taskCommand(): Command {
 /** The number of rows of a table on the active master (the `info` request every node answers). */
 async function tableRows(c: Client, table: string): Promise<number | null> {
   const lease = await (await c.buckets()).leases.get(LEASE_KEY.master);
-  const holder = lease?.operation === "PUT" ? (lease.json<{ node?: string }>().node ?? null) : null;
+  const holder = lease?.operation === "PUT" ? (decodeLease(lease.value)?.node ?? null) : null;
   if (!holder) return null;
   const subject = c.subj.node(holder).snapshot;
   const r = await call<{ table: { rows: number } }>(c.nc, ENDPOINTS.snapshot, subject, { op: "info", table }, { timeoutMs: c.config.nats.requestTimeoutMs }).catch(() => null);

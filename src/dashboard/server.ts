@@ -11,6 +11,7 @@ import type { Alert } from "../actors/alerts.js";
 import type { Client } from "../client/client.js";
 import { readStatus, STALE_MS, type ClusterStatus } from "../client/status.js";
 import { ENDPOINTS } from "../nats/protocol.js";
+import { subscribeHeartbeats } from "../nats/records.js";
 import { synctoolRequest } from "../client/synctool.js";
 import { asFerryError, UsageError } from "../errors.js";
 import { PAGE } from "./page.js";
@@ -51,16 +52,7 @@ export async function startDashboard(c: Client, opts: { port: number; host: stri
   const clients = new Set<ServerResponse>();
 
   const subs = [
-    c.nc.subscribe(c.subj.heartbeatAll, {
-      callback: (_e, m) => {
-        try {
-          const hb = m.json<Record<string, unknown>>();
-          if (typeof hb.node === "string" && typeof hb.ts === "number") live.set(hb.node, hb);
-        } catch {
-          /* not ferry's */
-        }
-      },
-    }),
+    subscribeHeartbeats(c.nc, c.subj, (hb) => void (typeof hb.ts === "number" && live.set(hb.node, hb))),
     c.nc.subscribe(c.subj.alert, {
       callback: (_e, m) => {
         try {

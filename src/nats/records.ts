@@ -3,7 +3,9 @@
  * tasks and members buckets.
  */
 import type { KV } from "@nats-io/kv";
+import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import { listKeys } from "./buckets.js";
+import type { Subjects } from "./subjects.js";
 
 /** Keys of the leases bucket. */
 export const LEASE_KEY = {
@@ -99,21 +101,49 @@ export interface MemberRecord {
   repoKind?: string;
   spooledLsn?: number;
   appliedLsn?: number;
+  /** A collector: the node whose replica it reads. */
+  source?: string;
+  needsResync?: boolean;
   [field: string]: unknown;
 }
 
+/** A heartbeat or member value as a record; null when it is not a JSON object naming its node. */
+export function decodeMember(data: Uint8Array): (MemberRecord & { node: string }) | null {
+  try {
+    const m = JSON.parse(new TextDecoder().decode(data));
+    return m && typeof m === "object" && !Array.isArray(m) && typeof m.node === "string" ? m : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Every process's heartbeat as it is published (ferry.<cluster>.hb.>), with the time it arrived
+ * here; a message that is not a heartbeat goes to `malformed` (heartbeats are informative: no
+ * reply, nothing else to do).
+ */
+export function subscribeHeartbeats(
+  nc: NatsConnection,
+  subj: Subjects,
+  onBeat: (hb: MemberRecord & { node: string }, receivedAt: number) => void,
+  malformed: (subject: string) => void = () => {},
+): Subscription {
+  return nc.subscribe(subj.heartbeatAll, {
+    callback: (_e, m) => {
+      const hb = decodeMember(m.data);
+      if (hb) onBeat(hb, Date.now());
+      else malformed(m.subject);
+    },
+  });
+}
+
 /** Every member record, one read of the bucket; a value that is not a JSON object is left out. */
-export async function memberRecords(kv: KV): Promise<MemberRecord[]> {
-  const out: MemberRecord[] = [];
+export async function memberRecords(kv: KV): Promise<(MemberRecord & { node: string })[]> {
+  const out: (MemberRecord & { node: string })[] = [];
   for (const key of await listKeys(kv)) {
     const e = await kv.get(key);
-    if (e?.operation !== "PUT") continue;
-    try {
-      const m = e.json<MemberRecord>();
-      if (m && typeof m === "object" && !Array.isArray(m)) out.push(m);
-    } catch {
-      /* a value ferry did not write */
-    }
+    const m = e?.operation === "PUT" ? decodeMember(e.value) : null;
+    if (m) out.push(m);
   }
   return out;
 }

@@ -2,7 +2,7 @@
 import type { Subscription } from "@nats-io/transport-node";
 import { ClusterError, ReplicationError } from "../../errors.js";
 import { ENDPOINTS } from "../../nats/protocol.js";
-import { LEASE_KEY } from "../../nats/records.js";
+import { decodeLease, LEASE_KEY } from "../../nats/records.js";
 import { call, serve } from "../../nats/rpc.js";
 import type { MasterContext } from "./context.js";
 
@@ -61,7 +61,7 @@ export function startSwitchover(ctx: MasterContext): Subscription {
   async function handOver(value: string): Promise<void> {
     for (let attempt = 0; ; attempt++) {
       const e = await rt.buckets.leases.get(LEASE_KEY.master);
-      const v = e?.operation === "PUT" ? (JSON.parse(new TextDecoder().decode(e.value)) as { instance?: string }) : null;
+      const v = e?.operation === "PUT" ? decodeLease(e.value) : null;
       if (!e || v?.instance !== rt.instance || !clock.valid()) throw ctx.notMaster();
       try {
         await rt.buckets.leases.update(LEASE_KEY.master, value, e.revision);
@@ -75,7 +75,7 @@ export function startSwitchover(ctx: MasterContext): Subscription {
   async function waitForHolder(node: string, deadline: number): Promise<number> {
     for (;;) {
       const e = await rt.buckets.leases.get(LEASE_KEY.master);
-      const v = e?.operation === "PUT" ? (JSON.parse(new TextDecoder().decode(e.value)) as { node: string; epoch: number; instance: string }) : null;
+      const v = e?.operation === "PUT" ? decodeLease(e.value) : null;
       if (v && v.node === node && !v.instance.startsWith("handover-")) return v.epoch;
       if (Date.now() > deadline) throw new ClusterError("TIMEOUT", `${node} did not take the master lease in time`);
       await new Promise((r) => setTimeout(r, 10));
