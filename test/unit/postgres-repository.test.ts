@@ -19,6 +19,7 @@ import { FerryError } from "../../src/errors.js";
 import { findPgBin } from "../../src/local/postgres.js";
 import { keyOfRow } from "../../src/storage/sync.js";
 import type { Change, EncodedChange, WriteGate } from "../../src/storage/repository/types.js";
+import { newWriteGate, setAccepting } from "../../src/storage/repository/write-gate.js";
 import type { PgServer } from "../../src/local/postgres.js";
 
 let server: PgServer;
@@ -61,8 +62,8 @@ async function client(url: string): Promise<pg.Client> {
 }
 
 function openGate(): WriteGate {
-  const g = { accepting: new SharedArrayBuffer(4), deadline: new SharedArrayBuffer(8) };
-  Atomics.store(new Int32Array(g.accepting), 0, 1);
+  const g = newWriteGate(new SharedArrayBuffer(8));
+  setAccepting(g, true);
   Atomics.store(new BigInt64Array(g.deadline), 0, BigInt(Date.now() + 3_600_000));
   return g;
 }

@@ -4,6 +4,7 @@ import { ClusterError, ReplicationError } from "../../errors.js";
 import { ENDPOINTS } from "../../nats/protocol.js";
 import { decodeLease, LEASE_KEY } from "../../nats/records.js";
 import { call, serve } from "../../nats/rpc.js";
+import { commitsDrained } from "../../storage/repository/write-gate.js";
 import type { MasterContext } from "./context.js";
 
 export function startSwitchover(ctx: MasterContext): Subscription {
@@ -29,6 +30,10 @@ export function startSwitchover(ctx: MasterContext): Subscription {
     const control = rt.subj.node(req.to).control;
     let handedOver = false;
     try {
+      // A commit that passed the gate before it closed lands now, not behind the last batch.
+      if (!(await commitsDrained(ctx.gate, rt.config.nats.requestTimeoutMs))) {
+        throw new ClusterError("TIMEOUT", `a transaction on ${rt.node} did not finish committing in time`, { hint: "ask again once the long transaction has ended" });
+      }
       await ctx.d.capture(); // everything committed is sequenced
       const head = spool.head;
       await call(rt.nc, ENDPOINTS.control, control, { op: "promote" }, { timeoutMs: rt.config.nats.requestTimeoutMs, peer: req.to });

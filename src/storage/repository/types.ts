@@ -137,6 +137,8 @@ export interface SqlRunner {
 export interface WriteGate {
   accepting: SharedArrayBuffer;
   deadline: SharedArrayBuffer;
+  /** Commits that passed the check and are not done yet (write-gate.ts). */
+  committing: SharedArrayBuffer;
 }
 
 /** Where a repository lives, as shown in logs and member records: never a password. */

@@ -9,7 +9,7 @@
 import type pg from "pg";
 import { RepositoryError, UsageError, asFerryError } from "../../../errors.js";
 import { checkScript, type RefusedVerbs } from "../script.js";
-import { checkGate } from "../write-gate.js";
+import { enterCommit, leaveCommit } from "../write-gate.js";
 import { lsnNumber, one } from "./connection.js";
 import { pgError } from "./errors.js";
 import { checkReplicable } from "./schema.js";
@@ -108,7 +108,7 @@ export class PgSqlRunner implements SqlRunner {
       if (ddl) await checkReplicable(client);
       const wrote = (await one<{ x: string | null }>(client, `SELECT pg_current_xact_id_if_assigned()::text AS x`))!.x !== null;
       if (key !== undefined && wrote) await this.rememberRequest(client, key, results);
-      checkGate(this.gate);
+      enterCommit(this.gate);
       committing = true;
       await client.query("COMMIT");
       open = false;
@@ -128,6 +128,7 @@ export class PgSqlRunner implements SqlRunner {
       }
       throw e;
     } finally {
+      if (committing) leaveCommit(this.gate);
       if (open) await client.query("ROLLBACK").catch(() => {});
       // A script's SET outlives its transaction on this pooled connection.
       if (statements.some((s) => SESSION_VERBS.has(s.verb))) await client.query("RESET ALL").catch(() => {});
