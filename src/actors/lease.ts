@@ -29,6 +29,8 @@ export interface LeaseOpts {
 
 export function leaseLogic(rt: Runtime, kv: KV, opts: LeaseOpts) {
   const { ttlMs, safetyMarginMs } = rt.config.lease;
+  /** Holder instances seen answering on this process's current connection (every renew starts a new probe). */
+  const answering = new Set<string>();
   const timeout = Math.max(200, Math.min(rt.config.nats.requestTimeoutMs, Math.floor((ttlMs - safetyMarginMs) / 2)));
   const value = (epoch: number): string =>
     JSON.stringify({ node: rt.node, epoch, instance: rt.instance, role: rt.role, ts: Date.now(), ...opts.extra?.() });
@@ -76,7 +78,7 @@ export function leaseLogic(rt: Runtime, kv: KV, opts: LeaseOpts) {
         };
       }),
       presence: fromCallback<LeaseEvent, { holder: LeaseValue; revision: number; probeMs: number }>(({ sendBack, input }) =>
-        probePresence(rt, input, () => sendBack({ type: "GONE", revision: input.revision })),
+        probePresence(rt, input, answering, () => sendBack({ type: "GONE", revision: input.revision })),
       ),
       take: fromPromise<Renewal, { entry: LeaseEntry | null }>(async ({ input }) => {
         const sentAt = now();
@@ -147,14 +149,14 @@ function watchConnection(rt: Runtime, onDrop: () => void): { stop(): void } {
  * to another server of a NATS cluster is not taken for gone. A timeout proves nothing (a paused
  * or cut-off holder keeps its subscriptions) and starts over too.
  */
-function probePresence(rt: Runtime, input: { holder: LeaseValue; probeMs: number }, onGone: () => void): () => void {
+function probePresence(rt: Runtime, input: { holder: LeaseValue; probeMs: number }, answering: Set<string>, onGone: () => void): () => void {
   if (input.probeMs <= 0) return () => {};
   const goneAfterMs = rt.config.lease.goneAfterMs;
+  const holder = input.holder.instance;
   let stopped = false;
-  let answered = false;
   let silentSince = 0;
   const status = watchConnection(rt, () => {
-    answered = false;
+    answering.clear();
     silentSince = 0;
   });
   const subject = rt.subj.ping(input.holder.node);
@@ -163,10 +165,10 @@ function probePresence(rt: Runtime, input: { holder: LeaseValue; probeMs: number
       const t0 = performance.now();
       try {
         await call(rt.nc, ENDPOINTS.ping, subject, { from: rt.node }, { timeoutMs: Math.max(input.probeMs, 250) });
-        answered = true;
+        answering.add(holder);
         silentSince = 0;
       } catch (err) {
-        if (answered && asFerryError(err).code === ENDPOINTS.ping.absent.code) {
+        if (answering.has(holder) && asFerryError(err).code === ENDPOINTS.ping.absent.code) {
           silentSince ||= t0;
           if (performance.now() - silentSince >= goneAfterMs) {
             rt.log.warn({ holder: input.holder.node, epoch: input.holder.epoch, silentMs: Math.round(performance.now() - silentSince) }, `lease holder ${input.holder.node} has no NATS connection: taken as gone`);

@@ -69,7 +69,9 @@ export const replicaMachine = setup({
     /** A fetch or an apply that says there is more to do at once. */
     more: ({ event }) => (event as unknown as { output: FetchResult | ApplyResult }).output.more,
     resyncError: ({ event }) => RESYNC_CODES.has(codeOf((event as { error?: unknown }).error)),
-    newer: ({ context, event }) => event.type === "NOTIFY" && event.lsn > context.head,
+    /** A new batch announced by the master this replica follows (another node's head means nothing here). */
+    newer: ({ context, event }) =>
+      event.type === "NOTIFY" && event.node === context.master?.node && event.epoch === context.master?.epoch && event.lsn > context.head,
     /** A notification from the master being pulled from: it is active and serving now. */
     fromMaster: ({ context, event }) => event.type === "NOTIFY" && event.node === context.master?.node && event.epoch === context.master?.epoch,
     otherMaster: ({ context, event }) =>
@@ -89,7 +91,11 @@ export const replicaMachine = setup({
     setMaster: assign(({ context, event }) => {
       if (event.type !== "MASTER") return {};
       // A master appeared: "no active master" is no longer true, whatever the state is doing.
-      return { master: event.master, error: event.master && context.error?.code === "NO_ACTIVE_MASTER" ? null : context.error };
+      const error = event.master && context.error?.code === "NO_ACTIVE_MASTER" ? null : context.error;
+      // The old master's head says nothing of the new one's: a new master may announce a lower LSN
+      // (the old one sequenced batches nobody fetched), which must still wake this replica.
+      const moved = event.master?.node !== context.master?.node || event.master?.epoch !== context.master?.epoch;
+      return { master: event.master, error, ...(moved ? { head: 0 } : {}) };
     }),
     fetched: assign({
       head: ({ event }) => (event as unknown as { output: FetchResult }).output.head,
@@ -101,7 +107,7 @@ export const replicaMachine = setup({
   context: ({ input }) => ({ ...input, master: null, head: 0, error: null }),
   on: {
     MASTER: { actions: "setMaster" },
-    NOTIFY: { actions: assign({ head: ({ context, event }) => Math.max(context.head, event.lsn) }) },
+    NOTIFY: { guard: "newer", actions: assign({ head: ({ event }) => event.lsn }) },
     RESYNC: ".resyncing",
   },
   initial: "boot",

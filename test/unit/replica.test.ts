@@ -315,14 +315,22 @@ test("a NOTIFY while pulling raises the known head but does not start a second p
   s.h.stop();
 });
 
-test("a NOTIFY while locating is remembered as the head", async () => {
+test("only the followed master's NOTIFY moves the head; a new master starts it again, so its lower LSN still wakes the replica", async () => {
   const s = setup();
   await s.h.settle();
   await s.send({ type: "NOTIFY", node: "m1", epoch: 2, lsn: 4 });
-  await s.send({ type: "NOTIFY", node: "m1", epoch: 2, lsn: 3 });
-  assert.is(s.ctx().head, 4);
+  assert.is(s.ctx().head, 0, "no master followed yet");
   s.is({ streaming: { fetch: "locating" } });
   s.h.stop();
+  const t = await streamingWithMaster();
+  await t.send({ type: "NOTIFY", node: "m1", epoch: 2, lsn: 9 });
+  await t.send({ type: "NOTIFY", node: "m9", epoch: 1, lsn: 50 });
+  assert.is(t.ctx().head, 9, "another node's head is not this replica's master's");
+  await t.send({ type: "MASTER", master: { node: "s2", epoch: 3 } });
+  assert.is(t.ctx().head, 0);
+  await t.send({ type: "NOTIFY", node: "s2", epoch: 3, lsn: 7 });
+  assert.is(t.ctx().head, 7);
+  t.h.stop();
 });
 
 // --- apply ------------------------------------------------------------------------------------
