@@ -1,6 +1,6 @@
 /** The main thread's side of the SQL worker (sql-worker.ts): one job at a time, in order. */
 import { Worker } from "node:worker_threads";
-import { fromWire, FerryError, type WireError } from "../../../errors.js";
+import { ClusterError, fromWire, FerryError, type WireError } from "../../../errors.js";
 import type { ExecuteOutcome, RequestKey, SqlRunner, WriteGate } from "../types.js";
 
 // The messages between the two threads live here, not in sql-worker.ts: the worker imports the
@@ -24,6 +24,7 @@ export class SqliteSqlRunner implements SqlRunner {
   private worker: Worker;
   private next = 1;
   private pending = new Map<number, { resolve: (o: ExecuteOutcome) => void; reject: (e: unknown) => void }>();
+  private closing = false;
 
   constructor(data: SqlWorkerData) {
     this.worker = import.meta.url.endsWith(".ts")
@@ -41,7 +42,18 @@ export class SqliteSqlRunner implements SqlRunner {
       else p.reject(fromWire(r.error));
     });
     this.worker.on("error", (err) => this.failAll(new FerryError("INTERNAL", `the SQL worker failed: ${err.message}`, { cause: err })));
-    this.worker.on("exit", () => this.failAll(new FerryError("INTERNAL", "the SQL worker stopped")));
+    this.worker.on("exit", () =>
+      this.failAll(
+        this.closing
+          ? // Stopped with the master's services (fenced, demoted, handing over): a transaction under
+            // way may have committed before the thread stopped, so the client retries under its key.
+            new ClusterError("FENCED", "the master stopped taking writes while the transaction ran; its outcome is unknown", {
+              hint: "retry under the same key (ferry sql --wait does): a master that holds the write answers from its record",
+              details: { committed: true },
+            })
+          : new FerryError("INTERNAL", "the SQL worker stopped"),
+      ),
+    );
   }
 
   execute(sql: string, params: unknown, key?: RequestKey): Promise<ExecuteOutcome> {
@@ -58,6 +70,7 @@ export class SqliteSqlRunner implements SqlRunner {
   }
 
   async close(): Promise<void> {
+    this.closing = true;
     await this.worker.terminate();
   }
 }
