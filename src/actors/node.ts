@@ -8,9 +8,7 @@ import { createActor, fromPromise } from "xstate";
 import type { Config } from "../config.js";
 import { ClusterError, ConfigError, FerryError, asFerryError } from "../errors.js";
 import { exitOnActorError, inspectInto } from "../log.js";
-import { decodeJson } from "../nats/codec.js";
 import { redactUrl } from "../nats/connect.js";
-import { notifyMessage } from "../nats/messages.js";
 import { ENDPOINTS } from "../nats/protocol.js";
 import { serve } from "../nats/rpc.js";
 import { nodeMachine, type NodeActor } from "../machines/node.js";
@@ -24,7 +22,7 @@ import { leaseLogic } from "./lease.js";
 import { masterServices } from "./master/services.js";
 import { startNodeControl } from "./node-control.js";
 import { startNodeServices } from "./node-services.js";
-import { createReplicaIo, replicaLogic, ReplicaStats } from "./replica.js";
+import { createReplicaIo, listenForBatches, replicaLogic, ReplicaStats } from "./replica.js";
 import { ReplicaRegistry } from "./replicas.js";
 import { CaptureProgress, LeaseClock, type Runtime } from "./runtime.js";
 import { createCapture, sequencerLogic } from "./sequencer.js";
@@ -203,17 +201,7 @@ async function runNode(boot: Booted, repo: Repository): Promise<RunningNode> {
   });
 
   const subs = [
-    rt.nc.subscribe(rt.subj.notify, {
-      callback: (_e, msg) => {
-        try {
-          const n = decodeJson(msg.subject, msg.data, notifyMessage);
-          if (n.node !== rt.node) stats.heardFrom(n.node);
-          actor.send({ type: "NOTIFY", ...n });
-        } catch (err) {
-          log.warn({ err: asFerryError(err).message }, "malformed notification ignored");
-        }
-      },
-    }),
+    listenForBatches(rt, stats, (n) => actor.send({ type: "NOTIFY", ...n })),
     // Safe to repeat: a request while a resync runs joins it (its progress and outcome are the running one's).
     serve(rt.nc, log, ENDPOINTS.resync, rt.subj.node(rt.node).resync, () => {
       const snap = actor.getSnapshot();

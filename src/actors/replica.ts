@@ -4,11 +4,12 @@
  * snapshot of the master streamed in chunks (restore).
  */
 import { fromPromise } from "xstate";
-import { ClusterError, ReplicationError, RepositoryError } from "../errors.js";
-import { decodeFrame, encodeJson } from "../nats/codec.js";
+import type { Subscription } from "@nats-io/transport-node";
+import { asFerryError, ClusterError, ReplicationError, RepositoryError } from "../errors.js";
+import { decodeFrame, decodeJson, encodeJson } from "../nats/codec.js";
 import { ENDPOINTS } from "../nats/protocol.js";
 import { call, callFrame } from "../nats/rpc.js";
-import type { PullReplyHeader, PullRequest } from "../nats/messages.js";
+import { notifyMessage, type NotifyMessage, type PullReplyHeader, type PullRequest } from "../nats/messages.js";
 import { replicaMachine, type ApplyResult, type FetchResult, type MasterRef } from "../machines/replica.js";
 import type { Meta } from "../storage/meta.js";
 import type { BatchMeta } from "../batch.js";
@@ -290,6 +291,24 @@ export function createReplicaIo(d: ReplicaDeps, stats: ReplicaStats) {
   }
 
   return { init, fetch, apply, restore, markResync };
+}
+
+/**
+ * The masters' batch announcements ({node, epoch, lsn}), for the node to pass to its replica
+ * (the replica machine keeps those of the master it follows); a malformed one is logged and dropped.
+ */
+export function listenForBatches(rt: Runtime, stats: ReplicaStats, onNotify: (n: NotifyMessage) => void): Subscription {
+  return rt.nc.subscribe(rt.subj.notify, {
+    callback: (_e, msg) => {
+      try {
+        const n = decodeJson(msg.subject, msg.data, notifyMessage);
+        if (n.node !== rt.node) stats.heardFrom(n.node);
+        onNotify(n);
+      } catch (err) {
+        rt.log.warn({ err: asFerryError(err).message }, "malformed notification ignored");
+      }
+    },
+  });
 }
 
 export function replicaLogic(io: ReturnType<typeof createReplicaIo>) {

@@ -80,6 +80,7 @@ export const changesRequest = z.object({ lsn: lsn.min(1), part: lsn.default(0), 
 export type ChangesRequest = z.infer<typeof changesRequest>;
 
 export const notifyMessage = z.object({ node: id, epoch: lsn, lsn });
+export type NotifyMessage = z.infer<typeof notifyMessage>;
 
 export const resyncRequest = z.object({}).strict();
 

@@ -122,11 +122,12 @@ test("an old master still subscribed to SQL and answering fenced: no write runs 
   await cl.waitMaster("m1");
   await cl.sql("CREATE TABLE t(n INTEGER NOT NULL)");
   // What a master woken from SIGSTOP after a failover does for a moment: it refuses, not committed,
-  // faster than the live master answers. The live master has run the write all the same.
+  // faster than the live master answers. The live master has run the write all the same. (Clients
+  // address the lease holder's own subject, so the impostor listens there.)
   const c = await cl.client();
   let refused = 0;
   let seen = 0;
-  c.nc.subscribe(c.subj.sql, {
+  c.nc.subscribe(c.subj.node("m1").sql, {
     callback: (_e, msg) => {
       if (seen++ % 2 === 1) return;
       refused++;
