@@ -19,7 +19,7 @@ export interface NodeInput {
 export type NodeEvent =
   | LeaseParentEvent
   | SequencerParentEvent
-  | { type: "NOTIFY"; node: string; epoch: number; lsn: number }
+  | { type: "NOTIFY"; node: string; epoch: number; lsn: number; ack?: boolean }
   | { type: "RESYNC" }
   | { type: "PROMOTE" }
   | { type: "CANCEL_PROMOTE" }

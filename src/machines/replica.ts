@@ -19,7 +19,7 @@ export interface ReplicaInput {
 
 export type ReplicaEvent =
   | { type: "MASTER"; master: MasterRef | null }
-  | { type: "NOTIFY"; node: string; epoch: number; lsn: number }
+  | { type: "NOTIFY"; node: string; epoch: number; lsn: number; ack?: boolean }
   | { type: "RESYNC" }
   | { type: "SPOOLED" };
 
@@ -72,6 +72,8 @@ export const replicaMachine = setup({
     /** A new batch announced by the master this replica follows (another node's head means nothing here). */
     newer: ({ context, event }) =>
       event.type === "NOTIFY" && event.node === context.master?.node && event.epoch === context.master?.epoch && event.lsn > context.head,
+    ackWanted: ({ context, event }) =>
+      event.type === "NOTIFY" && event.ack === true && event.node === context.master?.node && event.epoch === context.master?.epoch,
     /** A notification from the master being pulled from: it is active and serving now. */
     fromMaster: ({ context, event }) => event.type === "NOTIFY" && event.node === context.master?.node && event.epoch === context.master?.epoch,
     otherMaster: ({ context, event }) =>
@@ -148,7 +150,13 @@ export const replicaMachine = setup({
             },
             waiting: {
               meta: { quiet: true },
-              on: { NOTIFY: { guard: "newer", target: "pulling", actions: assign({ head: ({ event }) => event.lsn }) } },
+              on: {
+                NOTIFY: [
+                  { guard: "newer", target: "pulling", actions: assign({ head: ({ event }) => event.lsn }) },
+                  // Nothing new, but the master waits for this replica's acknowledgement, which the next pull carries.
+                  { guard: "ackWanted", target: "pulling" },
+                ],
+              },
               after: { poll: "pulling" },
             },
             // A master just promoted may not have served the first pull; its first notification ends the wait.

@@ -79,7 +79,8 @@ export type SnapshotRequest = z.infer<typeof snapshotRequest>;
 export const changesRequest = z.object({ lsn: lsn.min(1), part: lsn.default(0), maxBytes: z.number().int().positive() });
 export type ChangesRequest = z.infer<typeof changesRequest>;
 
-export const notifyMessage = z.object({ node: id, epoch: lsn, lsn });
+/** `ack`: the master waits for acknowledgements up to `lsn` (a retried write answered from its record): pull now. */
+export const notifyMessage = z.object({ node: id, epoch: lsn, lsn, ack: z.boolean().optional() });
 export type NotifyMessage = z.infer<typeof notifyMessage>;
 
 export const resyncRequest = z.object({}).strict();

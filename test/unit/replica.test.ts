@@ -294,6 +294,18 @@ test("waiting: a NOTIFY at or below the known head is ignored, a newer one pulls
   s.h.stop();
 });
 
+test("waiting: a call for acknowledgements from its master pulls at once though nothing is new; another node's call is ignored", async () => {
+  const s = await streamingWithMaster();
+  s.fetches[0].resolve({ records: 0, head: 5, more: false });
+  await s.h.settle();
+  await s.send({ type: "NOTIFY", node: "m9", epoch: 2, lsn: 5, ack: true });
+  s.is({ streaming: { fetch: "waiting" } });
+  await s.send({ type: "NOTIFY", node: "m1", epoch: 2, lsn: 5, ack: true });
+  s.is({ streaming: { fetch: "pulling" } });
+  assert.is(s.fetches.length, 2);
+  s.h.stop();
+});
+
 test("waiting: without a notification it pulls after pollMs, not before", async () => {
   const s = await streamingWithMaster();
   s.fetches[0].resolve({ records: 0, head: 5, more: false });

@@ -6,6 +6,7 @@
 import type { Subscription } from "@nats-io/transport-node";
 import { ClusterError, asFerryError } from "../../errors.js";
 import { ENDPOINTS } from "../../nats/protocol.js";
+import { encodeJson } from "../../nats/codec.js";
 import { serve } from "../../nats/rpc.js";
 import type { SqlRequest } from "../../nats/messages.js";
 import type { MasterContext } from "./context.js";
@@ -40,7 +41,11 @@ async function runRequest(ctx: MasterContext, req: SqlRequest) {
         ctx.sendBack({ type: "KICK" });
         lsn = await ctx.d.progress.waitFor(out.lastChangeId, Math.max(cfg.syncTimeoutMs, 5000), spool.head);
       }
-      if (cfg.syncReplicas > 0) await replicas.waitAcked(lsn, cfg.syncReplicas, cfg.syncTimeoutMs);
+      if (cfg.syncReplicas > 0) {
+        // A replayed write makes no batch, so no notification would make the replicas pull (and acknowledge).
+        if (out.replayed) rt.nc.publish(rt.subj.notify, encodeJson({ node: rt.node, epoch: clock.epoch, lsn, ack: true }));
+        await replicas.waitAcked(lsn, cfg.syncReplicas, cfg.syncTimeoutMs);
+      }
     } catch (err) {
       // Committed here: a wait cut short by fencing (the services stop and fail every waiter with
       // FENCED) must not read as "not committed", or the client retries it and the write is doubled.
