@@ -22,6 +22,7 @@ import type { TaskCreateRequest } from "../nats/messages.js";
 import { ENDPOINTS } from "../nats/protocol.js";
 import { call, serve } from "../nats/rpc.js";
 import { checkDestination } from "../storage/destination.js";
+import { parseFormat } from "../storage/sink/index.js";
 import { SyncProgress } from "../storage/sync-progress.js";
 import type { TableColumns } from "../storage/repository/types.js";
 import { startAgent, type AgentHandle, type RunningAgent } from "./agent.js";
@@ -409,6 +410,7 @@ class Manager {
     }
     if (/[/\\\0]/.test(req.table) || req.table === "." || req.table === "..") throw new UsageError(`table name ${JSON.stringify(req.table)} cannot name a directory`);
     if (req.mode === 1 && req.ts === undefined) throw new UsageError("mode 1 (INCREMENTAL_BY_TIMESTAMP) needs the first timestamp", "give -ts N");
+    const format = parseFormat(req.format ?? "parquet");
     const partitions = req.partitions ?? cfg.partitions;
     if (!Number.isInteger(partitions) || partitions < 1 || partitions > 256) throw new UsageError(`--partitions must be from 1 to 256, not ${partitions}`);
     if (!isAbsolute(req.dest)) throw new UsageError(`destination ${req.dest} is not an absolute path`);
@@ -440,6 +442,8 @@ class Manager {
       partitions,
       columns: table.columns,
       key: table.key,
+      kinds: table.kinds,
+      format,
       createdAt: Date.now(),
     };
     try {
@@ -448,7 +452,7 @@ class Manager {
       if (/wrong last sequence|exists/i.test(String((err as Error).message))) throw this.exists(req);
       throw err;
     }
-    this.rt.log.info({ task: key, id: def.id, mode: def.mode, dest, partitions }, `task ${req.db}.${req.table} created: mode ${def.mode} ${MODE_NAMES[def.mode]} to ${dest}`);
+    this.rt.log.info({ task: key, id: def.id, mode: def.mode, format, dest, partitions }, `task ${req.db}.${req.table} created: mode ${def.mode} ${MODE_NAMES[def.mode]}, ${format} files to ${dest}`);
     return { task: def };
   }
 
@@ -504,6 +508,7 @@ class Manager {
             collector: c?.node ?? null,
             position: s.io.describe(),
             rows: s.io.rows,
+            bytes: s.io.bytes,
             error: snap.context.error,
           };
         });
@@ -517,11 +522,13 @@ class Manager {
           ts: run.def.ts,
           tsColumn: run.def.tsColumn,
           dest: run.def.dest,
+          format: run.def.format ?? "jsonl",
           partitions: run.def.partitions,
           state: failed > 0 ? "FAILED" : states.length === 1 ? states[0] : "RUNNING",
           failed: failed > 0,
           failedSubtasks: failed,
           rows: subtasks.reduce((n, s) => n + s.rows, 0),
+          bytes: subtasks.reduce((n, s) => n + s.bytes, 0),
           subtasks,
         };
       });

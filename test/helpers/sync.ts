@@ -119,7 +119,7 @@ export function readFiles(dest: string, table: string): Files {
   const root = join(dest, table);
   if (!existsSync(root)) return out;
   for (const d of readdirSync(root).sort()) {
-    const part = Number(/^part-(\d+)$/.exec(d)?.[1]);
+    const part = Number(/^part[-=](\d+)$/.exec(d)?.[1]);
     assert.ok(Number.isInteger(part), `unexpected entry ${d}`);
     const list: { name: string; lines: Record<string, any>[] }[] = [];
     for (const f of readdirSync(join(root, d)).sort()) {

@@ -49,7 +49,7 @@ test("mode 2 from a PostgreSQL replica: snapshot, then every change; replaying t
   await sc.waitActive("c1");
   await sc.waitActive("st1");
   const dest = tempDir("ferry-dest-");
-  const created = await sc.cliJson(["task", "create", "-t", "public.acct", "-m", "2", "-d", dest]);
+  const created = await sc.cliJson(["task", "create", "--format", "jsonl", "-t", "public.acct", "-m", "2", "-d", dest]);
   assert.ok(created.partitions >= 1);
   for (let i = 0; i < 20; i++) {
     await sc.cl.sql(
@@ -71,7 +71,7 @@ test("mode 2 from a PostgreSQL replica: snapshot, then every change; replaying t
   const lines = files.stream.map((c) => JSON.stringify(c));
   assert.is(new Set(lines).size, lines.length, "no change record doubled");
   for (const op of ["insert", "update", "delete"]) assert.ok(files.stream.some((c) => c.op === op), `${op} records`);
-  const wrong = await sc.cl.cli(["task", "create", "-t", "main.acct", "-m", "0", "-d", tempDir("ferry-dest-")]);
+  const wrong = await sc.cl.cli(["task", "create", "--format", "jsonl", "-t", "main.acct", "-m", "0", "-d", tempDir("ferry-dest-")]);
   assert.is(wrong.code, 2, "a usage error");
   assert.match(wrong.stderr, /database main does not exist: the repositories name theirs public/);
 });
