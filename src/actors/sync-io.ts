@@ -5,8 +5,9 @@
  * sync.fileMaxAgeMs when the collector has nothing more), so files are row groups readers like.
  * A file is written durably (temporary name, fsync, rename, directory fsync), and only then is the
  * position after its last pack saved in LevelDB: packs combined but not yet written are simply
- * pulled again after a crash. While a file is written the next pack is already requested (two
- * packs in flight at most), so collector and destination work side by side.
+ * pulled again after a crash. While a file is encoded and written the subtask pulls on (one file
+ * in flight a subtask; files and their progress in order), and while a pack is combined the next
+ * one is already requested, so collector, encoder and destination work side by side.
  *
  * At start the saved progress is reconciled with the destination: temporary files are deleted,
  * and files past the saved position (the synctool died between the rename and the save, or a
@@ -19,7 +20,8 @@ import { ENDPOINTS } from "../nats/protocol.js";
 import { callFrame } from "../nats/rpc.js";
 import type { PackHeader, PackRequest } from "../nats/messages.js";
 import { PartitionDir, positionFromFiles, snapshotFileName, streamFileName } from "../storage/destination.js";
-import { openSink, parseFormat, type Sink } from "../storage/sink/index.js";
+import { openSink, parseFormat, type Sink, type SinkFormat, type SinkTable } from "../storage/sink/index.js";
+import type { SinkEncoder } from "../storage/sink/encoder.js";
 import type { ValueKind } from "../storage/repository/types.js";
 import type { SyncProgress } from "../storage/sync-progress.js";
 import { START, comparePositions, describePosition, requiredLsn, type SyncPosition } from "../storage/sync.js";
@@ -35,6 +37,8 @@ export interface SubtaskDeps {
   progress: SyncProgress;
   /** Packs requested and not yet answered, over all subtasks. */
   inflight: { n: number };
+  /** Encoder threads for the formats that combine packs into large files, shared by all subtasks. */
+  encoder: SinkEncoder;
   /** Pack files renamed, over all subtasks (sync.drillHaltAfterFiles counts them). */
   renamed: { n: number };
   /** False once this synctool is no longer active: nothing more is renamed or saved. */
@@ -53,6 +57,8 @@ interface Combined {
   lsn: number;
   from: SyncPosition;
   to: SyncPosition;
+  /** The subtask's ordinal of the first record (`_seq`). */
+  firstSeq: number;
   records: number;
   payloads: Uint8Array[];
   bytes: number;
@@ -67,19 +73,24 @@ export class SubtaskIo {
   stopped = false;
   readonly dir: PartitionDir;
   readonly sink: Sink;
+  private format: SinkFormat;
+  private table: SinkTable;
   private combined: Combined | null = null;
+  /** The position and rows after every pack taken: saved, in the file being written, or combined. */
+  private taken: SyncPosition = START;
+  private takenRows = 0;
+  /** The file being encoded and written, and the error of one that failed (the next step throws it). */
+  private writing: Promise<void> | null = null;
+  private writeError: unknown = null;
   private prefetch: { key: string; pack: Promise<Pack> } | null = null;
   private loadError: unknown = null;
 
   constructor(private d: SubtaskDeps) {
     const { def } = d;
     // A task created before formats existed writes JSON Lines to part-<p>/, as it did.
-    this.sink = openSink(def.format === undefined ? "jsonl" : parseFormat(def.format), {
-      columns: def.columns,
-      kinds: (def.kinds as ValueKind[] | undefined) ?? def.columns.map(() => "any"),
-      key: def.key,
-      changes: def.mode !== 0,
-    });
+    this.format = def.format === undefined ? "jsonl" : parseFormat(def.format);
+    this.table = { columns: def.columns, kinds: (def.kinds as ValueKind[] | undefined) ?? def.columns.map(() => "any"), key: def.key, changes: def.mode !== 0 };
+    this.sink = openSink(this.format, this.table);
     this.dir = new PartitionDir(def.dest, def.table, d.part, this.sink.ext, def.format === undefined ? "legacy" : "hive");
   }
 
@@ -121,6 +132,8 @@ export class SubtaskIo {
         this.rows = fromFiles.rows;
         await progress.save(def.id, part, { pos: this.pos, rows: this.rows, at: Date.now() });
       }
+      this.taken = this.pos;
+      this.takenRows = this.rows;
       return { resumed: saved !== null || fromFiles !== null, done: this.pos.phase === "done" };
     } catch (err) {
       this.loadError = err; // the first step reports it (and the subtask fails)
@@ -131,14 +144,15 @@ export class SubtaskIo {
   /** One pack: fetched (or taken from the prefetch) and combined; a file written and its progress saved when due. */
   async step(c: CollectorRef): Promise<StepResult> {
     if (this.loadError) throw this.loadError;
-    const at = this.combined?.to ?? this.pos;
+    const at = this.taken;
     if (at.phase === "done") return { kind: "done", rows: 0 };
     const key = `${c.node}/${c.instance}|${JSON.stringify(at)}`;
     const pending = this.prefetch?.key === key ? this.prefetch.pack : this.fetch(c, at);
     this.prefetch = null;
-    const { header, payload } = await pending;
-    const { records, next, more } = header;
     try {
+      const { header, payload } = await pending;
+      const { records, next, more } = header;
+      if (this.writeError) throw this.writeError;
       if (records > 0 && next.phase !== "done") {
         const pack = this.fetch(c, next);
         pack.catch(() => {}); // awaited by the next step, or dropped
@@ -148,20 +162,39 @@ export class SubtaskIo {
       else if (JSON.stringify(next) !== JSON.stringify(at)) {
         if (next.phase === at.phase && this.combined) this.combined.to = next; // changes of other partitions: the file's range covers them
         else {
-          // The snapshot ended (stream or done): its last file first, then the new phase.
+          // The snapshot ended (stream or done), or only other partitions changed: files first, then the position.
           await this.flush();
+          await this.drain();
           await this.save(next, 0);
         }
+        this.taken = next;
       }
       const due = this.combined;
       const { fileBytes, fileMaxAgeMs } = this.d.rt.config.sync;
       if (due && (!this.sink.combines || due.bytes >= fileBytes || (!more && Date.now() - due.since >= fileMaxAgeMs))) await this.flush();
+      return { kind: next.phase === "done" ? "done" : records > 0 || more ? "data" : "idle", rows: records };
     } catch (err) {
+      // Everything not saved is pulled again from the saved position, once the file in flight has ended.
       this.prefetch = null;
-      this.combined = null; // pulled again from the saved position
+      this.combined = null;
+      await this.drained();
+      this.writing = null;
+      this.writeError = null;
+      this.taken = this.pos;
+      this.takenRows = this.rows;
       throw err;
     }
-    return { kind: next.phase === "done" ? "done" : records > 0 || more ? "data" : "idle", rows: records };
+  }
+
+  /** Resolves when no file is being written (whether it succeeded or not). */
+  drained(): Promise<void> {
+    return this.writing?.catch(() => {}) ?? Promise.resolve();
+  }
+
+  /** Waits for the file being written; throws its error. */
+  private async drain(): Promise<void> {
+    await this.writing;
+    if (this.writeError) throw this.writeError;
   }
 
   private async combine(at: SyncPosition, next: SyncPosition, records: number, payload: Uint8Array): Promise<void> {
@@ -170,17 +203,33 @@ export class SubtaskIo {
     const lsn = next.phase === "snapshot" ? next.segs[next.segs.length - 1].lsn : 0;
     // A snapshot file holds rows read at one LSN: a reopened snapshot starts a new file.
     if (this.combined && (this.combined.kind !== kind || this.combined.lsn !== lsn)) await this.flush();
-    const c = (this.combined ??= { kind, lsn, from: at, to: at, records: 0, payloads: [], bytes: 0, since: Date.now() });
+    const c = (this.combined ??= { kind, lsn, from: at, to: at, firstSeq: this.takenRows + 1, records: 0, payloads: [], bytes: 0, since: Date.now() });
     c.to = next;
+    this.taken = next;
+    this.takenRows += records;
     c.records += records;
     c.payloads.push(payload);
     c.bytes += payload.length;
   }
 
-  /** Writes the combined packs as one file, then saves the position after them. */
+  /** Starts writing the combined packs as one file, after the file before it. */
   private async flush(): Promise<void> {
     const c = this.combined;
     if (!c) return;
+    this.combined = null;
+    await this.drain();
+    const w = this.write(c);
+    this.writing = w;
+    w.then(
+      () => {
+        if (this.writing === w) this.writing = null;
+      },
+      (err) => (this.writeError ??= err),
+    );
+  }
+
+  /** Writes one file, then saves the position after it. */
+  private async write(c: Combined): Promise<void> {
     const { from, to } = c;
     const ext = this.sink.ext;
     const name =
@@ -190,7 +239,8 @@ export class SubtaskIo {
           ? streamFileName(from, to, c.records, ext)
           : null;
     if (!name) throw new SyncError("INTERNAL", `${this.label}: a file from ${from.phase} to ${to.phase}`);
-    const data = this.sink.encode({ kind: c.kind, lsn: c.lsn, firstSeq: this.rows + 1, payloads: c.payloads });
+    const batch = { kind: c.kind, lsn: c.lsn, firstSeq: c.firstSeq, payloads: c.payloads };
+    const data = this.sink.combines ? await this.d.encoder.encode(this.format, this.table, batch) : this.sink.encode(batch);
     await this.dir.write(name, data, () => this.guard());
     this.bytes += data.length;
     const halt = this.d.rt.config.sync.drillHaltAfterFiles;
@@ -198,7 +248,6 @@ export class SubtaskIo {
       this.d.rt.log.warn({ subtask: this.label, file: name }, "fault drill (sync.drillHaltAfterFiles): halted after renaming a pack file, before saving its progress");
       await new Promise(() => {});
     }
-    this.combined = null;
     await this.save(to, c.records);
   }
 

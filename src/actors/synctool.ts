@@ -23,6 +23,7 @@ import { ENDPOINTS } from "../nats/protocol.js";
 import { call, serve } from "../nats/rpc.js";
 import { checkDestination } from "../storage/destination.js";
 import { parseFormat } from "../storage/sink/index.js";
+import { SinkEncoder } from "../storage/sink/encoder.js";
 import { SyncProgress } from "../storage/sync-progress.js";
 import type { TableColumns } from "../storage/repository/types.js";
 import { startAgent, type AgentHandle, type RunningAgent } from "./agent.js";
@@ -42,6 +43,7 @@ export async function startSynctool(config: Config): Promise<RunningAgent> {
 
 class Synctool {
   private progress: SyncProgress;
+  private encoder = new SinkEncoder();
   private manager: Manager | null = null;
   /** Steps of the previous active period still running: the next one starts after them. */
   private settled: Promise<unknown> = Promise.resolve();
@@ -51,7 +53,7 @@ class Synctool {
   }
 
   start(): () => void {
-    const m = new Manager(this.h, this.progress);
+    const m = new Manager(this.h, this.progress, this.encoder);
     this.manager = m;
     const before = this.settled;
     void before.then(() => m.start()).catch((err) => this.h.rt.log.error({ err }, "synctool could not start its work"));
@@ -184,6 +186,7 @@ class Manager {
   constructor(
     private h: AgentHandle,
     private progress: SyncProgress,
+    private encoder: SinkEncoder,
   ) {
     this.view = new ClusterView(h.rt);
   }
@@ -304,7 +307,7 @@ class Manager {
     this.tasks.set(key, run);
     const cfg = this.rt.config.sync;
     for (let part = 0; part < def.partitions && !this.stopped; part++) {
-      const io = new SubtaskIo({ rt: this.rt, def, part, progress: this.progress, inflight: this.inflight, renamed: this.renamed, live: () => !this.stopped && this.h.clock.valid() });
+      const io = new SubtaskIo({ rt: this.rt, def, part, progress: this.progress, inflight: this.inflight, encoder: this.encoder, renamed: this.renamed, live: () => !this.stopped && this.h.clock.valid() });
       const { resumed, done } = await io.load();
       if (this.stopped || this.tasks.get(key) !== run) return;
       const logic = syncTaskMachine.provide({
@@ -364,6 +367,7 @@ class Manager {
     for (const s of run.subtasks) {
       s.io.stopped = true;
       s.actor.stop();
+      void this.track(s.io.drained()); // a file being written is part of this period's work
     }
   }
 

@@ -40,6 +40,14 @@ export class SyncCluster {
     return this.cl.startProcess(id, "collector", ["--host", host, "--source", source], env);
   }
 
+  /** A collector c1 on host h1 reading `source`, and a synctool st1, both active. */
+  async startSync(source: string): Promise<void> {
+    this.collector("c1", "h1", source);
+    this.cl.startProcess("st1", "synctool");
+    await this.waitActive("c1");
+    await this.waitActive("st1");
+  }
+
   waitActive(id: string, timeoutMs = 30_000) {
     return this.cl.waitMember(id, "active", (m) => m.state === "active", timeoutMs);
   }

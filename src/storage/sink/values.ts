@@ -11,43 +11,51 @@ export type TypedValue = bigint | number | string | Uint8Array | boolean | null;
 
 const INTEGER = /^-?\d+$/;
 
-/** What a raw value is: null, a number token, a string (parsed), or a blob's HEX. */
-export function rawShape(raw: string | undefined): { t: "null" } | { t: "number"; token: string } | { t: "string"; s: string } | { t: "blob"; hex: string } {
-  if (raw === undefined || raw === "null") return { t: "null" };
-  const c = raw.charCodeAt(0);
-  if (c === 34 /* " */) return { t: "string", s: raw.includes("\\") ? (JSON.parse(raw) as string) : raw.slice(1, -1) };
-  if (c === 123 /* { */) return { t: "blob", hex: (JSON.parse(raw) as { $blob: string }).$blob };
-  return { t: "number", token: raw };
-}
-
 function mismatch(column: string, kind: ValueKind, raw: string): SyncError {
   return new SyncError("SINK_TYPE_MISMATCH", `column ${column} holds ${raw.slice(0, 40)}, which is not ${kind === "integer" ? "an" : "a"} ${kind} value as the column's type says`, {
     hint: "a typed file holds one type a column: fix the value, or sync the table with --format jsonl, which keeps each value's own type",
   });
 }
 
+const text = (raw: string) => (raw.includes("\\") ? (JSON.parse(raw) as string) : raw.slice(1, -1));
+const hexOf = (raw: string) => (JSON.parse(raw) as { $blob: string }).$blob;
+
+/** What a raw value is: null, a number token, a string (parsed), or a blob's HEX. */
+export function rawShape(raw: string | undefined): { t: "null" } | { t: "number"; token: string } | { t: "string"; s: string } | { t: "blob"; hex: string } {
+  if (raw === undefined || raw === "null") return { t: "null" };
+  const c = raw.charCodeAt(0);
+  if (c === 34 /* " */) return { t: "string", s: text(raw) };
+  if (c === 123 /* { */) return { t: "blob", hex: hexOf(raw) };
+  return { t: "number", token: raw };
+}
+
+/** Reads the raw text once, without building a shape: this runs for every value of every row. */
 export function typedValue(raw: string | undefined, kind: ValueKind, column: string): TypedValue {
-  const v = rawShape(raw);
-  if (v.t === "null") return null;
+  if (raw === undefined || raw === "null") return null;
+  const c = raw.charCodeAt(0);
+  const isText = c === 34; /* " */
+  const isBlob = c === 123; /* { */
+  const isNumber = !isText && !isBlob;
   switch (kind) {
     case "integer":
-      if (v.t === "number" && INTEGER.test(v.token)) return BigInt(v.token);
-      if (v.t === "number" && Number.isInteger(Number(v.token))) return BigInt(Number(v.token));
-      throw mismatch(column, kind, raw!);
+      if (isNumber && INTEGER.test(raw)) return BigInt(raw);
+      break;
     case "real":
-      if (v.t === "number") return Number(v.token);
+      if (isNumber) return Number(raw);
       // PostgreSQL's NaN and infinities travel as strings.
-      if (v.t === "string" && /^-?(NaN|Infinity)$/.test(v.s)) return Number(v.s);
-      throw mismatch(column, kind, raw!);
+      if (isText && /^"-?(NaN|Infinity)"$/.test(raw)) return Number(text(raw));
+      break;
     case "boolean":
-      if (v.t === "string" && /^(t|f|true|false)$/.test(v.s)) return v.s.startsWith("t");
-      throw mismatch(column, kind, raw!);
+      if (isText && /^"(t|f|true|false)"$/.test(raw)) return raw.charCodeAt(1) === 116; /* t */
+      break;
     case "blob":
-      return v.t === "blob" ? Buffer.from(v.hex, "hex") : Buffer.from(v.t === "string" ? v.s : v.token, "utf8");
+      return isBlob ? Buffer.from(hexOf(raw), "hex") : Buffer.from(isText ? text(raw) : raw, "utf8");
     case "text":
-      if (v.t === "blob") throw mismatch(column, kind, raw!);
-      return v.t === "string" ? v.s : v.token;
+      if (isText) return text(raw);
+      if (isNumber) return raw;
+      break;
     case "any":
-      return v.t === "string" ? v.s : v.t === "number" ? v.token : `\\x${v.hex}`;
+      return isText ? text(raw) : isNumber ? raw : `\\x${hexOf(raw)}`;
   }
+  throw mismatch(column, kind, raw);
 }
