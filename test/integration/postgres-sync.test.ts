@@ -96,7 +96,7 @@ test("mode 0 to Parquet from PostgreSQL: integers INT64, floats DOUBLE (NaN kept
   assert.equal(agg, { c: 2001n, i: 6003000n, b: 667n, ok: 1000n });
   const [edge] = await duck(`SELECT id, d, r, n, b, t FROM ${src} WHERE id > 1000000`);
   assert.equal({ ...edge, d: String(edge.d), r: String(edge.r) }, { id: 9223372036854775807n, d: "NaN", r: "Infinity", n: "12345678901234567890.123", b: "", t: "" });
-  const [one] = await duck(`SELECT i, s, d, n, ok, b, at FROM ${src} WHERE id = 3`);
+  const [one] = await duck(`SELECT i, s, d, n, ok, b, "at" FROM ${src} WHERE id = 3`);
   assert.equal(one, { i: 9n, s: 3n, d: 3 / 7, n: "3.75", ok: false, b: "00FF", at: "2026-01-01 00:03:00+00" });
 });
 

@@ -34,7 +34,7 @@ test("kill -9 of the only collector during a mode-0 sync: REASSIGNING, then FAIL
   await ca.exited;
   await waitFor("every subtask FAILED", async () => (await sc.tasksNow())[0]?.subtasks.every((s: any) => s.state === "FAILED"), { timeoutMs: 30_000 });
   const text = await sc.cl.cli(["task", "status"]);
-  assert.match(text.stdout, /table main\.t: FAILED, \d+ rows; 4 of 4 subtasks FAILED/);
+  assert.match(text.stdout, /table main\.t: FAILED, \d+ rows, \d+ bytes of jsonl; 4 of 4 subtasks FAILED/);
   assert.match(text.stdout, /NO_COLLECTOR: no active collector/);
   for (let p = 0; p < 4; p++) {
     const seen = states(st.logLines(), `sync-task main.t/${p}`);
