@@ -37,14 +37,21 @@ function eachMember(s: string, at: number, fn: (name: string, raw: string) => vo
     i = s.indexOf(":", nameEnd + 1) + 1;
     while (s.charCodeAt(i) <= 32) i++;
     const v = i;
-    const c = s.charCodeAt(i);
-    if (c === 34 /* " */) i = stringEnd(s, i) + 1;
-    else if (c === 123 /* { */ || c === 91 /* [ */) i = nestedEnd(s, i);
-    else while (i < s.length && s.charCodeAt(i) !== 44 && s.charCodeAt(i) !== 125) i++;
-    fn(name.includes("\\") ? (JSON.parse(`"${name}"`) as string) : name, s.slice(v, i).trimEnd());
+    i = valueEnd(s, i);
+    fn(name.includes("\\") ? (JSON.parse(`"${name}"`) as string) : name, s.slice(v, i));
     while (s.charCodeAt(i) <= 32) i++;
     if (s.charCodeAt(i) === 44 /* , */) i++;
   }
+}
+
+/** The index after the JSON value starting at `i` (numbers and literals end at a comma, brace or space). */
+function valueEnd(s: string, i: number): number {
+  const c = s.charCodeAt(i);
+  if (c === 34 /* " */) return stringEnd(s, i) + 1;
+  if (c === 123 /* { */ || c === 91 /* [ */) return nestedEnd(s, i);
+  let j = i;
+  for (let d = s.charCodeAt(j); j < s.length && d !== 44 && d !== 125 && d !== 93 && d > 32; d = s.charCodeAt(++j));
+  return j;
 }
 
 function stringEnd(s: string, i: number): number {
@@ -67,30 +74,53 @@ function nestedEnd(s: string, i: number): number {
   throw new SyncError("MALFORMED_MESSAGE", `a pack line is not complete JSON: ${s.slice(0, 80)}`);
 }
 
-export function* sinkRecords(batch: SinkBatch, table: SinkTable): Generator<SinkRecord> {
-  const index = new Map(table.columns.map((c, i) => [c, i]));
-  const rowValues = (text: string): (string | undefined)[] => {
-    const raws = new Array<string | undefined>(table.columns.length);
-    let n = 0;
-    eachMember(text, 0, (name, raw) => {
-      // Rows come in column order: the next column is the likely one.
-      const i = table.columns[n] === name ? n : index.get(name);
-      if (i === undefined) {
-        throw new SyncError("SINK_SCHEMA_CHANGED", `a row of the table has column ${name}, which the task's files do not have (${table.columns.join(", ")})`, {
+/**
+ * A row object's raw values by column. Rows come with their members in column order, so a name is
+ * compared in place with the next column's and sliced only when it is another: no string is made
+ * for a name, one for a value.
+ */
+function rowValues(s: string, table: SinkTable, index: Map<string, number>): (string | undefined)[] {
+  const { columns } = table;
+  const raws = new Array<string | undefined>(columns.length);
+  let n = 0;
+  let i = s.indexOf("{") + 1;
+  for (;;) {
+    while (s.charCodeAt(i) <= 32) i++;
+    if (s.charCodeAt(i) !== 34 /* " */) break;
+    const nameEnd = stringEnd(s, i);
+    const expected = columns[n];
+    let col: number | undefined = n;
+    if (expected === undefined || nameEnd - i - 1 !== expected.length || !s.startsWith(expected, i + 1)) {
+      const raw = s.slice(i + 1, nameEnd);
+      const name = raw.includes("\\") ? (JSON.parse(`"${raw}"`) as string) : raw;
+      col = index.get(name);
+      if (col === undefined) {
+        throw new SyncError("SINK_SCHEMA_CHANGED", `a row of the table has column ${name}, which the task's files do not have (${columns.join(", ")})`, {
           hint: "the table's columns changed after the task was created: delete the task and create it again with another -d",
         });
       }
-      raws[i] = raw;
-      n = i + 1;
-    });
-    return raws;
-  };
+    }
+    i = s.indexOf(":", nameEnd + 1) + 1;
+    while (s.charCodeAt(i) <= 32) i++;
+    const v = i;
+    i = valueEnd(s, i);
+    raws[col] = s.slice(v, i);
+    n = col + 1;
+    while (s.charCodeAt(i) <= 32) i++;
+    if (s.charCodeAt(i) === 44 /* , */) i++;
+  }
+  return raws;
+}
+
+export function* sinkRecords(batch: SinkBatch, table: SinkTable): Generator<SinkRecord> {
+  const index = new Map(table.columns.map((c, i) => [c, i]));
+  const rowValuesOf = (text: string) => rowValues(text, table, index);
   let seq = batch.firstSeq;
   for (const payload of batch.payloads) {
     for (const line of dec.decode(payload).split("\n")) {
       if (line === "") continue;
       if (batch.kind === "snapshot") {
-        yield { op: "insert", lsn: batch.lsn, seq: seq++, raws: rowValues(line) };
+        yield { op: "insert", lsn: batch.lsn, seq: seq++, raws: rowValuesOf(line) };
         continue;
       }
       const members = new Map<string, string>();
@@ -98,8 +128,8 @@ export function* sinkRecords(batch: SinkBatch, table: SinkTable): Generator<Sink
       const op = JSON.parse(members.get("op") ?? "null") as ChangeOp;
       const lsn = Number(members.get("lsn"));
       const old = members.get("old");
-      if (old !== undefined) yield { op: "delete", lsn, seq, raws: rowValues(old) };
-      yield { op, lsn, seq: seq++, raws: rowValues(members.get("row") ?? "{}") };
+      if (old !== undefined) yield { op: "delete", lsn, seq, raws: rowValuesOf(old) };
+      yield { op, lsn, seq: seq++, raws: rowValuesOf(members.get("row") ?? "{}") };
     }
   }
 }
