@@ -14,7 +14,7 @@ import Database from "better-sqlite3";
 import { cleanup, tempDir } from "../helpers/procs.js";
 import { waitFor } from "../helpers/wait.js";
 import { duck, duckTypes, lit } from "../helpers/duckdb.js";
-import { syncCluster, type SyncCluster } from "../helpers/sync.js";
+import { readFiles, syncCluster, type SyncCluster } from "../helpers/sync.js";
 
 let sc: SyncCluster;
 const mounts: string[] = [];
@@ -203,6 +203,19 @@ test("a full disk FAILS the subtasks with the OS's error and an alert; with spac
   assert.not.match(again.log(), /progress rebuilt/, "the saved progress was whole");
   const [n] = await duck(`SELECT count(*) AS n, count(DISTINCT id) AS ids FROM ${parquetOf(dest, "t")}`);
   assert.equal([n.n, n.ids], [50000n, 50000n], "every row once");
+});
+
+test("a task recorded before formats existed (no format in its record) still writes JSON Lines to part-<p>/", async () => {
+  sc = await syncCluster(["s1"]);
+  await sc.cl.sql("CREATE TABLE old(id INTEGER PRIMARY KEY, v TEXT); WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 500) INSERT INTO old SELECT x, 'v' || x FROM n");
+  await sc.startSync("s1");
+  const dest = tempDir("ferry-dest-");
+  const legacy = { id: "legacy-task", db: "main", table: "old", mode: 0, dest, partitions: 2, columns: ["id", "v"], key: ["id"], createdAt: Date.now() };
+  await (await (await sc.cl.client()).buckets()).tasks.put("main.old", JSON.stringify(legacy));
+  await sc.waitTaskGone("main.old");
+  assert.equal(readdirSync(join(dest, "old")).sort(), ["part-0", "part-1"]);
+  const files = readFiles(dest, "old");
+  assert.equal(files.snapshot.map((r) => r.id).sort((a, b) => a - b), Array.from({ length: 500 }, (_, i) => i + 1));
 });
 
 test.run();
