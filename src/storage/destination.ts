@@ -111,7 +111,7 @@ export class PartitionDir {
     }
   }
 
-  /** Writes a pack durably: temporary name, fsync, `beforeRename` (may veto), rename, directory fsync. */
+  /** Writes a file durably: temporary name, fsync, `beforeRename` (may veto), rename, directory fsync. */
   async write(name: string, data: Uint8Array, beforeRename: () => void): Promise<void> {
     const tmp = join(this.dir, `.${name}.tmp`);
     try {

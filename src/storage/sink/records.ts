@@ -5,6 +5,7 @@
  * `_seq` (they touch different keys, so a reader's latest-per-key order is unaffected).
  */
 import { SyncError } from "../../errors.js";
+import { splitJsonObject } from "../sync.js";
 import type { SinkBatch, SinkTable } from "./types.js";
 
 export type ChangeOp = "insert" | "update" | "delete";
@@ -21,28 +22,6 @@ const dec = new TextDecoder();
 
 /** The change columns' names, beside the row's columns in modes 1 and 2. */
 export const CHANGE_COLUMNS = ["_op", "_lsn", "_seq"] as const;
-
-/**
- * Calls back each member of the JSON object starting at `at` with its name and raw value text;
- * returns the index after the object. One pass, values sliced, never parsed: this runs for every
- * value of every row.
- */
-function eachMember(s: string, at: number, fn: (name: string, raw: string) => void): number {
-  let i = at + 1;
-  for (;;) {
-    while (s.charCodeAt(i) <= 32) i++;
-    if (s.charCodeAt(i) === 125 /* } */) return i + 1;
-    const nameEnd = stringEnd(s, i);
-    const name = s.slice(i + 1, nameEnd);
-    i = s.indexOf(":", nameEnd + 1) + 1;
-    while (s.charCodeAt(i) <= 32) i++;
-    const v = i;
-    i = valueEnd(s, i);
-    fn(name.includes("\\") ? (JSON.parse(`"${name}"`) as string) : name, s.slice(v, i));
-    while (s.charCodeAt(i) <= 32) i++;
-    if (s.charCodeAt(i) === 44 /* , */) i++;
-  }
-}
 
 /** The index after the JSON value starting at `i` (numbers and literals end at a comma, brace or space). */
 function valueEnd(s: string, i: number): number {
@@ -123,8 +102,7 @@ export function* sinkRecords(batch: SinkBatch, table: SinkTable): Generator<Sink
         yield { op: "insert", lsn: batch.lsn, seq: seq++, raws: rowValuesOf(line) };
         continue;
       }
-      const members = new Map<string, string>();
-      eachMember(line, 0, (name, raw) => members.set(name, raw));
+      const members = new Map(splitJsonObject(line));
       const op = JSON.parse(members.get("op") ?? "null") as ChangeOp;
       const lsn = Number(members.get("lsn"));
       const old = members.get("old");
