@@ -100,6 +100,13 @@ export const configSchema = z
       .object({
         /** Largest pack a collector sends (and file the synctool writes), except a single larger row. */
         maxPackBytes: positive().min(1024).default(MiB),
+        /**
+         * Parquet and CSV: consecutive packs of a subtask are combined into one file (one row group)
+         * until they hold this many bytes of rows (as JSON), so readers get row groups of a useful size.
+         */
+        fileBytes: positive().min(1024).default(16 * MiB),
+        /** ... or until the oldest combined pack is this old and the collector has nothing more for now. */
+        fileMaxAgeMs: positive().default(5000),
         /** Subtasks per table task when `ferry task create` gives no --partitions. */
         partitions: positive().max(256).default(4),
         /** Timestamp column per table for mode 1 (INCREMENTAL_BY_TIMESTAMP), e.g. { "events": "ts" }; --ts-column overrides. */

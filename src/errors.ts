@@ -34,6 +34,8 @@ export type ErrorCode =
   | "TASK_EXISTS"
   | "DESTINATION_UNWRITABLE"
   | "DESTINATION_NOT_EMPTY"
+  | "SINK_TYPE_MISMATCH"
+  | "SINK_SCHEMA_CHANGED"
   | "INTERNAL";
 
 export interface ErrorOptions {
@@ -160,6 +162,8 @@ const classByCode: Partial<Record<ErrorCode, new (code: ErrorCode, m: string, o:
   TASK_EXISTS: SyncError,
   DESTINATION_UNWRITABLE: SyncError,
   DESTINATION_NOT_EMPTY: SyncError,
+  SINK_TYPE_MISMATCH: SyncError,
+  SINK_SCHEMA_CHANGED: SyncError,
 };
 
 /** The error of a code, of its class (a ClusterError for NO_ACTIVE_MASTER, ...). */

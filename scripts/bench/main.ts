@@ -8,9 +8,9 @@ import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ROOT } from "./common.js";
 
-const KNOWN = ["replication", "failover", "sync"];
+const KNOWN = ["replication", "failover", "sync", "parquet-libs"];
 /** Options followed by a value. */
-const VALUE_OPTIONS = ["--repo", "--runs"];
+const VALUE_OPTIONS = ["--repo", "--runs", "--rows", "--format"];
 
 interface Bench {
   run(argv?: string[]): Promise<object>;

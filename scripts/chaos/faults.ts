@@ -189,7 +189,7 @@ export async function inject(ctx: FaultContext, f: PlannedFault, rec: FaultRecor
       try {
         await waitFor(`sync task for ${table} created`, async () => {
           try {
-            await synctoolRequest(c, ENDPOINTS.taskCreate, { db: ctx.db, table, mode: 0, dest, partitions: 4 });
+            await synctoolRequest(c, ENDPOINTS.taskCreate, { db: ctx.db, table, mode: 0, dest, partitions: 4, format: "jsonl" });
             return true;
           } catch (err) {
             const code = (err as { code?: string }).code;

@@ -16,6 +16,7 @@ import { decodeFrame, encodeFrame, isJsonReply, unwrapReply } from "../nats/code
 import { type PackHeader, type PackRequest, type PullReplyHeader, type TableChunkHeader } from "../nats/messages.js";
 import {
   keyOfRow,
+  lastJsonLine,
   pastSnapshot,
   partitionOf,
   splitJsonArray,
@@ -185,7 +186,7 @@ class Collector {
       return { records: 0, next, more: true, payload: EMPTY };
     }
     const payload = payloads[0];
-    const key = keyOfRow(lastLine(payload), c.table!.key);
+    const key = keyOfRow(lastJsonLine(payload), c.table!.key);
     return { records: header.rows, next: { phase: "snapshot", segs, rows: pos.rows + header.rows, key }, more: true, payload };
   }
 
@@ -321,11 +322,4 @@ class Collector {
     this.source = found[0].node;
     return this.source;
   }
-}
-
-/** The last line of JSON Lines bytes (which end with a newline). */
-function lastLine(payload: Uint8Array): string {
-  const end = payload[payload.length - 1] === 10 ? payload.length - 1 : payload.length;
-  const start = payload.lastIndexOf(10, end - 1) + 1;
-  return dec.decode(payload.subarray(start, end));
 }

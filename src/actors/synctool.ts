@@ -22,6 +22,8 @@ import type { TaskCreateRequest } from "../nats/messages.js";
 import { ENDPOINTS } from "../nats/protocol.js";
 import { call, serve } from "../nats/rpc.js";
 import { checkDestination } from "../storage/destination.js";
+import { parseFormat } from "../storage/sink/index.js";
+import { SinkEncoder } from "../storage/sink/encoder.js";
 import { SyncProgress } from "../storage/sync-progress.js";
 import type { TableColumns } from "../storage/repository/types.js";
 import { startAgent, type AgentHandle, type RunningAgent } from "./agent.js";
@@ -41,6 +43,7 @@ export async function startSynctool(config: Config): Promise<RunningAgent> {
 
 class Synctool {
   private progress: SyncProgress;
+  private encoder = new SinkEncoder();
   private manager: Manager | null = null;
   /** Steps of the previous active period still running: the next one starts after them. */
   private settled: Promise<unknown> = Promise.resolve();
@@ -50,7 +53,7 @@ class Synctool {
   }
 
   start(): () => void {
-    const m = new Manager(this.h, this.progress);
+    const m = new Manager(this.h, this.progress, this.encoder);
     this.manager = m;
     const before = this.settled;
     void before.then(() => m.start()).catch((err) => this.h.rt.log.error({ err }, "synctool could not start its work"));
@@ -156,6 +159,7 @@ class Manager {
   constructor(
     private h: AgentHandle,
     private progress: SyncProgress,
+    private encoder: SinkEncoder,
   ) {
     this.view = new ClusterView(h.rt);
   }
@@ -276,7 +280,7 @@ class Manager {
     this.tasks.set(key, run);
     const cfg = this.rt.config.sync;
     for (let part = 0; part < def.partitions && !this.stopped; part++) {
-      const io = new SubtaskIo({ rt: this.rt, def, part, progress: this.progress, inflight: this.inflight, renamed: this.renamed, live: () => !this.stopped && this.h.clock.valid() });
+      const io = new SubtaskIo({ rt: this.rt, def, part, progress: this.progress, inflight: this.inflight, encoder: this.encoder, renamed: this.renamed, live: () => !this.stopped && this.h.clock.valid() });
       const { resumed, done } = await io.load();
       if (this.stopped || this.tasks.get(key) !== run) return;
       const logic = syncTaskMachine.provide({
@@ -336,6 +340,7 @@ class Manager {
     for (const s of run.subtasks) {
       s.io.stopped = true;
       s.actor.stop();
+      void this.track(s.io.drained()); // a file being written is part of this period's work
     }
   }
 
@@ -382,6 +387,7 @@ class Manager {
     }
     if (/[/\\\0]/.test(req.table) || req.table === "." || req.table === "..") throw new UsageError(`table name ${JSON.stringify(req.table)} cannot name a directory`);
     if (req.mode === 1 && req.ts === undefined) throw new UsageError("mode 1 (INCREMENTAL_BY_TIMESTAMP) needs the first timestamp", "give -ts N");
+    const format = parseFormat(req.format ?? "parquet");
     const partitions = req.partitions ?? cfg.partitions;
     if (!Number.isInteger(partitions) || partitions < 1 || partitions > 256) throw new UsageError(`--partitions must be from 1 to 256, not ${partitions}`);
     if (!isAbsolute(req.dest)) throw new UsageError(`destination ${req.dest} is not an absolute path`);
@@ -413,6 +419,8 @@ class Manager {
       partitions,
       columns: table.columns,
       key: table.key,
+      kinds: table.kinds,
+      format,
       createdAt: Date.now(),
     };
     try {
@@ -421,7 +429,7 @@ class Manager {
       if (/wrong last sequence|exists/i.test(String((err as Error).message))) throw this.exists(req);
       throw err;
     }
-    this.rt.log.info({ task: key, id: def.id, mode: def.mode, dest, partitions }, `task ${req.db}.${req.table} created: mode ${def.mode} ${MODE_NAMES[def.mode]} to ${dest}`);
+    this.rt.log.info({ task: key, id: def.id, mode: def.mode, format, dest, partitions }, `task ${req.db}.${req.table} created: mode ${def.mode} ${MODE_NAMES[def.mode]}, ${format} files to ${dest}`);
     return { task: def };
   }
 
@@ -477,6 +485,7 @@ class Manager {
             collector: c?.node ?? null,
             position: s.io.describe(),
             rows: s.io.rows,
+            bytes: s.io.bytes,
             error: snap.context.error,
           };
         });
@@ -490,11 +499,13 @@ class Manager {
           ts: run.def.ts,
           tsColumn: run.def.tsColumn,
           dest: run.def.dest,
+          format: run.def.format ?? "jsonl",
           partitions: run.def.partitions,
           state: failed > 0 ? "FAILED" : states.length === 1 ? states[0] : "RUNNING",
           failed: failed > 0,
           failedSubtasks: failed,
           rows: subtasks.reduce((n, s) => n + s.rows, 0),
+          bytes: subtasks.reduce((n, s) => n + s.bytes, 0),
           subtasks,
         };
       });

@@ -118,8 +118,8 @@ export function demoCommand(): Command {
         say(`\n5. An offline copy of the table: a mode-0 (full) sync task, split in 4 partitions.`);
         const dest = join(dir, "offline");
         const qualified = `${await databaseOf(cluster.member(first.node).repo!, "orders")}.orders`;
-        say(`   $ ferry task create -t ${qualified} -m 0 -d ${dest}`);
-        const created = await ferry(["task", "create", "-t", qualified, "-m", "0", "-d", dest, "--config", cluster.configFile]);
+        say(`   $ ferry task create -t ${qualified} -m 0 -d ${dest} --format jsonl`);
+        const created = await ferry(["task", "create", "-t", qualified, "-m", "0", "-d", dest, "--format", "jsonl", "--config", cluster.configFile]);
         if (created.code !== 0) say(indent(created.out));
         const syncStart = Date.now();
         await untilTaskGone(cluster.configFile, 60_000);

@@ -11,6 +11,7 @@ import { ENDPOINTS } from "../nats/protocol.js";
 import { call } from "../nats/rpc.js";
 import { synctoolRequest } from "../client/synctool.js";
 import { UsageError } from "../errors.js";
+import { parseFormat, SINK_FORMATS } from "../storage/sink/index.js";
 import { addGlobalOptions, action, allOpts, printJson, withClient } from "./common.js";
 import { decodeLease, LEASE_KEY } from "../nats/records.js";
 
@@ -39,6 +40,7 @@ interface SubtaskStatus {
   collector: string | null;
   position: string;
   rows: number;
+  bytes: number;
   error: { code: string; message: string } | null;
 }
 interface TaskStatus {
@@ -46,12 +48,14 @@ interface TaskStatus {
   mode: number;
   modeName: string;
   dest: string;
+  format: string;
   ts?: number;
   tsColumn?: string;
   state: string;
   failed: boolean;
   failedSubtasks: number;
   rows: number;
+  bytes: number;
   subtasks: SubtaskStatus[];
 }
 
@@ -60,12 +64,14 @@ export function renderTasks(tasks: TaskStatus[]): string {
   const out: string[] = [];
   for (const t of tasks) {
     const since = t.mode === 1 ? ` from ${t.tsColumn} >= ${t.ts}` : "";
-    out.push(`${t.task}: mode ${t.mode} ${t.modeName}${since} -> ${t.dest}`);
-    const table = new Table({ head: ["part", "state", "collector", "position", "rows", "error"], style: { head: [], border: [] } });
-    for (const s of t.subtasks) table.push([String(s.part), s.state, s.collector ?? "-", s.position, String(s.rows), s.error && s.state !== "RUNNING" ? `${s.error.code}: ${s.error.message}`.slice(0, 80) : ""]);
+    out.push(`${t.task}: mode ${t.mode} ${t.modeName}${since} -> ${t.dest} (${t.format})`);
+    const table = new Table({ head: ["part", "state", "collector", "position", "rows", "bytes", "error"], style: { head: [], border: [] } });
+    for (const s of t.subtasks) {
+      table.push([String(s.part), s.state, s.collector ?? "-", s.position, String(s.rows), String(s.bytes), s.error && s.state !== "RUNNING" ? `${s.error.code}: ${s.error.message}`.slice(0, 80) : ""]);
+    }
     out.push(table.toString());
     out.push(
-      `table ${t.task}: ${t.state}, ${t.rows} rows; ` +
+      `table ${t.task}: ${t.state}, ${t.rows} rows, ${t.bytes} bytes of ${t.format}; ` +
         (t.failed ? `${t.failedSubtasks} of ${t.subtasks.length} subtasks FAILED (delete and create the task again, or restart the synctool to resume)` : `no subtask FAILED`),
     );
   }
@@ -81,7 +87,8 @@ export function taskCommand(): Command {
     .option("-m, --mode <mode>", "0 FULL | 1 INCREMENTAL_BY_TIMESTAMP | 2 FULL_AND_CONTINUOUS")
     .option("--ts <n>", "mode 1: rows whose timestamp column is at least N (also -ts N)")
     .option("--ts-column <col>", "mode 1: the timestamp column (default: sync.tsColumns.<table> in the config)")
-    .option("-d, --dest <dir>", "destination directory; files go to DIR/<table>/part-<p>/")
+    .option("-d, --dest <dir>", "destination directory; files go to DIR/<table>/part=<p>/")
+    .option("--format <format>", `file format: ${SINK_FORMATS.join(" | ")}`, "parquet")
     .option("--partitions <n>", "subtasks (default: sync.partitions, 4)")
     .option("--json", "print the created task as JSON");
   addGlobalOptions(create);
@@ -97,10 +104,11 @@ export function taskCommand(): Command {
       if (mode === 1 && ts === undefined) throw new UsageError("mode 1 (INCREMENTAL_BY_TIMESTAMP) needs -ts N: rows whose timestamp is at least N");
       if (!o.dest) throw new UsageError("-d DIR is required: the destination directory");
       const partitions = integer("--partitions", o.partitions);
-      const body = { db, table, mode, ts, tsColumn: o.tsColumn, dest: resolve(String(o.dest)), partitions };
+      const format = parseFormat(o.format);
+      const body = { db, table, mode, ts, tsColumn: o.tsColumn, dest: resolve(String(o.dest)), partitions, format };
       const r = await withClient(o, (c) => synctoolRequest<{ task: { id: string; dest: string; partitions: number; tsColumn?: string } }>(c, ENDPOINTS.taskCreate, body));
       if (o.json) return printJson(r.task);
-      process.stdout.write(`created task ${db}.${table}: mode ${mode}, ${r.task.partitions} subtasks, to ${r.task.dest}/${table}\n`);
+      process.stdout.write(`created task ${db}.${table}: mode ${mode}, ${r.task.partitions} subtasks, ${format} files to ${r.task.dest}/${table}\n`);
     }),
   );
 

@@ -246,9 +246,9 @@ function renderTasks(s) {
     });
     var summary = Object.keys(counts).map(function (k) { return counts[k] + " " + k; }).join(", ");
     box.appendChild(el("div", { cls: "task" },
-      el("div", { cls: "head", text: t.task + ": mode " + t.mode + " " + t.modeName + " to " + t.dest }),
+      el("div", { cls: "head", text: t.task + ": mode " + t.mode + " " + t.modeName + " to " + t.dest + " (" + t.format + ")" }),
       table,
-      el("div", { cls: "sum", text: t.state + ", " + t.rows + " rows; " + done + " of " + subs.length + " subtasks done (" + summary + ")" + (t.failed ? "; " + t.failedSubtasks + " FAILED" : "") })));
+      el("div", { cls: "sum", text: t.state + ", " + t.rows + " rows, " + t.bytes + " bytes; " + done + " of " + subs.length + " subtasks done (" + summary + ")" + (t.failed ? "; " + t.failedSubtasks + " FAILED" : "") })));
   });
 }
 

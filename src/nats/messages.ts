@@ -145,6 +145,8 @@ export const taskCreateRequest = z.object({
   tsColumn: z.string().min(1).optional(),
   dest: z.string().min(1),
   partitions: z.number().int().optional(),
+  /** A sink format; the synctool refuses an unknown one by name. Absent: parquet. */
+  format: z.string().optional(),
 });
 export type TaskCreateRequest = z.infer<typeof taskCreateRequest>;
 export const taskDeleteRequest = z.object({ db: z.string().min(1), table: tableName });

@@ -50,6 +50,10 @@ export interface TaskDef {
   partitions: number;
   columns: string[];
   key: string[];
+  /** The columns' value kinds (ValueKind of src/storage/repository/types.ts), for typed files. */
+  kinds?: string[];
+  /** The files' format (a SinkFormat of src/storage/sink/); absent in tasks created before formats existed, which write jsonl to part-<p>/. */
+  format?: string;
   createdAt: number;
 }
 

@@ -1,25 +1,23 @@
 /**
- * The sync destination: a directory. Each pack of a subtask becomes one file in
- * `DIR/<table>/part-<p>/`, written to a hidden temporary name, fsynced, renamed, and the directory
- * fsynced; only then is the progress saved (LevelDB). File names carry the position range, so the
- * files alone say exactly where a subtask stands (a standby synctool resumes from them):
+ * The sync destination: a directory. Each file of a subtask goes to `DIR/<table>/part=<p>/` (Hive
+ * style, so readers take the partition as a column; tasks created before formats existed keep
+ * `part-<p>/`), written to a hidden temporary name, fsynced, renamed, and the directory fsynced;
+ * only then is the progress saved (LevelDB). File names carry the position range, so the files
+ * alone say exactly where a subtask stands (a standby synctool resumes from them). EXT is the
+ * task's format (src/storage/sink/ says what a file holds):
  *
- *   snapshot-<LSN:20>-<FIRST:12>-<LAST:12>.jsonl
+ *   snapshot-<LSN:20>-<FIRST:12>-<LAST:12>.EXT
  *       snapshot rows FIRST..LAST (1-based, in key order) of the partition, read at LSN.
- *       Rows are JSON objects, one a line: {"col": value, ...}; blobs are {"$blob": "HEX"}; a rowid
- *       table without an INTEGER PRIMARY KEY has its "rowid" first.
- *   stream-<FROM>-<TO>-<N:10>.jsonl   (FROM and TO are LSN:20.PART:6.CHANGE:6)
- *       N change records, from change FROM up to (not including) change TO of the stream:
- *       {"op":"insert"|"update"|"delete","lsn":L,"row":{...}}; a delete's row holds the key columns;
- *       an update that changed the key carries "old": {the old key}.
+ *   stream-<FROM>-<TO>-<N:10>.EXT   (FROM and TO are LSN:20.PART:6.CHANGE:6)
+ *       N change records, from change FROM up to (not including) change TO of the stream.
  *
- * Replay: every snapshot file, then the stream files in name order, each record as an upsert
- * (insert, update: deleting "old" first) or a delete by key. Names sort in that order.
+ * Replay: every snapshot file, then the stream files in name order, each record as an upsert or a
+ * delete by key. Names sort in that order.
  */
-import { mkdir, open, readdir, rename, unlink } from "node:fs/promises";
+import { mkdir, open, readdir, rename, stat, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { SyncError } from "../errors.js";
-import { keyOfRow, type SyncPosition, type SyncSegment } from "./sync.js";
+import type { SyncPosition, SyncSegment } from "./sync.js";
 
 const pad = (n: number, w: number) => String(n).padStart(w, "0");
 
@@ -35,22 +33,24 @@ export type PackFile =
 
 const point = (p: StreamPoint) => `${pad(p.lsn, 20)}.${pad(p.part, 6)}.${pad(p.off, 6)}`;
 
-export const snapshotFileName = (lsn: number, firstRow: number, lastRow: number) =>
-  `snapshot-${pad(lsn, 20)}-${pad(firstRow, 12)}-${pad(lastRow, 12)}.jsonl`;
+export const snapshotFileName = (lsn: number, firstRow: number, lastRow: number, ext: string) =>
+  `snapshot-${pad(lsn, 20)}-${pad(firstRow, 12)}-${pad(lastRow, 12)}.${ext}`;
 
-export const streamFileName = (from: StreamPoint, to: StreamPoint, records: number) =>
-  `stream-${point(from)}-${point(to)}-${pad(records, 10)}.jsonl`;
+export const streamFileName = (from: StreamPoint, to: StreamPoint, records: number, ext: string) =>
+  `stream-${point(from)}-${point(to)}-${pad(records, 10)}.${ext}`;
 
-const SNAPSHOT = /^snapshot-(\d+)-(\d+)-(\d+)\.jsonl$/;
-const STREAM = /^stream-(\d+)\.(\d+)\.(\d+)-(\d+)\.(\d+)\.(\d+)-(\d+)\.jsonl$/;
+const SNAPSHOT = /^snapshot-(\d+)-(\d+)-(\d+)\.(\w+)$/;
+const STREAM = /^stream-(\d+)\.(\d+)\.(\d+)-(\d+)\.(\d+)\.(\d+)-(\d+)\.(\w+)$/;
 const TMP = /^\..*\.tmp$/;
 
-export function parseFileName(name: string): PackFile | null {
+/** A file of the format whose extension is `ext`; null for any other name. */
+export function parseFileName(name: string, ext: string): PackFile | null {
+  if (!name.endsWith(`.${ext}`)) return null;
   let m = SNAPSHOT.exec(name);
   if (m) return { kind: "snapshot", name, lsn: Number(m[1]), firstRow: Number(m[2]), lastRow: Number(m[3]) };
   m = STREAM.exec(name);
   if (m) {
-    const n = m.slice(1).map(Number);
+    const n = m.slice(1, 8).map(Number);
     return { kind: "stream", name, from: { lsn: n[0], part: n[1], off: n[2] }, to: { lsn: n[3], part: n[4], off: n[5] }, records: n[6] };
   }
   return null;
@@ -58,19 +58,15 @@ export function parseFileName(name: string): PackFile | null {
 
 const streamOrder = (a: StreamPoint, b: StreamPoint) => a.lsn - b.lsn || a.part - b.part || a.off - b.off;
 
-/** Where the files say a subtask stands; null when there are none. `lastLine` reads a file's last row. */
-export async function positionFromFiles(
-  files: PackFile[],
-  lastLine: (name: string) => Promise<string>,
-  key: string[],
-): Promise<{ pos: SyncPosition; rows: number } | null> {
+/** Where the files say a subtask stands; null when there are none. `lastKey` reads the key image of a file's last row. */
+export async function positionFromFiles(files: PackFile[], lastKey: (name: string) => Promise<string>): Promise<{ pos: SyncPosition; rows: number } | null> {
   const snaps = files.filter((f) => f.kind === "snapshot").sort((a, b) => a.firstRow - b.firstRow);
   const streams = files.filter((f) => f.kind === "stream").sort((a, b) => streamOrder(a.from, b.from));
   if (snaps.length === 0 && streams.length === 0) return null;
   const segs: SyncSegment[] = [];
   for (let i = 0; i < snaps.length; i++) {
     if (i > 0 && snaps[i].lsn === snaps[i - 1].lsn) continue;
-    segs.push({ lsn: snaps[i].lsn, after: i === 0 ? null : keyOfRow(await lastLine(snaps[i - 1].name), key), firstRow: snaps[i].firstRow });
+    segs.push({ lsn: snaps[i].lsn, after: i === 0 ? null : await lastKey(snaps[i - 1].name), firstRow: snaps[i].firstRow });
   }
   const snapRows = snaps.length ? snaps[snaps.length - 1].lastRow : 0;
   const rows = snapRows + streams.reduce((n, f) => n + f.records, 0);
@@ -79,21 +75,32 @@ export async function positionFromFiles(
     return { pos: { phase: "stream", segs, ...to }, rows };
   }
   const last = snaps[snaps.length - 1];
-  return { pos: { phase: "snapshot", segs, rows: snapRows, key: keyOfRow(await lastLine(last.name), key) }, rows };
+  return { pos: { phase: "snapshot", segs, rows: snapRows, key: await lastKey(last.name) }, rows };
 }
 
+/** The OS's error as it said it (ENOSPC: no space left on device, write), for status and alerts. */
 const unwritable = (dir: string, err: unknown) =>
-  new SyncError("DESTINATION_UNWRITABLE", `cannot write to ${dir}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, {
+  new SyncError("DESTINATION_UNWRITABLE", `cannot write to ${dir}: ${(err as Error).message ?? String(err)}`, {
     cause: err,
     hint: "give a directory this synctool's user can create and write (-d DIR)",
   });
 
-/** One subtask's directory. */
+/** One subtask's directory, holding files of one format. */
 export class PartitionDir {
   readonly dir: string;
 
-  constructor(root: string, table: string, part: number) {
-    this.dir = partitionDir(root, table, part);
+  constructor(
+    root: string,
+    table: string,
+    part: number,
+    private ext: string,
+    layout: PartitionLayout,
+  ) {
+    this.dir = partitionDir(root, table, part, layout);
+  }
+
+  path(name: string): string {
+    return join(this.dir, name);
   }
 
   async ensure(): Promise<void> {
@@ -104,7 +111,7 @@ export class PartitionDir {
     }
   }
 
-  /** Writes a pack durably: temporary name, fsync, `beforeRename` (may veto), rename, directory fsync. */
+  /** Writes a file durably: temporary name, fsync, `beforeRename` (may veto), rename, directory fsync. */
   async write(name: string, data: Uint8Array, beforeRename: () => void): Promise<void> {
     const tmp = join(this.dir, `.${name}.tmp`);
     try {
@@ -116,6 +123,7 @@ export class PartitionDir {
         await fh.close();
       }
     } catch (err) {
+      await unlink(tmp).catch(() => {}); // a full disk keeps no partial file
       throw unwritable(this.dir, err);
     }
     try {
@@ -132,49 +140,38 @@ export class PartitionDir {
     }
   }
 
-  /** Pack files, and temporary files left by a write that never finished. */
-  async scan(): Promise<{ files: PackFile[]; tmp: string[] }> {
+  /** Pack files with their total size, and temporary files left by a write that never finished. */
+  async scan(): Promise<{ files: PackFile[]; bytes: number; tmp: string[] }> {
     let names: string[];
     try {
       names = await readdir(this.dir);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === "ENOENT") return { files: [], tmp: [] };
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return { files: [], bytes: 0, tmp: [] };
       throw unwritable(this.dir, err);
     }
     const files: PackFile[] = [];
     const tmp: string[] = [];
+    let bytes = 0;
     for (const n of names) {
-      const f = parseFileName(n);
-      if (f) files.push(f);
-      else if (TMP.test(n)) tmp.push(n);
+      const f = parseFileName(n, this.ext);
+      if (f) {
+        files.push(f);
+        bytes += (await stat(join(this.dir, n))).size;
+      } else if (TMP.test(n)) tmp.push(n);
     }
-    return { files, tmp };
+    return { files, bytes, tmp };
   }
 
   async remove(name: string): Promise<void> {
     await unlink(join(this.dir, name));
   }
-
-  /** The last line of a file (without its newline). */
-  async lastLine(name: string): Promise<string> {
-    const fh = await open(join(this.dir, name), "r");
-    try {
-      const size = (await fh.stat()).size;
-      for (let want = 64 * 1024; ; want *= 4) {
-        const len = Math.min(size, want);
-        const buf = Buffer.alloc(len);
-        await fh.read(buf, 0, len, size - len);
-        const end = buf[len - 1] === 10 ? len - 1 : len;
-        const nl = buf.lastIndexOf(10, end - 1);
-        if (nl >= 0 || len === size) return buf.subarray(nl + 1, end).toString("utf8");
-      }
-    } finally {
-      await fh.close();
-    }
-  }
 }
 
-export const partitionDir = (root: string, table: string, part: number) => join(root, table, `part-${part}`);
+/** `hive`: part=<p> (every task with a format); `legacy`: part-<p> (tasks created before formats existed). */
+export type PartitionLayout = "hive" | "legacy";
+
+export const partitionDir = (root: string, table: string, part: number, layout: PartitionLayout) =>
+  join(root, table, layout === "hive" ? `part=${part}` : `part-${part}`);
 
 async function syncDir(dir: string): Promise<void> {
   const fh = await open(dir, "r");

@@ -119,7 +119,8 @@ export function splitJsonObject(text: string): [string, string][] {
       if (d === 92) i++;
       else if (d === 34) break;
     }
-    out.push([JSON.parse(m.slice(0, i + 1)), m.slice(m.indexOf(":", i + 1) + 1).trim()]);
+    const name = m.slice(1, i);
+    out.push([name.includes("\\") ? (JSON.parse(m.slice(0, i + 1)) as string) : name, m.slice(m.indexOf(":", i + 1) + 1).trim()]);
   });
   return out;
 }
@@ -145,6 +146,12 @@ export function toObject(columns: string[], raws: string[]): string {
     s += `${s.length > 1 ? "," : ""}${JSON.stringify(columns[i])}:${objectValue(raws[i] ?? "null")}`;
   }
   return s + "}";
+}
+
+/** The last line of JSON Lines bytes (which end with a newline). */
+export function lastJsonLine(payload: Uint8Array): string {
+  const end = payload[payload.length - 1] === 10 ? payload.length - 1 : payload.length;
+  return new TextDecoder().decode(payload.subarray(payload.lastIndexOf(10, end - 1) + 1, end));
 }
 
 /** The key image (JSON array text) of a row given as a JSON object line. */

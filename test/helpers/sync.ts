@@ -40,6 +40,14 @@ export class SyncCluster {
     return this.cl.startProcess(id, "collector", ["--host", host, "--source", source], env);
   }
 
+  /** A collector c1 on host h1 reading `source`, and a synctool st1, both active. */
+  async startSync(source: string): Promise<void> {
+    this.collector("c1", "h1", source);
+    this.cl.startProcess("st1", "synctool");
+    await this.waitActive("c1");
+    await this.waitActive("st1");
+  }
+
   waitActive(id: string, timeoutMs = 30_000) {
     return this.cl.waitMember(id, "active", (m) => m.state === "active", timeoutMs);
   }
@@ -119,7 +127,7 @@ export function readFiles(dest: string, table: string): Files {
   const root = join(dest, table);
   if (!existsSync(root)) return out;
   for (const d of readdirSync(root).sort()) {
-    const part = Number(/^part-(\d+)$/.exec(d)?.[1]);
+    const part = Number(/^part[-=](\d+)$/.exec(d)?.[1]);
     assert.ok(Number.isInteger(part), `unexpected entry ${d}`);
     const list: { name: string; lines: Record<string, any>[] }[] = [];
     for (const f of readdirSync(join(root, d)).sort()) {

@@ -28,13 +28,13 @@ test("kill -9 of the only collector during a mode-0 sync: REASSIGNING, then FAIL
   const ca = sc.collector("ca", "ha", "s1", slow);
   await sc.waitActive("ca");
   const destA = tempDir("ferry-dest-");
-  await sc.cliJson(["task", "create", "-t", "main.t", "-m", "0", "-d", destA]);
+  await sc.cliJson(["task", "create", "--format", "jsonl", "-t", "main.t", "-m", "0", "-d", destA]);
   await waitFor("packs written", () => fileCount(destA, "t") >= 8);
   ca.kill("SIGKILL");
   await ca.exited;
   await waitFor("every subtask FAILED", async () => (await sc.tasksNow())[0]?.subtasks.every((s: any) => s.state === "FAILED"), { timeoutMs: 30_000 });
   const text = await sc.cl.cli(["task", "status"]);
-  assert.match(text.stdout, /table main\.t: FAILED, \d+ rows; 4 of 4 subtasks FAILED/);
+  assert.match(text.stdout, /table main\.t: FAILED, \d+ rows, \d+ bytes of jsonl; 4 of 4 subtasks FAILED/);
   assert.match(text.stdout, /NO_COLLECTOR: no active collector/);
   for (let p = 0; p < 4; p++) {
     const seen = states(st.logLines(), `sync-task main.t/${p}`);
@@ -52,7 +52,7 @@ test("kill -9 of the only collector during a mode-0 sync: REASSIGNING, then FAIL
   await sc.waitActive("cm");
   await sc.waitActive("ca2");
   const destB = tempDir("ferry-dest-");
-  await sc.cliJson(["task", "create", "-t", "main.t", "-m", "0", "-d", destB]);
+  await sc.cliJson(["task", "create", "--format", "jsonl", "-t", "main.t", "-m", "0", "-d", destB]);
   await waitFor("every subtask on ca2 has written", async () => {
     const t = (await sc.tasksNow())[0];
     return t?.subtasks.every((s: any) => s.collector === "ca2" && s.rows > 0);
@@ -82,7 +82,7 @@ test("kill -9 of the synctool between writing a pack file and saving its progres
   await sc.waitActive("c1");
   await sc.waitActive("st1");
   const dest = tempDir("ferry-dest-");
-  await sc.cliJson(["task", "create", "-t", "main.t", "-m", "0", "--partitions", "1", "-d", dest]);
+  await sc.cliJson(["task", "create", "--format", "jsonl", "-t", "main.t", "-m", "0", "--partitions", "1", "-d", dest]);
   await waitFor("the synctool paused between file and progress", () => st.log().includes("fault drill (sync.drillHaltAfterFiles): halted"));
   assert.is(fileCount(dest, "t"), 3, "the third file is renamed, its progress not saved");
   st.kill("SIGKILL");
@@ -117,7 +117,7 @@ test("a standby collector on the same host takes over when the active one dies; 
   await sc.cl.sql("CREATE TABLE items(id INTEGER PRIMARY KEY, v TEXT)");
   await sc.cl.sql("WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 500) INSERT INTO items SELECT x, 'v' || x FROM n");
   const dest = tempDir("ferry-dest-");
-  await sc.cliJson(["task", "create", "-t", "main.items", "-m", "2", "-d", dest]);
+  await sc.cliJson(["task", "create", "--format", "jsonl", "-t", "main.items", "-m", "2", "-d", dest]);
   await sc.expectReplay(dest, "items");
 
   c1.kill("SIGKILL");

@@ -30,7 +30,7 @@ test("mode 0 on a 100,000-row table with 4 partitions: the files hold exactly it
   );
   await sc.caughtUp(r.lsn, ["s1"]);
   const dest = tempDir("ferry-dest-");
-  const created = await sc.cliJson(["task", "create", "-t", "main.big", "-m", "0", "-d", dest]);
+  const created = await sc.cliJson(["task", "create", "--format", "jsonl", "-t", "main.big", "-m", "0", "-d", dest]);
   assert.is(created.partitions, 4);
   await sc.waitTaskGone("main.big");
   const files = readFiles(dest, "big");
@@ -68,10 +68,11 @@ test("task commands refuse bad input with a clear error and create nothing; malf
   await refused(["-t", "main.t", "-m", "1", "-ts", "5", "-d", dest], 2, /needs the timestamp column of t/);
   await refused(["-t", "main.t", "-m", "1", "-ts", "5", "--ts-column", "nope", "-d", dest], 2, /has no column nope/);
   await refused(["-t", "other.t", "-m", "0", "-d", dest], 2, /database other does not exist/);
+  await refused(["-t", "main.t", "-m", "0", "--format", "orc", "-d", dest], 2, /--format "orc" is not a format ferry writes: give one of jsonl, csv, parquet/);
   await refused(["-t", "main.t", "-m", "0", "-d", "/dev/null/sub"], 1, /cannot write to \/dev\/null\/sub\/t.*DESTINATION_UNWRITABLE/);
   assert.equal(await sc.tasks(), [], "nothing created");
   // Mode 1 with the column from the config (sync.tsColumns), then a second task for the same table.
-  const ok = await sc.cliJson(["task", "create", "-t", "main.ev", "-m", "1", "-ts", "10", "-d", dest, "--partitions", "2"]);
+  const ok = await sc.cliJson(["task", "create", "--format", "jsonl", "-t", "main.ev", "-m", "1", "-ts", "10", "-d", dest, "--partitions", "2"]);
   assert.is(ok.tsColumn, "ts");
   assert.is(ok.partitions, 2);
   await refused(["-t", "main.ev", "-m", "0", "-d", tempDir("ferry-dest-")], 1, /main\.ev already has a sync task.*TASK_EXISTS/);
@@ -113,7 +114,7 @@ test("mode 2: snapshot, then inserts, updates (also of keys) and deletes as chan
   await sc.waitActive("c1");
   await sc.waitActive("st1");
   const dest = tempDir("ferry-dest-");
-  for (const t of ["acct", "tags", "loose"]) await sc.cliJson(["task", "create", "-t", `main.${t}`, "-m", "2", "-d", dest]);
+  for (const t of ["acct", "tags", "loose"]) await sc.cliJson(["task", "create", "--format", "jsonl", "-t", `main.${t}`, "-m", "2", "-d", dest]);
   // Changes while the snapshots are read and after.
   for (let i = 0; i < 20; i++) {
     await sc.cl.sql(
@@ -166,7 +167,7 @@ test("mode 1: only rows at or after the timestamp, then every later change", asy
   await sc.waitActive("c1");
   await sc.waitActive("st1");
   const dest = tempDir("ferry-dest-");
-  await sc.cliJson(["task", "create", "-t", "main.ev", "-m", "1", "-ts", "600", "--ts-column", "ts", "-d", dest]);
+  await sc.cliJson(["task", "create", "--format", "jsonl", "-t", "main.ev", "-m", "1", "-ts", "600", "--ts-column", "ts", "-d", dest]);
   await waitFor("the snapshot part is written", async () => (await sc.tasks())[0]?.subtasks.every((s: any) => s.position.startsWith("stream")), { timeoutMs: 30_000, intervalMs: 200 });
   const snap = readFiles(dest, "ev").snapshot;
   assert.equal(snap.map((r) => r.id).sort((a, b) => a - b), Array.from({ length: 400 }, (_, i) => 600 + i), "exactly the rows with ts >= 600");

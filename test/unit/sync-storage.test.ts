@@ -20,6 +20,7 @@ import {
   type SyncPosition,
 } from "../../src/storage/sync.js";
 import { PartitionDir, parseFileName, positionFromFiles, snapshotFileName, streamFileName } from "../../src/storage/destination.js";
+import { openSink, SINK_FORMATS } from "../../src/storage/sink/index.js";
 import { cleanup, tempDir } from "../helpers/procs.js";
 
 test.after(cleanup);
@@ -144,37 +145,46 @@ test("a change belongs after the snapshot when its LSN is past the segment that 
   assert.ok(pastSnapshot(segs, afters, ["100"], 11), "the segment starts after its key");
 });
 
-test("destination: names carry the position; files alone say where a subtask stands", async () => {
-  const dir = new PartitionDir(tempDir(), "t", 0);
-  await dir.ensure();
-  const rows = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => `{"id":${(from + i) * 2},"v":"x"}`).join("\n") + "\n";
-  await dir.write(snapshotFileName(7, 1, 3), new TextEncoder().encode(rows(1, 3)), () => {});
-  await dir.write(snapshotFileName(9, 4, 5), new TextEncoder().encode(rows(4, 5)), () => {});
-  writeFileSync(join(dir.dir, `.${snapshotFileName(9, 6, 8)}.tmp`), "partial");
-  const vetoed = await dir.write("x.jsonl", new Uint8Array(1), () => {
-    throw new Error("vetoed");
-  }).then(() => false, (e: Error) => /vetoed/.test(e.message));
-  assert.ok(vetoed, "beforeRename can veto the rename");
-  const scanned = await dir.scan();
-  let files = scanned.files;
-  assert.equal(scanned.tmp, [`.${snapshotFileName(9, 6, 8)}.tmp`]);
-  assert.not.ok(readdirSync(dir.dir).includes("x.jsonl"), "a vetoed write leaves nothing");
-  let at = await positionFromFiles(files, (n) => dir.lastLine(n), ["id"]);
-  assert.equal(at, {
-    pos: { phase: "snapshot", segs: [{ lsn: 7, after: null, firstRow: 1 }, { lsn: 9, after: "[6]", firstRow: 4 }], rows: 5, key: "[10]" },
-    rows: 5,
+for (const format of SINK_FORMATS) {
+  test(`destination (${format}): names carry the position; files alone say where a subtask stands`, async () => {
+    const sink = openSink(format, { columns: ["id", "v"], kinds: ["integer", "text"], key: ["id"], changes: true });
+    const dir = new PartitionDir(tempDir(), "t", 0, sink.ext, "hive");
+    assert.ok(dir.dir.endsWith(join("t", "part=0")), "Hive-style partition directory");
+    await dir.ensure();
+    const rows = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => `{"id":${(from + i) * 2},"v":"x,\\"y\\"\\n"}`).join("\n") + "\n";
+    const snap = (lsn: number, from: number, to: number) => sink.encode({ kind: "snapshot", lsn, firstSeq: from, payloads: [new TextEncoder().encode(rows(from, to))] });
+    await dir.write(snapshotFileName(7, 1, 3, sink.ext), snap(7, 1, 3), () => {});
+    await dir.write(snapshotFileName(9, 4, 5, sink.ext), snap(9, 4, 5), () => {});
+    writeFileSync(join(dir.dir, `.${snapshotFileName(9, 6, 8, sink.ext)}.tmp`), "partial");
+    const vetoed = await dir.write(`x.${sink.ext}`, new Uint8Array(1), () => {
+      throw new Error("vetoed");
+    }).then(() => false, (e: Error) => /vetoed/.test(e.message));
+    assert.ok(vetoed, "beforeRename can veto the rename");
+    const scanned = await dir.scan();
+    let files = scanned.files;
+    assert.equal(scanned.tmp, [`.${snapshotFileName(9, 6, 8, sink.ext)}.tmp`]);
+    assert.ok(scanned.bytes > 0, "scan counts the files' bytes");
+    assert.not.ok(readdirSync(dir.dir).includes(`x.${sink.ext}`), "a vetoed write leaves nothing");
+    const lastKey = (n: string) => sink.lastKey(dir.path(n));
+    let at = await positionFromFiles(files, lastKey);
+    assert.equal(at, {
+      pos: { phase: "snapshot", segs: [{ lsn: 7, after: null, firstRow: 1 }, { lsn: 9, after: "[6]", firstRow: 4 }], rows: 5, key: "[10]" },
+      rows: 5,
+    });
+    const from = { lsn: 8, part: 0, off: 0 };
+    const to = { lsn: 12, part: 1, off: 3 };
+    const changes = ['{"op":"insert","lsn":8,"row":{"id":1,"v":"a"}}', '{"op":"delete","lsn":9,"row":{"id":2}}', '{"op":"update","lsn":12,"old":{"id":1},"row":{"id":3,"v":null}}'];
+    await dir.write(streamFileName(from, to, 3, sink.ext), sink.encode({ kind: "stream", lsn: 0, firstSeq: 6, payloads: [new TextEncoder().encode(changes.join("\n") + "\n")] }), () => {});
+    ({ files } = await dir.scan());
+    at = await positionFromFiles(files, lastKey);
+    assert.equal(at!.pos, { phase: "stream", segs: [{ lsn: 7, after: null, firstRow: 1 }, { lsn: 9, after: "[6]", firstRow: 4 }], lsn: 12, part: 1, off: 3 });
+    assert.is(at!.rows, 8);
+    assert.equal(parseFileName(streamFileName(from, to, 3, sink.ext), sink.ext), { kind: "stream", name: streamFileName(from, to, 3, sink.ext), from, to, records: 3 });
+    assert.is(parseFileName("notes.txt", sink.ext), null);
+    assert.is(parseFileName(snapshotFileName(7, 1, 3, "other"), sink.ext), null, "files of another format are not this task's");
+    assert.is(await positionFromFiles([], lastKey), null);
   });
-  const from = { lsn: 8, part: 0, off: 0 };
-  const to = { lsn: 12, part: 1, off: 3 };
-  await dir.write(streamFileName(from, to, 4), new TextEncoder().encode("{}\n{}\n{}\n{}\n"), () => {});
-  ({ files } = await dir.scan());
-  at = await positionFromFiles(files, (n) => dir.lastLine(n), ["id"]);
-  assert.equal(at!.pos, { phase: "stream", segs: [{ lsn: 7, after: null, firstRow: 1 }, { lsn: 9, after: "[6]", firstRow: 4 }], lsn: 12, part: 1, off: 3 });
-  assert.is(at!.rows, 9);
-  assert.equal(parseFileName(streamFileName(from, to, 4)), { kind: "stream", name: streamFileName(from, to, 4), from, to, records: 4 });
-  assert.is(parseFileName("notes.txt"), null);
-  assert.is(await positionFromFiles([], (n) => dir.lastLine(n), ["id"]), null);
-});
+}
 
 test("positions order: snapshot < stream < done, each by its counter", () => {
   const snap = (rows: number): SyncPosition => ({ phase: "snapshot", segs: [], rows, key: null });

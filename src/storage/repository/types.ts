@@ -89,9 +89,17 @@ export interface TableColumns {
   key: string[];
   /** Each column's type as the database names it (same order as columns). */
   types?: string[];
+  /** Each column's values in neutral terms, for writers of typed files (same order as columns). */
+  kinds?: ValueKind[];
   /** Rows in the table now (for progress; given by tableColumns). */
   rows?: number;
 }
+
+/**
+ * What a column holds, as a typed file stores it: 64-bit integers, doubles, text, bytes, booleans,
+ * or `any` (SQLite's untyped and NUMERIC columns, which may hold values of every type).
+ */
+export type ValueKind = "integer" | "real" | "text" | "blob" | "boolean" | "any";
 
 /** What a sync snapshot reads: one table, one partition of its keys, after a key, rows with a timestamp at least `min`. */
 export interface TableReadOpts {

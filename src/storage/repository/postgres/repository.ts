@@ -17,6 +17,7 @@ import { pgError } from "./errors.js";
 import { dump, FERRY_DDL_UPGRADE, FERRY_TABLES, REPLICATED_SCHEMA, fingerprint, hasRows, OBJECT_ORDER, replicatedTables, schemaObjects, tableMeta, userTables } from "./schema.js";
 import { asObject, inPartition, openConsistent, positionOf, RowCursor, tableCursor, takeRows, type Consistent } from "./snapshot.js";
 import { PgSqlRunner } from "./sql-runner.js";
+import { valueKind } from "./values.js";
 import type {
   Change,
   ChangeRead,
@@ -412,7 +413,7 @@ export class PostgresRepository implements Repository {
       const meta = await tableMeta(this.pool, name);
       if (!meta) return null;
       const n = Number((await one<{ n: string }>(this.pool, `SELECT count(*) AS n FROM ${quoteId(name)}`))!.n);
-      return { name, db: REPLICATED_SCHEMA, columns: meta.image.map((c) => c.name), key: meta.key.map((c) => c.name), types: meta.image.map((c) => c.type), rows: n };
+      return { name, db: REPLICATED_SCHEMA, columns: meta.image.map((c) => c.name), key: meta.key.map((c) => c.name), types: meta.image.map((c) => c.type), kinds: meta.image.map((c) => valueKind(c.typeOid)), rows: n };
     });
   }
 

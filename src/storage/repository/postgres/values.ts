@@ -11,11 +11,22 @@
  * the column's type, so the replica reads exactly what the master printed.
  */
 import { RepositoryError } from "../../../errors.js";
+import type { ValueKind } from "../types.js";
 import { splitJsonArray } from "../../sync.js";
 
 const INT = new Set([20, 21, 23, 26]);
 const FLOAT = new Set([700, 701]);
 const BYTEA = 17;
+const BOOL = 16;
+
+/** A column's values in neutral terms: numeric, dates, uuid, json and arrays keep their exact text. */
+export function valueKind(typeOid: number): ValueKind {
+  if (INT.has(typeOid)) return "integer";
+  if (FLOAT.has(typeOid)) return "real";
+  if (typeOid === BYTEA) return "blob";
+  if (typeOid === BOOL) return "boolean";
+  return "text";
+}
 
 /** Types whose text form depends on a server setting no session option fixes: refused by name. */
 export const REFUSED_TYPES: Record<string, string> = {

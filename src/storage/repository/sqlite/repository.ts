@@ -37,6 +37,7 @@ import type {
   TableColumns,
   TableReader,
   TableReadOpts,
+  ValueKind,
   WriteGate,
 } from "../types.js";
 
@@ -91,6 +92,18 @@ interface TableInfo {
   image: string[];
   /** Identity columns (for U with a changed key, and D). */
   key: string[];
+  /** The image's columns' values by their declared types (SQLite's affinity rules). */
+  kinds: ValueKind[];
+}
+
+/** SQLite's affinity rules (section 3.1 of its datatype page); NUMERIC and untyped columns hold any type. */
+function affinityKind(declared: string): ValueKind {
+  const t = declared.toUpperCase();
+  if (t.includes("INT")) return "integer";
+  if (/CHAR|CLOB|TEXT/.test(t)) return "text";
+  if (t.includes("BLOB")) return "blob";
+  if (/REAL|FLOA|DOUB/.test(t)) return "real";
+  return "any";
 }
 
 /** Encodes a value for a JSON row image: blobs become ["x", HEX]. */
@@ -162,10 +175,11 @@ export class SqliteRepository implements Repository {
     const stored = cols.filter((c) => c.hidden === 0).map((c) => c.name);
     const pks = cols.filter((c) => c.pk > 0).sort((a, b) => a.pk - b.pk);
     const alias = !withoutRowid && pks.length === 1 && pks[0].type.toUpperCase() === "INTEGER";
+    const kinds = cols.filter((c) => c.hidden === 0).map((c) => affinityKind(c.type));
     let info: TableInfo;
-    if (withoutRowid) info = { name, image: stored, key: pks.map((c) => c.name) };
-    else if (alias) info = { name, image: stored, key: [pks[0].name] };
-    else info = { name, image: ["rowid", ...stored], key: ["rowid"] };
+    if (withoutRowid) info = { name, image: stored, key: pks.map((c) => c.name), kinds };
+    else if (alias) info = { name, image: stored, key: [pks[0].name], kinds };
+    else info = { name, image: ["rowid", ...stored], key: ["rowid"], kinds: ["integer", ...kinds] };
     this.tables.set(name, info);
     return info;
   }
@@ -611,7 +625,7 @@ export class SqliteRepository implements Repository {
       if (!found) return null;
       const t = this.tableInfo(name);
       const rows = (cached(this.reader, `SELECT count(*) AS n FROM ${quoteId(name)}`).get() as { n: number }).n;
-      return { name, db: "main", columns: t.image, key: t.key, rows };
+      return { name, db: "main", columns: t.image, key: t.key, kinds: t.kinds, rows };
     });
   }
 
