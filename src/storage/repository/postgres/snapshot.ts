@@ -182,7 +182,7 @@ export async function tableCursor(
 }
 
 /** Rows past a key bound as $first...: a row comparison, or for nullable key columns its NULL-first expansion. */
-function afterKey(meta: TableMeta, first: number): string {
+export function afterKey(meta: TableMeta, first: number): string {
   const cols = meta.key.map((c, i) => ({ c, col: orderValue(c), p: orderParam(c, first + i) }));
   if (cols.every(({ c }) => c.notNull)) return `(${cols.map((x) => x.col).join(", ")}) > (${cols.map((x) => x.p).join(", ")})`;
   // (a, b) > (x, y) as a1 > x OR (a1 = x AND b > y), where NULL = NULL and NULL < any value.
