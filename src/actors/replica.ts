@@ -14,6 +14,7 @@ import type { Meta } from "../storage/meta.js";
 import type { BatchMeta } from "../batch.js";
 import type { PartRecord, Spool } from "../storage/spool.js";
 import type { Change, Repository, SnapshotHeader } from "../storage/repository/types.js";
+import type { ApplyHold } from "./apply-hold.js";
 import type { Runtime } from "./runtime.js";
 
 export interface ReplicaDeps {
@@ -21,6 +22,8 @@ export interface ReplicaDeps {
   repo: Repository;
   spool: Spool;
   meta: Meta;
+  /** Set while a compare or repair holds this replica at an LSN. */
+  hold: ApplyHold;
 }
 
 /** What a replica knows about itself, for heartbeats and status. */
@@ -48,7 +51,7 @@ export class ReplicaStats {
 const APPLY_BYTES = 4 * 1024 * 1024;
 
 export function createReplicaIo(d: ReplicaDeps, stats: ReplicaStats) {
-  const { rt, repo, spool, meta } = d;
+  const { rt, repo, spool, meta, hold } = d;
   const ask = (master: string) => ({ timeoutMs: rt.config.nats.requestTimeoutMs, peer: `master ${master}` });
 
   async function init(): Promise<void> {
@@ -180,10 +183,11 @@ export function createReplicaIo(d: ReplicaDeps, stats: ReplicaStats) {
         stats.appliedEpoch = recorded.epoch;
       }
     }
-    if (spool.head <= stats.applied) return { applied: stats.applied, more: false };
+    const upto = Math.min(spool.head, hold.limit());
+    if (upto <= stats.applied) return { applied: stats.applied, more: false };
     const batches: { meta: BatchMeta; changes: Change[] }[] = [];
     let bytes = 0;
-    for (let lsn = stats.applied + 1; lsn <= spool.head && (bytes < APPLY_BYTES || batches.length === 0); lsn++) {
+    for (let lsn = stats.applied + 1; lsn <= upto && (bytes < APPLY_BYTES || batches.length === 0); lsn++) {
       const m = await spool.meta(lsn);
       if (!m) throw new ReplicationError("NEEDS_RESYNC", `batch ${lsn} is missing from the spool of ${rt.node}`);
       batches.push({ meta: m, changes: await readBatch(m) });
@@ -210,7 +214,7 @@ export function createReplicaIo(d: ReplicaDeps, stats: ReplicaStats) {
       });
     }
     await trimSpool();
-    return { applied: stats.applied, more: spool.head > stats.applied };
+    return { applied: stats.applied, more: Math.min(spool.head, hold.limit()) > stats.applied };
   }
 
   /** Keeps applied batches (a promoted replica serves them) up to maxBacklogBytes. */

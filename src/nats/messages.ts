@@ -145,3 +145,24 @@ export const taskCreateRequest = z.object({
 export type TaskCreateRequest = z.infer<typeof taskCreateRequest>;
 export const taskDeleteRequest = z.object({ db: z.string().min(1), table: tableName });
 export const emptyRequest = z.object({}).passthrough();
+
+const session = z.string().min(1).max(100);
+const keyRange = z.object({ after: z.string().nullable(), upto: z.string().nullable() });
+
+/**
+ * Compare and repair (client/compare.ts): a replica is held at its applied position (`hold`), the
+ * master opens a read at an LSN (`begin` without lsn), each replica opens its read once it has
+ * applied exactly that LSN (`begin` with lsn); then chunk sums, the rows of differing chunks, and
+ * on a held replica the repair of its rows.
+ */
+export const compareRequest = z.discriminatedUnion("op", [
+  z.object({ op: z.literal("hold"), holder: session }),
+  z.object({ op: z.literal("release"), holder: session }),
+  z.object({ op: z.literal("begin"), holder: session, lsn: lsn.optional(), repair: z.boolean().default(false) }),
+  z.object({ op: z.literal("chunks"), session, table: z.string().min(1), chunkRows: z.number().int().positive() }),
+  z.object({ op: z.literal("sums"), session, table: z.string().min(1), ranges: z.array(keyRange) }),
+  z.object({ op: z.literal("rows"), session, table: z.string().min(1), range: keyRange }),
+  z.object({ op: z.literal("repair"), session, table: z.string().min(1), put: z.array(z.string()), del: z.array(z.string()) }),
+  z.object({ op: z.literal("end"), session }),
+]);
+export type CompareRequest = z.infer<typeof compareRequest>;
