@@ -86,7 +86,9 @@ const compareSchema = z
     chunkRows: positive().max(100_000).default(1000),
     /** Largest difference `ferry repair` fixes row by row; past it, ferry resync. */
     maxRepairRows: positive().default(10_000),
-    /** How long one compare request may take (a chunk pass over a large table). */
+    /** Rows a compare reads per second on each node, so that it does not disturb the workload (0: as fast as it can). */
+    rowsPerSecond: z.number().int().nonnegative().default(0),
+    /** How long one compare request may take. */
     timeoutMs: positive().default(120_000),
     /** A replica held for a compare or repair (it applies nothing new) lets go after this long without a request. */
     holdMs: positive().default(30_000),

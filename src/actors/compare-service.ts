@@ -107,7 +107,7 @@ export function startCompareService(d: CompareServiceDeps): () => void {
   async function sessionOp(s: Session, req: Exclude<CompareRequest, { op: "hold" | "release" | "begin" }>): Promise<object> {
     switch (req.op) {
       case "chunks":
-        return { chunks: await s.read.chunks(req.table, req.chunkRows) };
+        return await s.read.chunks(req.table, { chunkRows: req.chunkRows, after: req.after, maxChunks: req.maxChunks });
       case "sums":
         return { chunks: await s.read.sums(req.table, req.ranges) };
       case "rows":

@@ -52,8 +52,8 @@ interface Begun {
   tables: TableColumns[];
 }
 
-/** Sums asked of a replica per request: the ranges' key images stay well within a NATS message. */
-const RANGES_PER_REQUEST = 500;
+/** Chunks per page: the master cuts this many, a replica sums their ranges (key images stay well within a NATS message). */
+const RANGES_PER_REQUEST = 200;
 /** Rows written per repair request (one transaction each, at the same LSN). */
 const REPAIR_ROWS_PER_REQUEST = 500;
 
@@ -115,17 +115,32 @@ async function compareCluster(c: Client, opts: CompareOpts, use?: (report: Compa
     const report: CompareReport = { master: masterNode, lsn: m.lsn, epoch: m.epoch, tables: [], errors, identical: true, ms: 0 };
     for (const t of tables) {
       const tStart = Date.now();
-      const chunks = (await ask(masterNode, { op: "chunks", session: m.session, table: t.name, chunkRows: c.config.compare.chunkRows })).chunks as ChunkSum[];
-      const rows = chunks.reduce((n, ch) => n + ch.rows, 0);
-      await Promise.all(
-        sessions.map(async (s) => {
-          try {
-            report.tables.push(await compareTable(s, t.name, chunks, rows, tStart));
-          } catch (err) {
-            failed(s.node, err);
-          }
-        }),
-      );
+      const acc = new Map(sessions.map((s) => [s.node, { table: t.name, node: s.node, chunks: 0, rows: 0, differingChunks: 0, diffs: [] as RowDiff[], ms: 0 }]));
+      let after: string | null = null;
+      let read = 0;
+      for (let done = false; !done; ) {
+        const page = (await ask(masterNode, { op: "chunks", session: m.session, table: t.name, chunkRows: c.config.compare.chunkRows, after, maxChunks: RANGES_PER_REQUEST })) as unknown as {
+          chunks: ChunkSum[];
+          done: boolean;
+        };
+        await Promise.all(
+          sessions.map(async (s) => {
+            const into = acc.get(s.node);
+            if (!into) return;
+            try {
+              await comparePage(s, t.name, page.chunks, into);
+            } catch (err) {
+              acc.delete(s.node);
+              failed(s.node, err);
+            }
+          }),
+        );
+        done = page.done;
+        after = page.chunks[page.chunks.length - 1].upto;
+        read += page.chunks.reduce((n, ch) => n + ch.rows, 0);
+        await pace(read, tStart);
+      }
+      for (const r of acc.values()) report.tables.push({ ...r, ms: Date.now() - tStart });
     }
     report.tables.sort((a, b) => a.table.localeCompare(b.table) || a.node.localeCompare(b.node));
     report.identical = errors.length === 0 && report.tables.every((r) => r.diffs.length === 0);
@@ -133,25 +148,28 @@ async function compareCluster(c: Client, opts: CompareOpts, use?: (report: Compa
     report.ms = Date.now() - started;
     return report;
 
-    async function compareTable(s: { node: string; session: string }, table: string, chunks: ChunkSum[], rows: number, tStart: number): Promise<TableReport> {
-      const theirs: ChunkSum[] = [];
-      for (let i = 0; i < chunks.length; i += RANGES_PER_REQUEST) {
-        const ranges = chunks.slice(i, i + RANGES_PER_REQUEST).map(({ after, upto }) => ({ after, upto }));
-        theirs.push(...((await ask(s.node, { op: "sums", session: s.session, table, ranges })).chunks as ChunkSum[]));
-      }
-      const diffs: RowDiff[] = [];
-      let differing = 0;
+    /** One page of the master's chunks against a replica: sums first, rows only where they differ. */
+    async function comparePage(s: { node: string; session: string }, table: string, chunks: ChunkSum[], into: Omit<TableReport, "ms">): Promise<void> {
+      const ranges = chunks.map(({ after, upto }) => ({ after, upto }));
+      const theirs = (await ask(s.node, { op: "sums", session: s.session, table, ranges })).chunks as ChunkSum[];
       for (let i = 0; i < chunks.length; i++) {
+        into.chunks++;
+        into.rows += chunks[i].rows;
         if (chunks[i].sum === theirs[i].sum && chunks[i].rows === theirs[i].rows) continue;
-        differing++;
-        const range = { after: chunks[i].after, upto: chunks[i].upto };
+        into.differingChunks++;
         const [mine, other] = await Promise.all([
-          ask(masterNode, { op: "rows", session: m.session, table, range }),
-          ask(s.node, { op: "rows", session: s.session, table, range }),
+          ask(masterNode, { op: "rows", session: m.session, table, range: ranges[i] }),
+          ask(s.node, { op: "rows", session: s.session, table, range: ranges[i] }),
         ]);
-        diffs.push(...diffRows(mine.rows as KeyedRow[], other.rows as KeyedRow[]));
+        into.diffs.push(...diffRows(mine.rows as KeyedRow[], other.rows as KeyedRow[]));
       }
-      return { table, node: s.node, chunks: chunks.length, rows, differingChunks: differing, diffs, ms: Date.now() - tStart };
+    }
+
+    /** compare.rowsPerSecond: the reads wait so that a table is read no faster than that. */
+    async function pace(rows: number, since: number): Promise<void> {
+      const rate = c.config.compare.rowsPerSecond;
+      const wait = rate > 0 ? since + (rows * 1000) / rate - Date.now() : 0;
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
     }
   } finally {
     const end = (node: string, session: string) => ask(node, { op: "end", session }).catch(() => {});

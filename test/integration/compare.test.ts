@@ -58,6 +58,13 @@ test("rows updated, inserted and deleted in a slave's file while writes go on: c
   assert.ok(t1.differingChunks <= 2, `only the chunks with those keys are read row by row (${t1.differingChunks})`);
   assert.ok(first.report.tables.some((t) => t.node === "s2" && t.table === "w" && t.rows > 0), "the table being written is compared too");
 
+  // Many small chunks come in pages, and a throttled compare reads no faster than its rate.
+  const paged = await cl.cli(["compare", "--node", "s1", "--table", "t", "--json"], { FERRY_COMPARE_CHUNK_ROWS: "10", FERRY_COMPARE_ROWS_PER_SECOND: "6000" });
+  const pagedReport = JSON.parse(paged.stdout) as CompareReport;
+  assert.equal(found(pagedReport), ["s1 t [1234] changed", "s1 t [2999] missing", "s1 t [5000] extra"]);
+  assert.is(pagedReport.tables[0].chunks, 300);
+  assert.ok(pagedReport.tables[0].ms >= 450, `3000 rows at 6000 rows/s take at least 0.5 s (${pagedReport.tables[0].ms} ms)`);
+
   const text = await cl.cli(["compare", "--node", "s1", "--table", "t"]);
   assert.is(text.code, 1);
   assert.match(text.stdout, /t on s1: 8 chunks, 3000 rows, \d chunks differ, 3 rows differ/);

@@ -35,19 +35,27 @@ export class RowSum {
 export class Chunker {
   readonly chunks: ChunkSum[] = [];
   private sum = new RowSum();
-  private after: string | null = null;
   private last: string | null = null;
 
-  constructor(private readonly chunkRows: number) {}
+  constructor(
+    private readonly chunkRows: number,
+    private after: string | null,
+  ) {}
 
-  add(key: string, row: string): void {
+  /** False once the row would begin a chunk past `maxChunks` (the row is not taken). */
+  add(key: string, row: string, maxChunks: number): boolean {
     if (this.sum.rows >= this.chunkRows && key !== this.last) {
+      if (this.chunks.length + 1 >= maxChunks) {
+        this.chunks.push({ after: this.after, upto: this.last, rows: this.sum.rows, sum: this.sum.digest() });
+        return false;
+      }
       this.chunks.push({ after: this.after, upto: this.last, rows: this.sum.rows, sum: this.sum.digest() });
       this.after = this.last;
       this.sum = new RowSum();
     }
     this.sum.add(row);
     this.last = key;
+    return true;
   }
 
   end(): ChunkSum[] {

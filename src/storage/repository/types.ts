@@ -179,8 +179,11 @@ export interface CompareRead {
   header: { seq: number; applied: Position };
   /** The user tables in this read, with their columns and key. */
   tables: TableColumns[];
-  /** The table cut into chunks of `chunkRows` rows in key order (the last one open-ended), with their sums. */
-  chunks(table: string, chunkRows: number): Promise<ChunkSum[]>;
+  /**
+   * The table's keys after `after` cut into chunks of `chunkRows` rows in key order, with their
+   * sums: at most `maxChunks` chunks, then `done` false; the last chunk of the table is open-ended.
+   */
+  chunks(table: string, opts: { chunkRows: number; after: string | null; maxChunks: number }): Promise<{ chunks: ChunkSum[]; done: boolean }>;
   /** The sums of the given ranges of a table (the ranges another node's chunks() cut). */
   sums(table: string, ranges: KeyRange[]): Promise<ChunkSum[]>;
   /** The rows of one range in key order. */

@@ -28,8 +28,8 @@ export async function openPgCompareRead(
     if (!m) throw new RepositoryError("NOT_FOUND", `table ${name} does not exist here`, { hint: "the replica's schema differs from the master's: ferry resync --node ID" });
     return m;
   };
-  /** Every row of a range as [key image, row image], in key order. */
-  const each = async (m: TableMeta, range: KeyRange | null, fn: (key: string, row: string) => void) => {
+  /** Every row of a range as [key image, row image], in key order, until `fn` says false; true when all were read. */
+  const each = async (m: TableMeta, range: KeyRange | null, fn: (key: string, row: string) => boolean | void): Promise<boolean> => {
     const where: string[] = [];
     const params: unknown[] = [];
     if (range?.after) {
@@ -41,16 +41,22 @@ export async function openPgCompareRead(
       params.push(...splitJsonArray(range.upto).map(decodeElement));
     }
     const cursor = new RowCursor(c, m, "ferry_compare", where.length ? ` WHERE ${where.join(" AND ")}` : "", params, ` ORDER BY ${m.key.map(orderExpr).join(", ")}`);
-    for (let row = await cursor.next(); row !== null; row = await cursor.next()) fn(`[${keyElements(m, row).join(",")}]`, `[${row.join(",")}]`);
+    for (let row = await cursor.next(); row !== null; row = await cursor.next()) {
+      if (fn(`[${keyElements(m, row).join(",")}]`, `[${row.join(",")}]`) === false) {
+        await cursor.close();
+        return false;
+      }
+    }
+    return true;
   };
 
   return {
     header,
     tables: [...metas.values()].map((m): TableColumns => ({ name: m.name, db: "public", columns: m.image.map((x) => x.name), key: m.key.map((x) => x.name) })),
-    async chunks(name, chunkRows) {
-      const chunker = new Chunker(chunkRows);
-      await each(meta(name), null, (key, row) => chunker.add(key, row));
-      return chunker.end();
+    async chunks(name, { chunkRows, after, maxChunks }) {
+      const chunker = new Chunker(chunkRows, after);
+      const done = await each(meta(name), { after, upto: null }, (key, row) => chunker.add(key, row, maxChunks));
+      return { chunks: done ? chunker.end() : chunker.chunks, done };
     },
     async sums(name, ranges) {
       const m = meta(name);
@@ -64,7 +70,9 @@ export async function openPgCompareRead(
     },
     async rows(name, range) {
       const out: KeyedRow[] = [];
-      await each(meta(name), range, (key, row) => out.push({ key, row }));
+      await each(meta(name), range, (key, row) => {
+        out.push({ key, row });
+      });
       return out;
     },
     close,

@@ -94,6 +94,13 @@ export class RowCursor {
     return this.buffered.shift() ?? null;
   }
 
+  /** Ends the read before its last row. */
+  async close(): Promise<void> {
+    if (this.opened && !this.done) await this.client.query(`CLOSE ${this.name}`);
+    this.done = true;
+    this.buffered = [];
+  }
+
   /** Puts a row back (it did not fit in the caller's budget). */
   unshift(row: string[]): void {
     this.buffered.unshift(row);

@@ -54,10 +54,12 @@ export function openCompareRead(conn: DB, header: { seq: number; applied: Positi
   return {
     header,
     tables: tables.map((t): TableColumns => ({ name: t.name, db: "main", columns: t.image, key: t.key })),
-    async chunks(name, chunkRows) {
-      const chunker = new Chunker(chunkRows);
-      for (const [key, row] of select(table(name), null)) chunker.add(key, row);
-      return chunker.end();
+    async chunks(name, { chunkRows, after, maxChunks }) {
+      const chunker = new Chunker(chunkRows, after);
+      for (const [key, row] of select(table(name), { after, upto: null })) {
+        if (!chunker.add(key, row, maxChunks)) return { chunks: chunker.chunks, done: false };
+      }
+      return { chunks: chunker.end(), done: true };
     },
     async sums(name, ranges) {
       const t = table(name);
