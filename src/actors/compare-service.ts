@@ -9,7 +9,7 @@
 import { randomUUID } from "node:crypto";
 import type { Subscription } from "@nats-io/transport-node";
 import { ClusterError, ReplicationError } from "../errors.js";
-import type { CompareRequest } from "../nats/messages.js";
+import type { CompareRequest, WireChunk } from "../nats/messages.js";
 import { ENDPOINTS } from "../nats/protocol.js";
 import { serve } from "../nats/rpc.js";
 import type { CompareRead, Position, Repository } from "../storage/repository/types.js";
@@ -106,10 +106,14 @@ export function startCompareService(d: CompareServiceDeps): () => void {
 
   async function sessionOp(s: Session, req: Exclude<CompareRequest, { op: "hold" | "release" | "begin" }>): Promise<object> {
     switch (req.op) {
-      case "chunks":
-        return await s.read.chunks(req.table, { chunkRows: req.chunkRows, after: req.after, maxChunks: req.maxChunks });
-      case "sums":
-        return { chunks: await s.read.sums(req.table, req.ranges) };
+      case "chunks": {
+        const page = await s.read.chunks(req.table, { chunkRows: req.chunkRows, after: req.after, upto: req.upto, maxChunks: req.maxChunks });
+        return { chunks: page.chunks.map((c): WireChunk => [c.upto, c.rows, c.sum]), done: page.done };
+      }
+      case "sums": {
+        const ranges = req.bounds.map((upto, i) => ({ after: i === 0 ? req.after : req.bounds[i - 1], upto }));
+        return { sums: (await s.read.sums(req.table, ranges)).map((c) => [c.rows, c.sum]) };
+      }
       case "rows":
         return { rows: await s.read.rows(req.table, req.range) };
       case "repair": {

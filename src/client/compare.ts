@@ -9,8 +9,8 @@ import { randomUUID } from "node:crypto";
 import { ClusterError, ReplicationError, UsageError, asFerryError } from "../errors.js";
 import { ENDPOINTS } from "../nats/protocol.js";
 import { call } from "../nats/rpc.js";
-import type { CompareRequest } from "../nats/messages.js";
-import type { ChunkSum, KeyedRow, TableColumns } from "../storage/repository/types.js";
+import type { CompareRequest, WireChunk } from "../nats/messages.js";
+import type { ChunkSum, KeyedRow, KeyRange, TableColumns } from "../storage/repository/types.js";
 import type { Client } from "./client.js";
 import { readStatus } from "./status.js";
 
@@ -54,6 +54,9 @@ interface Begun {
 
 /** Chunks per page: the master cuts this many, a replica sums their ranges (key images stay well within a NATS message). */
 const RANGES_PER_REQUEST = 200;
+/** A differing range of at most this many rows is read row by row; a larger one is cut into NARROW_PARTS. */
+const NARROW_ROWS = 16;
+const NARROW_PARTS = 16;
 /** Rows written per repair request (one transaction each, at the same LSN). */
 const REPAIR_ROWS_PER_REQUEST = 500;
 
@@ -119,10 +122,7 @@ async function compareCluster(c: Client, opts: CompareOpts, use?: (report: Compa
       let after: string | null = null;
       let read = 0;
       for (let done = false; !done; ) {
-        const page = (await ask(masterNode, { op: "chunks", session: m.session, table: t.name, chunkRows: c.config.compare.chunkRows, after, maxChunks: RANGES_PER_REQUEST })) as unknown as {
-          chunks: ChunkSum[];
-          done: boolean;
-        };
+        const page = await masterChunks(t.name, { after, upto: null }, c.config.compare.chunkRows, RANGES_PER_REQUEST);
         await Promise.all(
           sessions.map(async (s) => {
             const into = acc.get(s.node);
@@ -148,21 +148,49 @@ async function compareCluster(c: Client, opts: CompareOpts, use?: (report: Compa
     report.ms = Date.now() - started;
     return report;
 
+    /** The master's chunks of a range, rebuilt from their wire form. */
+    async function masterChunks(table: string, range: KeyRange, chunkRows: number, maxChunks: number): Promise<{ chunks: ChunkSum[]; done: boolean }> {
+      const r = (await ask(masterNode, { op: "chunks", session: m.session, table, chunkRows, maxChunks, ...range })) as unknown as { chunks: WireChunk[]; done: boolean };
+      let from = range.after;
+      const chunks = r.chunks.map(([upto, rows, sum]) => {
+        const chunk = { after: from, upto, rows, sum };
+        from = upto;
+        return chunk;
+      });
+      return { chunks, done: r.done };
+    }
+
+    /** Which of the master's chunks differ on a replica, and how many rows each holds at most on either side. */
+    async function differing(s: { node: string; session: string }, table: string, chunks: ChunkSum[]): Promise<{ chunk: ChunkSum; rows: number }[]> {
+      const r = await ask(s.node, { op: "sums", session: s.session, table, after: chunks[0].after, bounds: chunks.map((ch) => ch.upto) });
+      const theirs = r.sums as [number, string][];
+      return chunks.flatMap((chunk, i) => (chunk.rows === theirs[i][0] && chunk.sum === theirs[i][1] ? [] : [{ chunk, rows: Math.max(chunk.rows, theirs[i][0]) }]));
+    }
+
     /** One page of the master's chunks against a replica: sums first, rows only where they differ. */
     async function comparePage(s: { node: string; session: string }, table: string, chunks: ChunkSum[], into: Omit<TableReport, "ms">): Promise<void> {
-      const ranges = chunks.map(({ after, upto }) => ({ after, upto }));
-      const theirs = (await ask(s.node, { op: "sums", session: s.session, table, ranges })).chunks as ChunkSum[];
-      for (let i = 0; i < chunks.length; i++) {
-        into.chunks++;
-        into.rows += chunks[i].rows;
-        if (chunks[i].sum === theirs[i].sum && chunks[i].rows === theirs[i].rows) continue;
-        into.differingChunks++;
-        const [mine, other] = await Promise.all([
-          ask(masterNode, { op: "rows", session: m.session, table, range: ranges[i] }),
-          ask(s.node, { op: "rows", session: s.session, table, range: ranges[i] }),
-        ]);
-        into.diffs.push(...diffRows(mine.rows as KeyedRow[], other.rows as KeyedRow[]));
+      into.chunks += chunks.length;
+      into.rows += chunks.reduce((n, ch) => n + ch.rows, 0);
+      const diff = await differing(s, table, chunks);
+      into.differingChunks += diff.length;
+      for (const d of diff) into.diffs.push(...(await narrow(s, table, d.chunk, d.rows)));
+    }
+
+    /**
+     * The rows that differ in a range: a range of a few rows is read on both sides; a larger one is
+     * cut into NARROW_PARTS smaller chunks first, and only those that differ are looked into, so a
+     * few stray rows in a large table cost a few small messages rather than whole chunks of rows.
+     */
+    async function narrow(s: { node: string; session: string }, table: string, range: KeyRange, rows: number): Promise<RowDiff[]> {
+      const parts = rows > NARROW_ROWS ? (await masterChunks(table, range, Math.ceil(rows / NARROW_PARTS), 10_000)).chunks : [];
+      if (parts.length < 2) {
+        const r = { after: range.after, upto: range.upto };
+        const [mine, other] = await Promise.all([ask(masterNode, { op: "rows", session: m.session, table, range: r }), ask(s.node, { op: "rows", session: s.session, table, range: r })]);
+        return diffRows(mine.rows as KeyedRow[], other.rows as KeyedRow[]);
       }
+      const out: RowDiff[] = [];
+      for (const d of await differing(s, table, parts)) out.push(...(await narrow(s, table, d.chunk, d.rows)));
+      return out;
     }
 
     /** compare.rowsPerSecond: the reads wait so that a table is read no faster than that. */

@@ -29,8 +29,8 @@ export class RowSum {
 /**
  * Cuts rows read in key order into chunks of about `chunkRows`, each with its sum. A cut falls
  * only between two different keys (a table without a primary key may hold equal rows), since a
- * range ends at its last key, included; the last range is open, so rows past the last key another
- * node holds fall into it.
+ * range ends at its last key, included; the last chunk ends where the range read ends (open for a
+ * whole table, so rows past the last key another node holds fall into it).
  */
 export class Chunker {
   readonly chunks: ChunkSum[] = [];
@@ -58,8 +58,9 @@ export class Chunker {
     return true;
   }
 
-  end(): ChunkSum[] {
-    this.chunks.push({ after: this.after, upto: null, rows: this.sum.rows, sum: this.sum.digest() });
+  /** The last chunk, up to the end of the range read (null: open). */
+  end(upto: string | null): ChunkSum[] {
+    this.chunks.push({ after: this.after, upto, rows: this.sum.rows, sum: this.sum.digest() });
     return this.chunks;
   }
 }

@@ -180,10 +180,10 @@ export interface CompareRead {
   /** The user tables in this read, with their columns and key. */
   tables: TableColumns[];
   /**
-   * The table's keys after `after` cut into chunks of `chunkRows` rows in key order, with their
-   * sums: at most `maxChunks` chunks, then `done` false; the last chunk of the table is open-ended.
+   * The keys of a range cut into chunks of `chunkRows` rows in key order, with their sums: at most
+   * `maxChunks` chunks, then `done` false; the last chunk ends where the range ends.
    */
-  chunks(table: string, opts: { chunkRows: number; after: string | null; maxChunks: number }): Promise<{ chunks: ChunkSum[]; done: boolean }>;
+  chunks(table: string, opts: KeyRange & { chunkRows: number; maxChunks: number }): Promise<{ chunks: ChunkSum[]; done: boolean }>;
   /** The sums of the given ranges of a table (the ranges another node's chunks() cut). */
   sums(table: string, ranges: KeyRange[]): Promise<ChunkSum[]>;
   /** The rows of one range in key order. */

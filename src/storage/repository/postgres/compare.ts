@@ -53,10 +53,10 @@ export async function openPgCompareRead(
   return {
     header,
     tables: [...metas.values()].map((m): TableColumns => ({ name: m.name, db: "public", columns: m.image.map((x) => x.name), key: m.key.map((x) => x.name) })),
-    async chunks(name, { chunkRows, after, maxChunks }) {
+    async chunks(name, { chunkRows, after, upto, maxChunks }) {
       const chunker = new Chunker(chunkRows, after);
-      const done = await each(meta(name), { after, upto: null }, (key, row) => chunker.add(key, row, maxChunks));
-      return { chunks: done ? chunker.end() : chunker.chunks, done };
+      const done = await each(meta(name), { after, upto }, (key, row) => chunker.add(key, row, maxChunks));
+      return { chunks: done ? chunker.end(upto) : chunker.chunks, done };
     },
     async sums(name, ranges) {
       const m = meta(name);

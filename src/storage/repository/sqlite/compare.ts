@@ -54,12 +54,12 @@ export function openCompareRead(conn: DB, header: { seq: number; applied: Positi
   return {
     header,
     tables: tables.map((t): TableColumns => ({ name: t.name, db: "main", columns: t.image, key: t.key })),
-    async chunks(name, { chunkRows, after, maxChunks }) {
+    async chunks(name, { chunkRows, after, upto, maxChunks }) {
       const chunker = new Chunker(chunkRows, after);
-      for (const [key, row] of select(table(name), { after, upto: null })) {
+      for (const [key, row] of select(table(name), { after, upto })) {
         if (!chunker.add(key, row, maxChunks)) return { chunks: chunker.chunks, done: false };
       }
-      return { chunks: chunker.end(), done: true };
+      return { chunks: chunker.end(upto), done: true };
     },
     async sums(name, ranges) {
       const t = table(name);
