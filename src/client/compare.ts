@@ -121,8 +121,16 @@ async function compareCluster(c: Client, opts: CompareOpts, use?: (report: Compa
       const acc = new Map(sessions.map((s) => [s.node, { table: t.name, node: s.node, chunks: 0, rows: 0, differingChunks: 0, diffs: [] as RowDiff[], ms: 0 }]));
       let after: string | null = null;
       let read = 0;
+      // The master cuts the next page while the replicas sum this one.
+      let next = masterChunks(t.name, { after: null, upto: null }, c.config.compare.chunkRows, RANGES_PER_REQUEST);
       for (let done = false; !done; ) {
-        const page = await masterChunks(t.name, { after, upto: null }, c.config.compare.chunkRows, RANGES_PER_REQUEST);
+        const page = await next;
+        done = page.done;
+        after = page.chunks[page.chunks.length - 1].upto;
+        if (!done) {
+          next = masterChunks(t.name, { after, upto: null }, c.config.compare.chunkRows, RANGES_PER_REQUEST);
+          next.catch(() => {}); // awaited on the next turn; a compare that fails before then must not crash on it
+        }
         await Promise.all(
           sessions.map(async (s) => {
             const into = acc.get(s.node);
@@ -135,8 +143,6 @@ async function compareCluster(c: Client, opts: CompareOpts, use?: (report: Compa
             }
           }),
         );
-        done = page.done;
-        after = page.chunks[page.chunks.length - 1].upto;
         read += page.chunks.reduce((n, ch) => n + ch.rows, 0);
         await pace(read, tStart);
       }
