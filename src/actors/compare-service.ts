@@ -25,6 +25,8 @@ export interface CompareServiceDeps extends AlignDeps {
 
 interface Session {
   read: CompareRead;
+  /** The read's requests one after another: a SQLite read cannot serve a second while it iterates. */
+  queue: Promise<unknown>;
   at: Position;
   holder: string;
   repair: boolean;
@@ -86,22 +88,26 @@ export function startCompareService(d: CompareServiceDeps): () => void {
           if (!req.repair) hold.release(req.holder);
         }
         const session = randomUUID();
-        sessions.set(session, { read: opened.reader, at: opened.at, holder: req.holder, repair: req.repair, used: Date.now() });
+        sessions.set(session, { read: opened.reader, queue: Promise.resolve(), at: opened.at, holder: req.holder, repair: req.repair, used: Date.now() });
         rt.log.info({ session, lsn: opened.at.lsn, repair: req.repair }, `compare read at LSN ${opened.at.lsn}`);
         return { node: rt.node, session, lsn: opened.at.lsn, epoch: opened.at.epoch, tables: opened.reader.tables };
       }
     }
     const s = sessions.get(req.session);
     if (!s) throw new ReplicationError("NOT_FOUND", `compare session ${req.session} is unknown or expired`, { hint: "run the compare again" });
-    // A long chunk pass is not idleness: the sweep leaves a session in use alone.
-    s.used = Infinity;
-    if (s.repair) hold.touch();
-    try {
-      return await sessionOp(s, req);
-    } finally {
-      s.used = Date.now();
+    const run = s.queue.then(async () => {
+      // A long chunk pass is not idleness: the sweep leaves a session in use alone.
+      s.used = Infinity;
       if (s.repair) hold.touch();
-    }
+      try {
+        return await sessionOp(s, req);
+      } finally {
+        s.used = Date.now();
+        if (s.repair) hold.touch();
+      }
+    });
+    s.queue = run.catch(() => {});
+    return run;
   });
 
   async function sessionOp(s: Session, req: Exclude<CompareRequest, { op: "hold" | "release" | "begin" }>): Promise<object> {

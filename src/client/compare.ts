@@ -121,14 +121,17 @@ async function compareCluster(c: Client, opts: CompareOpts, use?: (report: Compa
       const acc = new Map(sessions.map((s) => [s.node, { table: t.name, node: s.node, chunks: 0, rows: 0, differingChunks: 0, diffs: [] as RowDiff[], ms: 0 }]));
       let after: string | null = null;
       let read = 0;
+      // Throttled, a page is a tenth of a second's rows, so the reads come in small steps.
+      const rate = c.config.compare.rowsPerSecond;
+      const perPage = rate > 0 ? Math.max(1, Math.min(RANGES_PER_REQUEST, Math.floor(rate / 10 / c.config.compare.chunkRows))) : RANGES_PER_REQUEST;
       // The master cuts the next page while the replicas sum this one.
-      let next = masterChunks(t.name, { after: null, upto: null }, c.config.compare.chunkRows, RANGES_PER_REQUEST);
+      let next = masterChunks(t.name, { after: null, upto: null }, c.config.compare.chunkRows, perPage);
       for (let done = false; !done; ) {
         const page = await next;
         done = page.done;
         after = page.chunks[page.chunks.length - 1].upto;
         if (!done) {
-          next = masterChunks(t.name, { after, upto: null }, c.config.compare.chunkRows, RANGES_PER_REQUEST);
+          next = masterChunks(t.name, { after, upto: null }, c.config.compare.chunkRows, perPage);
           next.catch(() => {}); // awaited on the next turn; a compare that fails before then must not crash on it
         }
         await Promise.all(

@@ -184,7 +184,7 @@ export interface CompareRead {
    * `maxChunks` chunks, then `done` false; the last chunk ends where the range ends.
    */
   chunks(table: string, opts: KeyRange & { chunkRows: number; maxChunks: number }): Promise<{ chunks: ChunkSum[]; done: boolean }>;
-  /** The sums of the given ranges of a table (the ranges another node's chunks() cut). */
+  /** The sums of contiguous ranges of a table, each beginning after the one before (the ranges another node's chunks() cut). */
   sums(table: string, ranges: KeyRange[]): Promise<ChunkSum[]>;
   /** The rows of one range in key order. */
   rows(table: string, range: KeyRange): Promise<KeyedRow[]>;

@@ -2,7 +2,7 @@
  * Compare reads on SQLite: one read transaction (WAL: writers go on) in which every chunk is read
  * in BINARY key order, each row as its row image, summed by checksum.ts. A range's bounds are key
  * images decoded in SQL and compared as row values, so the same range selects the same keys on
- * every node.
+ * every node; ranges of rowids are summed in one pass.
  */
 import type Database from "better-sqlite3";
 import { RepositoryError } from "../../../errors.js";
@@ -12,12 +12,22 @@ import { dec, enc, quoteId } from "./sql-text.js";
 
 type DB = Database.Database;
 
+const YIELD_ROWS = 2000;
+
 /** A table as a row image carries it: `image` columns (the rowid first when it is the key), `key` among them. */
 export interface CompareTable {
   name: string;
   image: string[];
   key: string[];
+  /** The key is the rowid: one integer, so JavaScript can place a row in its range. */
+  rowid: boolean;
 }
+
+/** A rowid's key image ("[123]") as a number, exact (BigInt past 2^53). */
+const rowidOf = (image: string): number | bigint => {
+  const digits = image.slice(1, -1);
+  return digits.length < 16 ? Number(digits) : BigInt(digits);
+};
 
 export function openCompareRead(conn: DB, header: { seq: number; applied: Position }, tables: CompareTable[], close: () => void): CompareRead {
   const byName = new Map(tables.map((t) => [t.name, t]));
@@ -51,27 +61,50 @@ export function openCompareRead(conn: DB, header: { seq: number; applied: Positi
     return prepared(sql).iterate(...params) as IterableIterator<[string, string]>;
   };
 
+  /**
+   * Every row of a range, [key image, row image], until `fn` says false; true when all were read.
+   * It gives the event loop a turn every YIELD_ROWS rows (SQLite reads block it), so a compare on a
+   * master delays neither its writes nor its lease renewals; its caller runs one read at a time.
+   */
+  const each = async (t: CompareTable, range: KeyRange | null, fn: (key: string, row: string) => boolean | void): Promise<boolean> => {
+    let n = 0;
+    for (const [key, row] of select(t, range)) {
+      if (fn(key, row) === false) return false;
+      if (++n % YIELD_ROWS === 0) await new Promise((r) => setImmediate(r));
+    }
+    return true;
+  };
+
   return {
     header,
     tables: tables.map((t): TableColumns => ({ name: t.name, db: "main", columns: t.image, key: t.key })),
     async chunks(name, { chunkRows, after, upto, maxChunks }) {
       const chunker = new Chunker(chunkRows, after);
-      for (const [key, row] of select(table(name), { after, upto })) {
-        if (!chunker.add(key, row, maxChunks)) return { chunks: chunker.chunks, done: false };
-      }
-      return { chunks: chunker.end(upto), done: true };
+      const done = await each(table(name), { after, upto }, (key, row) => chunker.add(key, row, maxChunks));
+      return { chunks: done ? chunker.end(upto) : chunker.chunks, done };
     },
     async sums(name, ranges) {
       const t = table(name);
-      return ranges.map((r) => {
-        const sum = new RowSum();
-        for (const [, row] of select(t, r)) sum.add(row);
-        return { ...r, rows: sum.rows, sum: sum.digest() };
-      });
+      const sums = ranges.map(() => new RowSum());
+      if (t.rowid && ranges.length > 0) {
+        // Contiguous ranges of rowids: one pass over all of them, each row placed by its rowid.
+        const bounds = ranges.map((r) => (r.upto === null ? null : rowidOf(r.upto)));
+        let i = 0;
+        await each(t, { after: ranges[0].after, upto: ranges[ranges.length - 1].upto }, (key, row) => {
+          const k = rowidOf(key);
+          while (bounds[i] !== null && k > bounds[i]!) i++;
+          sums[i].add(row);
+        });
+      } else {
+        for (let i = 0; i < ranges.length; i++) await each(t, ranges[i], (_key, row) => sums[i].add(row));
+      }
+      return ranges.map((r, i) => ({ ...r, rows: sums[i].rows, sum: sums[i].digest() }));
     },
     async rows(name, range) {
       const out: KeyedRow[] = [];
-      for (const [key, row] of select(table(name), range)) out.push({ key, row });
+      await each(table(name), range, (key, row) => {
+        out.push({ key, row });
+      });
       return out;
     },
     async close() {

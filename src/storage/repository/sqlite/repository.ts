@@ -94,6 +94,8 @@ interface TableInfo {
   image: string[];
   /** Identity columns (for U with a changed key, and D). */
   key: string[];
+  /** The key is the rowid (or its alias): always one integer. */
+  rowid: boolean;
 }
 
 /** Encodes a value for a JSON object row: blobs become {"$blob": HEX}. */
@@ -161,9 +163,9 @@ export class SqliteRepository implements Repository {
     const pks = cols.filter((c) => c.pk > 0).sort((a, b) => a.pk - b.pk);
     const alias = !withoutRowid && pks.length === 1 && pks[0].type.toUpperCase() === "INTEGER";
     let info: TableInfo;
-    if (withoutRowid) info = { name, image: stored, key: pks.map((c) => c.name) };
-    else if (alias) info = { name, image: stored, key: [pks[0].name] };
-    else info = { name, image: ["rowid", ...stored], key: ["rowid"] };
+    if (withoutRowid) info = { name, image: stored, key: pks.map((c) => c.name), rowid: false };
+    else if (alias) info = { name, image: stored, key: [pks[0].name], rowid: true };
+    else info = { name, image: ["rowid", ...stored], key: ["rowid"], rowid: true };
     this.tables.set(name, info);
     return info;
   }
