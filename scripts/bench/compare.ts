@@ -22,7 +22,7 @@ import { startWriter } from "../../test/helpers/workload.js";
 import { client } from "../../src/cli/common.js";
 import { compare, repair } from "../../src/client/compare.js";
 import { subjects } from "../../src/nats/subjects.js";
-import { fmtInt, fmtMB, log, percentiles, printTable, round } from "./common.js";
+import { cpuDuring, fmtInt, fmtMB, log, percentiles, printTable, round } from "./common.js";
 import { fill } from "./sync.js";
 
 const THROTTLE = 100_000;
@@ -82,21 +82,24 @@ export async function run(argv: string[] = []): Promise<object> {
     if (scanned !== ROWS) throw new Error(`the scan read ${scanned} rows`);
 
     log("ferry: master m1, slaves s1 and s2 filled by resync");
-    cl.startNode("m1", "master");
+    const m1 = cl.startNode("m1", "master");
     await cl.waitMaster("m1", 60_000);
     await cl.sql("CREATE TABLE w(id INTEGER PRIMARY KEY, who TEXT)");
     const snapshotBytes = await ByteCounter.start(cl.nats.url, subjects(cl.name).node("*").snapshot);
-    cl.startNode("s1", "slave");
+    const s1p = cl.startNode("s1", "slave");
     await cl.waitMember("s1", "streaming", (m) => m.replica === "streaming", 600_000);
     const resyncBytes = await snapshotBytes.stop();
-    cl.startNode("s2", "slave");
+    const s2p = cl.startNode("s2", "slave");
     await cl.waitMember("s2", "streaming", (m) => m.replica === "streaming", 600_000);
 
     const c = await client({ config: cl.configFile });
     log("compare: master and two replicas, identical");
     const t1 = performance.now();
-    const same = await compare(c, {});
+    const { result: same, cpu } = await cpuDuring({ m1: m1.pid, s1: s1p.pid, s2: s2p.pid, nats: cl.nats.pid, cli: process.pid }, () => compare(c, {}));
     const cmpSec = (performance.now() - t1) / 1000;
+    // What one node reads and sums on a core of its own: the busiest node's CPU time for the table.
+    const busiest = Math.max(cpu.m1, cpu.s1, cpu.s2);
+    const perCore = ROWS / busiest;
     if (!same.identical) throw new Error(`compare found differences: ${JSON.stringify(same.tables.map((t) => [t.node, t.table, t.diffs.length]))}`);
     const baseRate = ROWS / baseSec;
     const cmpRate = ROWS / cmpSec;
@@ -142,6 +145,8 @@ export async function run(argv: string[] = []): Promise<object> {
       ["baseline: one process, full scan of one file", `${fmtInt(baseRate)} rows/s (${baseSec.toFixed(2)} s)`],
       ["compare of master, s1, s2 (identical)", `${fmtInt(cmpRate)} rows/s (${cmpSec.toFixed(2)} s)`],
       ["ratio compare / baseline", String(ratio), ">= 0.5", ratio >= 0.5],
+      ["CPU seconds during the compare", Object.entries(cpu).map(([k, v]) => `${k} ${v}`).join(", ")],
+      ["one node's rows/s on a core of its own (busiest node)", `${fmtInt(perCore)} rows/s, ${round(perCore / baseRate, 2)} of the baseline`],
       ["writer p99 without compare", `${without.p99} ms (p50 ${without.p50}, n ${without.n})`],
       [`writer p99 with compare at ${fmtInt(THROTTLE)} rows/s (${thrSec.toFixed(1)} s)`, `${withCompare.p99} ms (p50 ${withCompare.p50}, n ${withCompare.n})`],
       ["p99 rise", `${round(rise * 100, 1)}%`, "<= 20%", rise <= 0.2],
@@ -152,7 +157,7 @@ export async function run(argv: string[] = []): Promise<object> {
     return {
       settings: { rows: ROWS, rowBytes, chunkRows: c.config.compare.chunkRows, throttle: THROTTLE, stray: STRAY },
       baseline: { seconds: round(baseSec, 3), rowsPerSec: Math.round(baseRate) },
-      compare: { seconds: round(cmpSec, 3), rowsPerSec: Math.round(cmpRate), ratio, target: 0.5, met: ratio >= 0.5 },
+      compare: { seconds: round(cmpSec, 3), rowsPerSec: Math.round(cmpRate), ratio, target: 0.5, met: ratio >= 0.5, cpuSeconds: cpu, perCoreRowsPerSec: Math.round(perCore) },
       throttle: { seconds: round(thrSec, 1), without, with: withCompare, p99Rise: rise, target: 0.2, met: rise <= 0.2 },
       repair: { seconds: round(repSec, 3), changed: fixed.changed, bytes: repairBytes, resyncBytes, ratio: bytesRatio, target: 0.01, met: bytesRatio <= 0.01 },
     };
