@@ -133,4 +133,20 @@ test("repair refuses a difference past compare.maxRepairRows (resync instead), a
   assert.is((await compareJson()).code, 0);
 });
 
+test("a compare that stops midway (its holder gone) lets go of the replica after compare.holdMs: nothing is lost", async () => {
+  cl = await TestCluster.masterAndSlaves({ config: { compare: { holdMs: 1500 } }, slaves: ["s1"] });
+  await cl.sql(`CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)`);
+  await cl.waitConverged("m1", ["s1"]);
+  const c = await cl.client();
+  const held = await call<{ applied: number }>(c.nc, ENDPOINTS.compare, c.subj.node("s1").compare, { op: "hold", holder: "gone" }, { timeoutMs: 5000 });
+  const heldAt = Date.now();
+  const w = await cl.sql(`INSERT INTO t VALUES (1, 'while held')`);
+  assert.ok(w.lsn > held.applied);
+  await cl.waitConverged("m1", ["s1"], 10_000);
+  assert.ok(Date.now() - heldAt >= 1400, "a held replica applies nothing new until the hold expires");
+  const master = await compareJson(["--node", "m1"]);
+  assert.is(master.code, 2);
+  assert.match(master.stderr, /m1 is the master; compare a replica with it \[USAGE\]/);
+});
+
 test.run();
