@@ -15,6 +15,7 @@ import type { BatchMeta } from "../batch.js";
 import type { PartRecord, Spool } from "../storage/spool.js";
 import type { Change, Repository, SnapshotHeader } from "../storage/repository/types.js";
 import type { ApplyHold } from "./apply-hold.js";
+import { repairAfterRejoin, touchedKeys } from "./rejoin.js";
 import type { Runtime } from "./runtime.js";
 
 export interface ReplicaDeps {
@@ -89,7 +90,7 @@ export function createReplicaIo(d: ReplicaDeps, stats: ReplicaStats) {
     } catch (err) {
       const e = err as { code?: string; message: string; details?: { from?: number; to?: number } };
       if (e.code !== "DIVERGED" || e.details?.from === undefined) throw err;
-      await dropDivergedHeartbeats(e.details.from, e.message);
+      await dropDiverged(e.details.from, e.message);
       return { records: 0, head: 0, more: true };
     }
     const { header, payloads } = decodeFrame<PullReplyHeader>(rt.subj.node(master.node).pull, data, (h) => h.records.map((r) => r.len));
@@ -125,21 +126,27 @@ export function createReplicaIo(d: ReplicaDeps, stats: ReplicaStats) {
   }
 
   /**
-   * Batches this node wrote as master that the new master never received. If they hold nothing but
-   * heartbeat rows (ferry's own), they are dropped and the node goes on from where the histories
-   * part; otherwise it needs a resync, and says which LSNs were never replicated.
+   * Batches this node wrote as master that the new master never received. They are dropped and
+   * the node goes on from where the histories part; heartbeat rows need nothing more, and the rows
+   * other changes touched are repaired from the new master (rejoin.ts). A resync only when that
+   * cannot be bounded: DDL among them, or more keys than compare.maxRepairRows.
    */
-  async function dropDivergedHeartbeats(from: number, why: string): Promise<void> {
+  async function dropDiverged(from: number, why: string): Promise<void> {
+    const changes: Change[] = [];
     for (let lsn = from; lsn <= spool.head; lsn++) {
       const m = await spool.meta(lsn);
-      const changes = m ? await readBatch(m) : null;
-      if (!changes || changes.some(([tbl]) => tbl !== "ferry_heartbeat")) {
-        rt.alerts.raise("replica-diverged", "critical", why, { from, to: spool.head });
-        throw new ReplicationError("NEEDS_RESYNC", why, { hint: `run: ferry resync --node ${rt.node}` });
-      }
+      if (!m) return needsResync(from, why);
+      changes.push(...(await readBatch(m)));
+    }
+    const touched = await touchedKeys(repo, changes);
+    const keys = touched ? [...touched.values()].reduce((n, k) => n + k.size, 0) : Infinity;
+    if (keys > rt.config.compare.maxRepairRows) return needsResync(from, why);
+    const to = spool.head;
+    if (keys > 0) {
+      // Until the repair is done, a restart finds the node marked for resync: the dropped rows are never left in place.
+      await meta.setResync({ needed: true, reason: `${why}; rejoining by repair of ${keys} rows`, code: "DIVERGED", since: Date.now() });
     }
     const back = from > 1 ? await spool.meta(from - 1) : null;
-    const to = spool.head;
     await spool.truncateFrom(from);
     const pos = { lsn: from - 1, epoch: back?.epoch ?? 0 };
     const captured = await meta.capture();
@@ -148,7 +155,29 @@ export function createReplicaIo(d: ReplicaDeps, stats: ReplicaStats) {
     stats.applied = pos.lsn;
     stats.appliedEpoch = pos.epoch;
     stats.next = { lsn: from, part: 0 };
-    rt.alerts.raise("heartbeats-dropped", "info", `${rt.node} dropped LSNs ${from}..${to}: heartbeat rows the new master never received; it continues from LSN ${from}`, { from, to });
+    if (keys === 0) {
+      rt.alerts.raise("heartbeats-dropped", "info", `${rt.node} dropped LSNs ${from}..${to}: heartbeat rows the new master never received; it continues from LSN ${from}`, { from, to });
+      return;
+    }
+    const listed = Object.fromEntries([...touched!].filter(([, k]) => k.size > 0).map(([t, k]) => [t, [...k]]));
+    rt.alerts.raise("rejoin-by-repair", "warning", `${rt.node} discarded LSNs ${from}..${to}, never replicated, and repairs the ${keys} rows they touched from the new master`, {
+      from,
+      to,
+      keys: listed,
+    });
+    void repairAfterRejoin(rt, Object.keys(listed), async (changed, err) => {
+      if (changed === null) {
+        rt.alerts.raise("replica-diverged", "critical", `${rt.node} could not repair the rows of LSNs ${from}..${to}: ${err}`, { from, to });
+        return;
+      }
+      await meta.setResync({ needed: false });
+      rt.alerts.raise("rejoined", "info", `${rt.node} rejoined by repair: ${changed} rows changed instead of a full resync`, { from, to, rows: changed });
+    });
+  }
+
+  async function needsResync(from: number, why: string): Promise<never> {
+    rt.alerts.raise("replica-diverged", "critical", why, { from, to: spool.head });
+    throw new ReplicationError("NEEDS_RESYNC", why, { hint: `run: ferry resync --node ${rt.node}` });
   }
 
   async function readBatch(m: BatchMeta): Promise<Change[]> {

@@ -753,7 +753,8 @@ export class SqliteRepository implements Repository {
 
   async openCompareRead(): Promise<CompareRead> {
     return this.openRead((conn, at) => {
-      const names = (conn.prepare(`SELECT name FROM sqlite_master WHERE type='table' AND ${USER_OBJECTS} ORDER BY name`).all() as { name: string }[]).map((r) => r.name);
+      // The keys of writes too: a write key left from a discarded write would answer a retry as done.
+      const names = (conn.prepare(`SELECT name FROM sqlite_master WHERE type='table' AND (${USER_OBJECTS} OR name = 'ferry_requests') ORDER BY name`).all() as { name: string }[]).map((r) => r.name);
       return openCompareRead(conn, at, names.map((n) => this.tableInfo(n)), () => endRead(conn, null));
     });
   }
