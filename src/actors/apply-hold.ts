@@ -13,11 +13,18 @@ export class ApplyHold {
     private readonly ttlMs: number,
     /** Wakes the replica's apply when the cap rises. */
     private readonly kick: () => void,
+    /** Told when a hold ends, and when a holder lost it by not asking in time. */
+    private readonly released: (holder: string) => void = () => {},
+    private readonly expired: (holder: string) => void = () => {},
   ) {}
 
   /** The highest LSN the replica may apply now. */
   limit(): number {
-    if (this.holder !== null && Date.now() > this.until) this.release(this.holder);
+    if (this.holder !== null && Date.now() > this.until) {
+      const holder = this.holder;
+      this.release(holder);
+      this.expired(holder);
+    }
     return this.cap;
   }
 
@@ -46,6 +53,7 @@ export class ApplyHold {
   /** Lets go if `holder` holds it; with no holder, whoever holds it (a promotion applies everything). */
   release(holder?: string): void {
     if (this.holder === null || (holder !== undefined && this.holder !== holder)) return;
+    this.released(this.holder);
     this.holder = null;
     this.cap = Infinity;
     this.kick();

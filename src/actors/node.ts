@@ -83,7 +83,12 @@ async function runNode(boot: Booted, repo: Repository): Promise<RunningNode> {
   await replicas.load();
   const stats = new ReplicaStats();
   // The replica machine's apply waits in `idle` until told there is something to apply.
-  const hold = new ApplyHold(config.compare.holdMs, () => (actor.getSnapshot().children.replica as { send(e: { type: "SPOOLED" }): void } | undefined)?.send({ type: "SPOOLED" }));
+  const hold = new ApplyHold(
+    config.compare.holdMs,
+    () => (actor.getSnapshot().children.replica as { send(e: { type: "SPOOLED" }): void } | undefined)?.send({ type: "SPOOLED" }),
+    (holder) => log.info({ holder }, `compare hold by ${holder} ended: applying again`),
+    (holder) => log.warn({ holder }, `compare hold by ${holder} expired after ${config.compare.holdMs} ms without a request`),
+  );
   const io = createReplicaIo({ rt, repo, spool, meta, hold }, stats);
   await io.init();
   const resync = await meta.resync();
