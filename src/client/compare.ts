@@ -67,7 +67,11 @@ export interface CompareOpts {
   repair?: boolean;
 }
 
-/** Runs a compare; with `repair`, returns the open sessions too so repairCluster can write the rows. */
+/**
+ * Runs a compare. With `repair`, the replica stays held at the master's LSN and `use` is called
+ * with the report and its session before the sessions end, so the rows are written at that LSN;
+ * any replica's failure then fails the whole (a compare reports it and goes on).
+ */
 async function compareCluster(c: Client, opts: CompareOpts, use?: (report: CompareReport, replica: { node: string; session: string }) => Promise<void>): Promise<CompareReport> {
   const started = Date.now();
   const ask = (node: string, body: CompareRequest) =>
