@@ -87,6 +87,21 @@ const failoverSchema = z
   })
   .strict();
 
+const compareSchema = z
+  .object({
+    /** Rows per chunk: a chunk is one checksum; only differing chunks are read row by row. */
+    chunkRows: positive().max(100_000).default(1000),
+    /** Largest difference `ferry repair` fixes row by row; past it, ferry resync. */
+    maxRepairRows: positive().default(10_000),
+    /** Rows a compare reads per second on each node, so that it does not disturb the workload (0: as fast as it can). */
+    rowsPerSecond: z.number().int().nonnegative().default(0),
+    /** How long one compare request may take. */
+    timeoutMs: positive().default(120_000),
+    /** A replica held for a compare or repair (it applies nothing new) lets go after this long without a request. */
+    holdMs: positive().default(30_000),
+  })
+  .strict();
+
 export const configSchema = z
   .object({
     cluster: z.string().regex(ID, "letters, digits, '-' and '_', at most 63").default("ferry"),
@@ -95,6 +110,7 @@ export const configSchema = z
     lease: leaseSchema.prefault({}),
     replication: replicationSchema.prefault({}),
     failover: failoverSchema.prefault({}),
+    compare: compareSchema.prefault({}),
     alerts: z.object({ command: z.string().min(1).optional() }).strict().prefault({}),
     sync: z
       .object({

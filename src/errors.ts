@@ -22,6 +22,7 @@ export type ErrorCode =
   | "CAPTURE_LOST"
   | "BACKLOG_EXCEEDED"
   | "NEEDS_RESYNC"
+  | "REPAIR_TOO_LARGE"
   | "DIVERGED"
   | "SNAPSHOT_REQUIRED"
   | "SYNC_REPLICAS_TIMEOUT"
@@ -153,6 +154,7 @@ const classByCode: Partial<Record<ErrorCode, new (code: ErrorCode, m: string, o:
   CAPTURE_LOST: RepositoryError,
   BACKLOG_EXCEEDED: ReplicationError,
   NEEDS_RESYNC: ReplicationError,
+  REPAIR_TOO_LARGE: ReplicationError,
   DIVERGED: ReplicationError,
   SNAPSHOT_REQUIRED: ReplicationError,
   SYNC_REPLICAS_TIMEOUT: ReplicationError,

@@ -145,7 +145,7 @@ export async function run(argv: string[] = []): Promise<Result> {
 }
 
 /** A table of `rows` rows whose JSON objects are about 100 bytes; returns the average size. */
-function fill(file: string, rows: number): number {
+export function fill(file: string, rows: number): number {
   const db = new Database(file);
   db.pragma("journal_mode = WAL");
   db.exec("CREATE TABLE bench(id INTEGER PRIMARY KEY, ts INTEGER NOT NULL, name TEXT NOT NULL, score REAL, note TEXT)");

@@ -19,6 +19,7 @@ import type { Repository, SnapshotReader, TableReader } from "../storage/reposit
 import type { ReplicaRegistry } from "./replicas.js";
 import type { Runtime } from "./runtime.js";
 import type { Capture } from "./sequencer.js";
+import { openAligned, type AlignableRead } from "./aligned-read.js";
 
 export interface NodeServiceDeps {
   rt: Runtime;
@@ -41,28 +42,7 @@ export function startNodeServices(d: NodeServiceDeps): () => void {
   const sessions = new Map<string, { reader: SnapshotReader | TableReader; table: boolean; used: number }>();
   const subs: Subscription[] = [];
 
-  /**
-   * Opens a consistent read with the position it corresponds to: on a replica the applied position
-   * read in the same transaction; on the master a batch cut at the read's capture position, with
-   * no capture cycle between the read's start and the cut.
-   */
-  const openAt = async <R extends { header: { seq: number; applied: { lsn: number; epoch: number } }; close(): Promise<void> }>(
-    open: () => Promise<R>,
-    what: string,
-  ): Promise<{ reader: R; at: { lsn: number; epoch: number } }> => {
-    const epoch = d.masterEpoch();
-    if (epoch === null) {
-      const reader = await open();
-      return { reader, at: reader.header.applied };
-    }
-    const reader = await d.capture.aligned(open, (r) => r.header.seq);
-    const last = spool.last;
-    if (d.masterEpoch() !== epoch || (last && (last.epoch !== epoch || last.lastId > reader.header.seq))) {
-      await reader.close();
-      throw new ReplicationError("TIMEOUT", `${rt.node} could not align a snapshot of ${what} with a batch (the master role changed); retry`);
-    }
-    return { reader, at: { lsn: spool.head, epoch } };
-  };
+  const openAt = <R extends AlignableRead>(open: () => Promise<R>, what: string) => openAligned(d, open, what);
 
   subs.push(serve(rt.nc, rt.log, ENDPOINTS.snapshot, rt.subj.node(rt.node).snapshot, async (req) => {
     if (req.op === "info") {

@@ -22,6 +22,8 @@ import { leaseLogic } from "./lease.js";
 import { masterServices } from "./master/services.js";
 import { startNodeControl } from "./node-control.js";
 import { startNodeServices } from "./node-services.js";
+import { ApplyHold } from "./apply-hold.js";
+import { startCompareService } from "./compare-service.js";
 import { createReplicaIo, listenForBatches, replicaLogic, ReplicaStats } from "./replica.js";
 import { ReplicaRegistry } from "./replicas.js";
 import { CaptureProgress, LeaseClock, type Runtime } from "./runtime.js";
@@ -78,7 +80,14 @@ async function runNode(boot: Booted, repo: Repository): Promise<RunningNode> {
   const replicas = new ReplicaRegistry(meta);
   await replicas.load();
   const stats = new ReplicaStats();
-  const io = createReplicaIo({ rt, repo, spool, meta }, stats);
+  // The replica machine's apply waits in `idle` until told there is something to apply.
+  const hold = new ApplyHold(
+    config.compare.holdMs,
+    () => (actor.getSnapshot().children.replica as { send(e: { type: "SPOOLED" }): void } | undefined)?.send({ type: "SPOOLED" }),
+    (holder) => log.info({ holder }, `compare hold by ${holder} ended: applying again`),
+    (holder) => log.warn({ holder }, `compare hold by ${holder} expired after ${config.compare.holdMs} ms without a request`),
+  );
+  const io = createReplicaIo({ rt, repo, spool, meta, hold }, stats);
   await io.init();
   const resync = await meta.resync();
   const fresh = stats.applied === 0 && spool.head === 0;
@@ -117,6 +126,7 @@ async function runNode(boot: Booted, repo: Repository): Promise<RunningNode> {
         try {
           const r = await meta.resync();
           if (r.needed) throw new ClusterError("NEEDS_RESYNC", `${rt.node} cannot be promoted: ${r.reason}`);
+          hold.release();
           for (let more = true; more; ) more = (await io.apply()).more;
           await repo.installCapture();
           await repo.durableCommits(true);
@@ -296,16 +306,28 @@ async function runNode(boot: Booted, repo: Repository): Promise<RunningNode> {
     });
   }
 
+  const masterEpoch = () => (stateName(actor.getSnapshot().value) === "active" && clock.valid() ? clock.epoch : null);
   const stopServices = startNodeServices({
     rt,
     repo,
     spool,
     replicas,
     capture,
-    masterEpoch: () => (stateName(actor.getSnapshot().value) === "active" && clock.valid() ? clock.epoch : null),
+    masterEpoch,
     applied: () => (stateName(actor.getSnapshot().value) === "active" ? { lsn: spool.head, epoch: clock.epoch } : { lsn: stats.applied, epoch: stats.appliedEpoch }),
   });
   boot.onStop(stopServices);
+  boot.onStop(
+    startCompareService({
+      rt,
+      repo,
+      spool,
+      capture,
+      hold,
+      masterEpoch,
+      applied: () => ({ lsn: stats.applied, epoch: stats.appliedEpoch }),
+    }),
+  );
 
   exitOnActorError(actor, log);
   actor.start();

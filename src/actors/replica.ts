@@ -15,6 +15,8 @@ import type { Meta } from "../storage/meta.js";
 import type { BatchMeta } from "../batch.js";
 import type { PartRecord, Spool } from "../storage/spool.js";
 import type { Change, Repository, SnapshotHeader } from "../storage/repository/types.js";
+import type { ApplyHold } from "./apply-hold.js";
+import { repairAfterRejoin, touchedKeys } from "./rejoin.js";
 import type { Runtime } from "./runtime.js";
 
 export interface ReplicaDeps {
@@ -22,6 +24,8 @@ export interface ReplicaDeps {
   repo: Repository;
   spool: Spool;
   meta: Meta;
+  /** Set while a compare or repair holds this replica at an LSN. */
+  hold: ApplyHold;
 }
 
 /** What a replica knows about itself, for heartbeats and status. */
@@ -49,7 +53,7 @@ export class ReplicaStats {
 const APPLY_BYTES = 4 * 1024 * 1024;
 
 export function createReplicaIo(d: ReplicaDeps, stats: ReplicaStats) {
-  const { rt, repo, spool, meta } = d;
+  const { rt, repo, spool, meta, hold } = d;
   const ask = (master: string) => ({ timeoutMs: rt.config.nats.requestTimeoutMs, peer: `master ${master}` });
 
   async function init(): Promise<void> {
@@ -87,7 +91,7 @@ export function createReplicaIo(d: ReplicaDeps, stats: ReplicaStats) {
     } catch (err) {
       const e = err as { code?: string; message: string; details?: { from?: number; to?: number } };
       if (e.code !== "DIVERGED" || e.details?.from === undefined) throw err;
-      await dropDivergedHeartbeats(e.details.from, e.message);
+      await dropDiverged(e.details.from, e.message);
       return { records: 0, head: 0, more: true };
     }
     const { header, payloads } = decodeFrame<PullReplyHeader>(rt.subj.node(master.node).pull, data, (h) => h.records.map((r) => r.len));
@@ -123,21 +127,27 @@ export function createReplicaIo(d: ReplicaDeps, stats: ReplicaStats) {
   }
 
   /**
-   * Batches this node wrote as master that the new master never received. If they hold nothing but
-   * heartbeat rows (ferry's own), they are dropped and the node goes on from where the histories
-   * part; otherwise it needs a resync, and says which LSNs were never replicated.
+   * Batches this node wrote as master that the new master never received. They are dropped and
+   * the node goes on from where the histories part; heartbeat rows need nothing more, and the rows
+   * other changes touched are repaired from the new master (rejoin.ts). A resync only when that
+   * cannot be bounded: DDL among them, or more keys than compare.maxRepairRows.
    */
-  async function dropDivergedHeartbeats(from: number, why: string): Promise<void> {
+  async function dropDiverged(from: number, why: string): Promise<void> {
+    const changes: Change[] = [];
     for (let lsn = from; lsn <= spool.head; lsn++) {
       const m = await spool.meta(lsn);
-      const changes = m ? await readBatch(m) : null;
-      if (!changes || changes.some(([tbl]) => tbl !== "ferry_heartbeat")) {
-        rt.alerts.raise("replica-diverged", "critical", why, { from, to: spool.head });
-        throw new ReplicationError("NEEDS_RESYNC", why, { hint: `run: ferry resync --node ${rt.node}` });
-      }
+      if (!m) return needsResync(from, why);
+      changes.push(...(await readBatch(m)));
+    }
+    const touched = await touchedKeys(repo, changes);
+    const keys = touched ? [...touched.values()].reduce((n, k) => n + k.size, 0) : Infinity;
+    if (keys > rt.config.compare.maxRepairRows) return needsResync(from, why);
+    const to = spool.head;
+    if (keys > 0) {
+      // Until the repair is done, a restart finds the node marked for resync: the dropped rows are never left in place.
+      await meta.setResync({ needed: true, reason: `${why}; rejoining by repair of ${keys} rows`, code: "DIVERGED", since: Date.now() });
     }
     const back = from > 1 ? await spool.meta(from - 1) : null;
-    const to = spool.head;
     await spool.truncateFrom(from);
     const pos = { lsn: from - 1, epoch: back?.epoch ?? 0 };
     const captured = await meta.capture();
@@ -146,7 +156,29 @@ export function createReplicaIo(d: ReplicaDeps, stats: ReplicaStats) {
     stats.applied = pos.lsn;
     stats.appliedEpoch = pos.epoch;
     stats.next = { lsn: from, part: 0 };
-    rt.alerts.raise("heartbeats-dropped", "info", `${rt.node} dropped LSNs ${from}..${to}: heartbeat rows the new master never received; it continues from LSN ${from}`, { from, to });
+    if (keys === 0) {
+      rt.alerts.raise("heartbeats-dropped", "info", `${rt.node} dropped LSNs ${from}..${to}: heartbeat rows the new master never received; it continues from LSN ${from}`, { from, to });
+      return;
+    }
+    const listed = Object.fromEntries([...touched!].filter(([, k]) => k.size > 0).map(([t, k]) => [t, [...k]]));
+    rt.alerts.raise("rejoin-by-repair", "warning", `${rt.node} discarded LSNs ${from}..${to}, never replicated, and repairs the ${keys} rows they touched from the new master`, {
+      from,
+      to,
+      keys: listed,
+    });
+    void repairAfterRejoin(rt, Object.keys(listed), async (changed, err) => {
+      if (changed === null) {
+        rt.alerts.raise("replica-diverged", "critical", `${rt.node} could not repair the rows of LSNs ${from}..${to}: ${err}`, { from, to });
+        return;
+      }
+      await meta.setResync({ needed: false });
+      rt.alerts.raise("rejoined", "info", `${rt.node} rejoined by repair: ${changed} rows changed instead of a full resync`, { from, to, rows: changed });
+    });
+  }
+
+  async function needsResync(from: number, why: string): Promise<never> {
+    rt.alerts.raise("replica-diverged", "critical", why, { from, to: spool.head });
+    throw new ReplicationError("NEEDS_RESYNC", why, { hint: `run: ferry resync --node ${rt.node}` });
   }
 
   async function readBatch(m: BatchMeta): Promise<Change[]> {
@@ -181,10 +213,11 @@ export function createReplicaIo(d: ReplicaDeps, stats: ReplicaStats) {
         stats.appliedEpoch = recorded.epoch;
       }
     }
-    if (spool.head <= stats.applied) return { applied: stats.applied, more: false };
+    const upto = Math.min(spool.head, hold.limit());
+    if (upto <= stats.applied) return { applied: stats.applied, more: false };
     const batches: { meta: BatchMeta; changes: Change[] }[] = [];
     let bytes = 0;
-    for (let lsn = stats.applied + 1; lsn <= spool.head && (bytes < APPLY_BYTES || batches.length === 0); lsn++) {
+    for (let lsn = stats.applied + 1; lsn <= upto && (bytes < APPLY_BYTES || batches.length === 0); lsn++) {
       const m = await spool.meta(lsn);
       if (!m) throw new ReplicationError("NEEDS_RESYNC", `batch ${lsn} is missing from the spool of ${rt.node}`);
       batches.push({ meta: m, changes: await readBatch(m) });
@@ -211,7 +244,7 @@ export function createReplicaIo(d: ReplicaDeps, stats: ReplicaStats) {
       });
     }
     await trimSpool();
-    return { applied: stats.applied, more: spool.head > stats.applied };
+    return { applied: stats.applied, more: Math.min(spool.head, hold.limit()) > stats.applied };
   }
 
   /** Keeps applied batches (a promoted replica serves them) up to maxBacklogBytes. */

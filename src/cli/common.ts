@@ -2,7 +2,7 @@
 import type { Command } from "commander";
 import { openClient, type Client } from "../client/client.js";
 import { flagValue, loadConfig, type Config } from "../config.js";
-import { FerryError, asFerryError } from "../errors.js";
+import { ConfigError, FerryError, asFerryError } from "../errors.js";
 
 export interface GlobalOpts {
   nats?: string;
@@ -105,4 +105,11 @@ export function action<A extends unknown[]>(fn: (...args: A) => Promise<void | n
 /** The options of a command merged with the program's global ones. */
 export function allOpts(cmd: Command): Record<string, unknown> {
   return cmd.optsWithGlobals();
+}
+
+/** The --node a command that acts on one replica requires. */
+export function requiredNode(opts: Record<string, unknown>, what: string): string {
+  const node = opts.node as string | undefined;
+  if (!node) throw new ConfigError("--node", `required: ${what}`);
+  return node;
 }

@@ -1,5 +1,6 @@
 /** ferry's command line. */
 import { Command, CommanderError } from "commander";
+import { compareCommand, repairCommand } from "./compare.js";
 import { dashboardCommand } from "./dashboard.js";
 import { demoCommand } from "./demo.js";
 import { failoverCommand, switchoverCommand } from "./failover.js";
@@ -25,7 +26,7 @@ const configure = (c: Command): Command => {
 const program = new Command("ferry")
   .description("keeps SQL repositories in sync over NATS and fails over without losing data")
   .version("0.1.0");
-for (const c of [startCommand(), upCommand(), repoCommand(), sqlCommand(), statusCommand(), resyncCommand(), failoverCommand(), switchoverCommand(), taskCommand(), toolStatusCommand(), inspectCommand(), dashboardCommand(), demoCommand()]) {
+for (const c of [startCommand(), upCommand(), repoCommand(), sqlCommand(), statusCommand(), resyncCommand(), compareCommand(), repairCommand(), failoverCommand(), switchoverCommand(), taskCommand(), toolStatusCommand(), inspectCommand(), dashboardCommand(), demoCommand()]) {
   program.addCommand(c);
 }
 configure(program);

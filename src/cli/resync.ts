@@ -1,10 +1,10 @@
 /** `ferry resync --node ID`: backup and restore of a replica from a snapshot of the master. */
 import { Command } from "commander";
 import cliProgress from "cli-progress";
-import { ConfigError, ReplicationError, TimeoutError } from "../errors.js";
+import { ReplicationError, TimeoutError } from "../errors.js";
 import { ENDPOINTS } from "../nats/protocol.js";
 import { call } from "../nats/rpc.js";
-import { addGlobalOptions, action, allOpts, printJson, withClient } from "./common.js";
+import { addGlobalOptions, action, allOpts, printJson, requiredNode, withClient } from "./common.js";
 
 export function resyncCommand(): Command {
   const cmd = new Command("resync")
@@ -16,8 +16,7 @@ export function resyncCommand(): Command {
   return cmd.action(
     action(async () => {
       const opts = allOpts(cmd);
-      const node = opts.node as string | undefined;
-      if (!node) throw new ConfigError("--node", "required: the replica to resync");
+      const node = requiredNode(opts, "the replica to resync");
       await withClient(opts, async (c) => {
         const s = c.subj.node(node);
         const progress = c.nc.subscribe(s.resyncProgress);

@@ -151,3 +151,35 @@ export const taskCreateRequest = z.object({
 export type TaskCreateRequest = z.infer<typeof taskCreateRequest>;
 export const taskDeleteRequest = z.object({ db: z.string().min(1), table: tableName });
 export const emptyRequest = z.object({}).passthrough();
+
+const session = z.string().min(1).max(100);
+const keyRange = z.object({ after: z.string().nullable(), upto: z.string().nullable() });
+
+/**
+ * Compare and repair (client/compare.ts): a replica is held at its applied position (`hold`), the
+ * master opens a read at an LSN (`begin` without lsn), each replica opens its read once it has
+ * applied exactly that LSN (`begin` with lsn); then chunk sums, the rows of differing chunks, and
+ * on a held replica the repair of its rows. Chunks travel as [upto, rows, sum] (each range begins
+ * after the one before) and sums as [rows, sum]: narrowing a few rows down costs little.
+ */
+export type WireChunk = [upto: string | null, rows: number, sum: string];
+export const compareRequest = z.discriminatedUnion("op", [
+  z.object({ op: z.literal("hold"), holder: session }),
+  z.object({ op: z.literal("release"), holder: session }),
+  z.object({ op: z.literal("begin"), holder: session, lsn: lsn.optional(), repair: z.boolean().default(false) }),
+  z.object({
+    op: z.literal("chunks"),
+    session,
+    table: z.string().min(1),
+    chunkRows: z.number().int().positive(),
+    after: z.string().nullable().default(null),
+    upto: z.string().nullable().default(null),
+    maxChunks: z.number().int().positive().max(10_000).default(500),
+  }),
+  /** The ranges after `after` up to each of `bounds` in turn (the master's chunks, as it sent them). */
+  z.object({ op: z.literal("sums"), session, table: z.string().min(1), after: z.string().nullable(), bounds: z.array(z.string().nullable()) }),
+  z.object({ op: z.literal("rows"), session, table: z.string().min(1), range: keyRange }),
+  z.object({ op: z.literal("repair"), session, table: z.string().min(1), put: z.array(z.string()), del: z.array(z.string()) }),
+  z.object({ op: z.literal("end"), session }),
+]);
+export type CompareRequest = z.infer<typeof compareRequest>;

@@ -10,6 +10,7 @@ import type { ErrorCode } from "../errors.js";
 import { bucketNames } from "./buckets.js";
 import {
   changesRequest,
+  compareRequest,
   controlRequest,
   emptyRequest,
   packRequest,
@@ -159,6 +160,16 @@ export const ENDPOINTS = {
     absent: NOT_RUNNING,
     errors: ["NOT_MASTER"],
     carries: "promote / promote-cancel / reach, used by watchdogs and switchover",
+  }),
+  compare: endpoint({
+    name: "compare",
+    subject: (s, node) => s.node(node).compare,
+    arg: "<node>",
+    request: compareRequest,
+    reply: "json",
+    absent: NOT_RUNNING,
+    errors: ["IN_PROGRESS", "NOT_MASTER", "NOT_FOUND", "TIMEOUT", "DIVERGED", "REPO_UNAVAILABLE", "SQL_ERROR"],
+    carries: "compare and repair (ferry compare, ferry repair): a consistent read at one LSN, chunk checksums, rows of a key range, repair of rows on a held replica",
   }),
   taskCreate: endpoint({
     name: "task create",

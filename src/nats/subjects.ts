@@ -26,6 +26,7 @@ export function subjects(cluster: string) {
       resync: `${root}.node.${node}.resync`,
       resyncProgress: `${root}.node.${node}.resync.progress`,
       control: `${root}.node.${node}.control`,
+      compare: `${root}.node.${node}.compare`,
     }),
     nodeAll: `${root}.node.>`,
     /** Requests to the active synctool (JSON): task create / delete / status, and its own status. */

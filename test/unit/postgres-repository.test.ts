@@ -729,7 +729,7 @@ test("table reader: key order as compareKeys, partitions, after, since; JSON obj
   assert.equal(parts.flatMap((p) => p.lines).sort(), [...all.lines].sort());
   await rejectsCode(() => master.openTableReader({ table: "nope" }), "NOT_FOUND");
   const cols = await master.tableColumns("s");
-  assert.equal(cols, { name: "s", db: "public", columns: ["k", "n", "b", "ts"], key: ["k"], types: ["text", "bigint", "bytea", "bigint"], rows: 4 });
+  assert.equal(cols, { name: "s", db: "public", columns: ["k", "n", "b", "ts"], key: ["k"], types: ["text", "bigint", "bytea", "bigint"], rows: 4, kinds: ["text", "integer", "blob", "integer"] });
 });
 
 test("installCapture moves serial and identity sequences past the largest value (a promoted replica)", async () => {

@@ -160,6 +160,53 @@ export interface RepositoryLocation {
 
 export type RepositoryKind = "sqlite" | "postgres";
 
+/**
+ * A range of a table's keys in the kind's key order: keys after `after` (excluded) up to `upto`
+ * (included), each a key image; null leaves that end open.
+ */
+export interface KeyRange {
+  after: string | null;
+  upto: string | null;
+}
+
+/** The rows of a key range and their checksum (checksum.ts: the same rows give the same sum). */
+export interface ChunkSum extends KeyRange {
+  rows: number;
+  sum: string;
+}
+
+/** A row as compare narrows a chunk down: its key image and its row image. */
+export interface KeyedRow {
+  key: string;
+  row: string;
+}
+
+/**
+ * A consistent read of the user tables for compare, with the position it corresponds to (as a
+ * snapshot's header), held open until closed.
+ */
+export interface CompareRead {
+  header: { seq: number; applied: Position };
+  /** The user tables in this read, with their columns and key. */
+  tables: TableColumns[];
+  /**
+   * The keys of a range cut into chunks of `chunkRows` rows in key order, with their sums: at most
+   * `maxChunks` chunks, then `done` false; the last chunk ends where the range ends.
+   */
+  chunks(table: string, opts: KeyRange & { chunkRows: number; maxChunks: number }): Promise<{ chunks: ChunkSum[]; done: boolean }>;
+  /** The sums of contiguous ranges of a table, each beginning after the one before (the ranges another node's chunks() cut). */
+  sums(table: string, ranges: KeyRange[]): Promise<ChunkSum[]>;
+  /** The rows of one range in key order. */
+  rows(table: string, range: KeyRange): Promise<KeyedRow[]>;
+  close(): Promise<void>;
+}
+
+/** Rows a repair writes (row images) and deletes (key images) in one table. */
+export interface RowFix {
+  put: string[];
+  del: string[];
+}
+
 export interface Repository {
   readonly kind: RepositoryKind;
   /** The URL as given (it may hold a password: log `location`, never this). */
@@ -215,6 +262,14 @@ export interface Repository {
   tableColumns(name: string): Promise<TableColumns | null>;
   /** A consistent read of one table (a sync snapshot) with the position it corresponds to. */
   openTableReader(opts: TableReadOpts): Promise<TableReader>;
+  /** A consistent read for compare (compare-repair): chunk sums and rows by key range. */
+  openCompareRead(): Promise<CompareRead>;
+  /**
+   * Writes and deletes rows of one table in one transaction that leaves the applied position as it
+   * is, and only while it is `at` (else DIVERGED: the rows were read for that position). Not
+   * captured. Returns the rows changed.
+   */
+  repairRows(table: string, fix: RowFix, at: Position): Promise<number>;
   /** A deterministic text dump of every user table (schema and rows), for comparing replicas. */
   dump(): Promise<string>;
   close(): Promise<void>;

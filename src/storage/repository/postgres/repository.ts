@@ -18,12 +18,15 @@ import { dump, FERRY_DDL_UPGRADE, FERRY_TABLES, REPLICATED_SCHEMA, fingerprint, 
 import { asObject, inPartition, openConsistent, positionOf, RowCursor, tableCursor, takeRows, type Consistent } from "./snapshot.js";
 import { PgSqlRunner } from "./sql-runner.js";
 import { valueKind } from "./values.js";
+import { openPgCompareRead } from "./compare.js";
 import type {
   Change,
   ChangeRead,
+  CompareRead,
   Position,
   Repository,
   RepositoryLocation,
+  RowFix,
   SchemaObject,
   SnapshotReader,
   SnapshotWriter,
@@ -443,6 +446,46 @@ export class PostgresRepository implements Repository {
         return { header, next };
       });
     });
+  }
+
+  openCompareRead(): Promise<CompareRead> {
+    return this.guard(async () => {
+      // The keys of writes too: a write key left from a discarded write would answer a retry as done.
+      const names = [...(await userTables(this.pool)), "ferry_requests"];
+      const con = await this.consistent([...names, "ferry_ddl"]);
+      const where = this.location.id;
+      const wrap = <A extends unknown[], T>(fn: (...a: A) => Promise<T>) => async (...a: A): Promise<T> => {
+        try {
+          return await fn(...a);
+        } catch (err) {
+          throw pgError(err, where);
+        }
+      };
+      try {
+        const read = await openPgCompareRead(con.client, { seq: con.seq, applied: con.applied }, names, () => endConsistent(con));
+        return { ...read, chunks: wrap(read.chunks), sums: wrap(read.sums), rows: wrap(read.rows) };
+      } catch (err) {
+        await endConsistent(con);
+        throw err;
+      }
+    });
+  }
+
+  async repairRows(table: string, fix: RowFix, at: Position): Promise<number> {
+    try {
+      return await this.transaction(this.applySetup(), async (c) => {
+        const now = await positionOf(c);
+        if (now.lsn !== at.lsn || now.epoch !== at.epoch) {
+          throw new RepositoryError("DIVERGED", `${this.location.id} moved to LSN ${now.lsn} (epoch ${now.epoch}); the repair was read at LSN ${at.lsn}`, { hint: "run the repair again" });
+        }
+        const changes: Change[] = [...fix.del.map((k): Change => [table, "D", k, null]), ...fix.put.map((r): Change => [table, "I", null, r])];
+        await this.applier.apply(c, changes);
+        return changes.length;
+      });
+    } catch (err) {
+      this.applier.forget();
+      throw superuserNeeded(err);
+    }
   }
 
   dump(): Promise<string> {

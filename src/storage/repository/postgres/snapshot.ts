@@ -94,6 +94,13 @@ export class RowCursor {
     return this.buffered.shift() ?? null;
   }
 
+  /** Ends the read before its last row. */
+  async close(): Promise<void> {
+    if (this.opened && !this.done) await this.client.query(`CLOSE ${this.name}`);
+    this.done = true;
+    this.buffered = [];
+  }
+
   /** Puts a row back (it did not fit in the caller's budget). */
   unshift(row: string[]): void {
     this.buffered.unshift(row);
@@ -182,7 +189,7 @@ export async function tableCursor(
 }
 
 /** Rows past a key bound as $first...: a row comparison, or for nullable key columns its NULL-first expansion. */
-function afterKey(meta: TableMeta, first: number): string {
+export function afterKey(meta: TableMeta, first: number): string {
   const cols = meta.key.map((c, i) => ({ c, col: orderValue(c), p: orderParam(c, first + i) }));
   if (cols.every(({ c }) => c.notNull)) return `(${cols.map((x) => x.col).join(", ")}) > (${cols.map((x) => x.p).join(", ")})`;
   // (a, b) > (x, y) as a1 > x OR (a1 = x AND b > y), where NULL = NULL and NULL < any value.

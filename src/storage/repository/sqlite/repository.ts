@@ -17,18 +17,22 @@ import { RepositoryError, UsageError } from "../../../errors.js";
 import { decodeImage } from "../row-image.js";
 import { checkScript, type RefusedVerbs } from "../script.js";
 import { splitSql } from "./sql-split.js";
+import { dec, enc, quoteId } from "./sql-text.js";
+import { openCompareRead } from "./compare.js";
 import { partitionOf, splitJsonArray } from "../../sync.js";
 import { partitionSql } from "./partition.js";
 import { SqliteSqlRunner } from "./sql-runner.js";
 import type {
   Change,
   ChangeRead,
+  CompareRead,
   EncodedChange,
   ExecuteOutcome,
   Position,
   Repository,
   RepositoryLocation,
   RequestKey,
+  RowFix,
   SchemaObject,
   SnapshotReader,
   SnapshotWriter,
@@ -73,7 +77,6 @@ const CHANGE_CHUNK = 512;
 const PRUNE_EVERY_MS = 5000;
 const PRUNE_ROWS = 10_000;
 
-export const quoteId = (name: string) => `"${name.replace(/"/g, '""')}"`;
 
 /** Prepared statements by connection and text: the hot paths run the same few statements thousands of times. */
 const statements = new WeakMap<DB, Map<string, Database.Statement>>();
@@ -94,6 +97,8 @@ interface TableInfo {
   key: string[];
   /** The image's columns' values by their declared types (SQLite's affinity rules). */
   kinds: ValueKind[];
+  /** The key is the rowid (or its alias): always one integer. */
+  rowid: boolean;
 }
 
 /** SQLite's affinity rules (section 3.1 of its datatype page); NUMERIC and untyped columns hold any type. */
@@ -106,13 +111,8 @@ function affinityKind(declared: string): ValueKind {
   return "any";
 }
 
-/** Encodes a value for a JSON row image: blobs become ["x", HEX]. */
-const enc = (expr: string) => `CASE WHEN typeof(${expr})='blob' THEN json_array('x',hex(${expr})) ELSE ${expr} END`;
 /** Encodes a value for a JSON object row: blobs become {"$blob": HEX}. */
 const encObj = (expr: string) => `CASE WHEN typeof(${expr})='blob' THEN json_object('$blob',hex(${expr})) ELSE ${expr} END`;
-/** Decodes element i of the JSON image `j` (bound once as `FROM (SELECT ? AS j)`). */
-const dec = (i: number) =>
-  `CASE WHEN json_type(j,'$[${i}]')='array' THEN unhex(json_extract(j,'$[${i}][1]')) ELSE json_extract(j,'$[${i}]') END`;
 
 export class SqliteRepository implements Repository {
   readonly kind = "sqlite";
@@ -177,9 +177,9 @@ export class SqliteRepository implements Repository {
     const alias = !withoutRowid && pks.length === 1 && pks[0].type.toUpperCase() === "INTEGER";
     const kinds = cols.filter((c) => c.hidden === 0).map((c) => affinityKind(c.type));
     let info: TableInfo;
-    if (withoutRowid) info = { name, image: stored, key: pks.map((c) => c.name), kinds };
-    else if (alias) info = { name, image: stored, key: [pks[0].name], kinds };
-    else info = { name, image: ["rowid", ...stored], key: ["rowid"], kinds: ["integer", ...kinds] };
+    if (withoutRowid) info = { name, image: stored, key: pks.map((c) => c.name), kinds, rowid: false };
+    else if (alias) info = { name, image: stored, key: [pks[0].name], kinds, rowid: true };
+    else info = { name, image: ["rowid", ...stored], key: ["rowid"], kinds: ["integer", ...kinds], rowid: true };
     this.tables.set(name, info);
     return info;
   }
@@ -495,13 +495,24 @@ export class SqliteRepository implements Repository {
   async applyBatches(batches: { lsn: number; epoch: number; changes: Iterable<Change> }[]): Promise<{ ddl: boolean }> {
     if (batches.length === 0) return { ddl: false };
     let ddl = false;
+    this.applying((triggers) => {
+      for (const b of batches) for (const c of b.changes) ddl = this.applyChange(c, triggers) || ddl;
+      const last = batches[batches.length - 1];
+      this.setPosition({ lsn: last.lsn, epoch: last.epoch });
+    });
+    return { ddl };
+  }
+
+  /**
+   * Runs `fn` in one write transaction as a replica applies: user triggers suspended, foreign keys
+   * off; the commit is ferry's own, not an outside writer's.
+   */
+  private applying(fn: (triggers: { suspend(): void; restore(): void }) => void): void {
     const run = this.db.transaction(() => {
       const triggers = this.withoutUserTriggers();
       triggers.suspend();
-      for (const b of batches) for (const c of b.changes) ddl = this.applyChange(c, triggers) || ddl;
+      fn(triggers);
       triggers.restore();
-      const last = batches[batches.length - 1];
-      this.setPosition({ lsn: last.lsn, epoch: last.epoch });
     });
     const restoreFk = foreignKeysOff(this.db);
     try {
@@ -514,7 +525,6 @@ export class SqliteRepository implements Repository {
       restoreFk();
     }
     this.dataVersion = this.currentDataVersion();
-    return { ddl };
   }
 
   private setPosition(p: Position): void {
@@ -557,13 +567,22 @@ export class SqliteRepository implements Repository {
     });
   }
 
-  async openSnapshot(opts: { tables?: string[] } = {}): Promise<SnapshotReader> {
+  /** A read transaction on a connection of its own, with the positions it holds; `open` builds the reader, which closes it. */
+  private openRead<R>(open: (conn: DB, at: { seq: number; applied: Position }) => R): R {
     this.freshSchema();
     const conn = openDb(this.path, true);
     try {
       conn.exec("BEGIN");
       const seq = seqOf(conn); // the first read fixes the snapshot
-      const applied = positionOf(conn);
+      return open(conn, { seq, applied: positionOf(conn) });
+    } catch (err) {
+      conn.close();
+      throw this.wrap(err);
+    }
+  }
+
+  async openSnapshot(opts: { tables?: string[] } = {}): Promise<SnapshotReader> {
+    return this.openRead((conn, { seq, applied }) => {
       const schema = schemaOf(conn, true);
       const names = this.replicatedTables(conn).filter((n) => !opts.tables || opts.tables.includes(n));
       const tables = names.map((name) => ({
@@ -612,10 +631,7 @@ export class SqliteRepository implements Repository {
         },
         close: async () => endRead(conn, iter),
       };
-    } catch (err) {
-      conn.close();
-      throw this.wrap(err);
-    }
+    });
   }
 
   async tableColumns(name: string): Promise<TableColumns | null> {
@@ -747,6 +763,29 @@ export class SqliteRepository implements Repository {
         this.applyStmts.clear();
       },
     };
+  }
+
+  async openCompareRead(): Promise<CompareRead> {
+    return this.openRead((conn, at) => {
+      // The keys of writes too: a write key left from a discarded write would answer a retry as done.
+      const names = (conn.prepare(`SELECT name FROM sqlite_master WHERE type='table' AND (${USER_OBJECTS} OR name = 'ferry_requests') ORDER BY name`).all() as { name: string }[]).map((r) => r.name);
+      return openCompareRead(conn, at, names.map((n) => this.tableInfo(n)), () => endRead(conn, null));
+    });
+  }
+
+  async repairRows(table: string, fix: RowFix, at: Position): Promise<number> {
+    this.freshSchema();
+    let changed = 0;
+    this.applying(() => {
+      const now = positionOf(this.db);
+      if (now.lsn !== at.lsn || now.epoch !== at.epoch) {
+        throw new RepositoryError("DIVERGED", `${this.path} moved to LSN ${now.lsn} (epoch ${now.epoch}); the repair was read at LSN ${at.lsn}`, { hint: "run the repair again" });
+      }
+      const s = this.stmtsFor(table);
+      for (const k of fix.del) changed += s.del.run(...decodeImage(k)).changes;
+      for (const r of fix.put) changed += Math.min(1, s.upsert.run(...decodeImage(r)).changes);
+    });
+    return changed;
   }
 
   async dump(): Promise<string> {
