@@ -36,12 +36,13 @@ export class MasterFollower {
     return this.view;
   }
 
-  /** Resolves when the holder or its epoch differs from `from` (a renew does not count). */
+  /** Resolves when the holder or its epoch differs from `from` (a renew does not count), or on close. */
   changed(from: MasterView | null): { promise: Promise<void>; cancel(): void } {
     let resolve!: () => void;
     const promise = new Promise<void>((r) => (resolve = r));
     const check = () => {
-      if (!sameHolder(this.view, from)) {
+      // Closed: nothing will change any more, so nobody waits for it.
+      if (this.stopped || !sameHolder(this.view, from)) {
         resolve();
         return true;
       }
