@@ -69,6 +69,8 @@ export function leaseLogic(rt: Runtime, kv: KV, opts: LeaseOpts) {
         const status = watchConnection(rt, () => {
           // Before the machine hears of it: the SQL worker checks the clock before every commit.
           opts.clock.suspend();
+          // A holder that answered on the connection that dropped proves nothing on the next one.
+          answering.clear();
           sendBack({ type: "DISCONNECTED" });
         });
         return () => {
@@ -155,10 +157,6 @@ function probePresence(rt: Runtime, input: { holder: LeaseValue; probeMs: number
   const holder = input.holder.instance;
   let stopped = false;
   let silentSince = 0;
-  const status = watchConnection(rt, () => {
-    answering.clear();
-    silentSince = 0;
-  });
   const subject = rt.subj.ping(input.holder.node);
   const probe = async (): Promise<void> => {
     while (!stopped) {
@@ -183,6 +181,5 @@ function probePresence(rt: Runtime, input: { holder: LeaseValue; probeMs: number
   void probe();
   return () => {
     stopped = true;
-    status.stop();
   };
 }
