@@ -7,16 +7,12 @@ import type { KV } from "@nats-io/kv";
 import { asFerryError } from "../errors.js";
 import { leaseMachine, LeaseConflict, type LeaseEntry, type LeaseEvent, type LeaseValue, type Renewal } from "../machines/lease.js";
 import { withDeadline } from "../nats/buckets.js";
+import { isWrongSequence } from "../nats/buckets.js";
 import { ENDPOINTS } from "../nats/protocol.js";
 import { decodeLease } from "../nats/records.js";
 import { call } from "../nats/rpc.js";
 import { type Runtime, type LeaseClock, now } from "./runtime.js";
 
-/** JetStream's "wrong last sequence" (10071): the key moved since the revision we hold. */
-const isWrongSequence = (e: unknown) => {
-  const err = e as { api_error?: { err_code?: number }; code?: number; message?: string };
-  return err?.api_error?.err_code === 10071 || err?.code === 10071 || /wrong last sequence/i.test(err?.message ?? "");
-};
 
 export interface LeaseOpts {
   key: string;

@@ -9,13 +9,13 @@
  * nodes to choose a collector for each subtask: an active one whose replica has applied the
  * subtask's position, on a slave before the master, the least loaded first.
  */
-import { listKeys } from "../nats/buckets.js";
+import { isWrongSequence, listKeys } from "../nats/buckets.js";
 import { randomUUID } from "node:crypto";
 import { isAbsolute, resolve } from "node:path";
 import type { Subscription } from "@nats-io/transport-node";
 import { createActor, fromPromise } from "xstate";
 import type { Config } from "../config.js";
-import { SyncError, UsageError } from "../errors.js";
+import { ClusterError, SyncError, UsageError } from "../errors.js";
 import { inspectInto } from "../log.js";
 import { syncTaskMachine, syncTaskState, type ChooseInput, type CollectorRef, type StepResult, type SyncTaskActor } from "../machines/sync-task.js";
 import type { TaskCreateRequest } from "../nats/messages.js";
@@ -393,7 +393,7 @@ class Manager {
     if (!isAbsolute(req.dest)) throw new UsageError(`destination ${req.dest} is not an absolute path`);
     const key = taskKey(req.db, req.table);
     const existing = await this.rt.buckets.tasks.get(key);
-    if (existing?.operation === "PUT") throw this.exists(req);
+    if (existing?.operation === "PUT") return this.again(req, existing.json<TaskDef>(), partitions, format);
     const table = await this.tableColumns(req.table);
     if (table.db !== undefined && req.db !== table.db) {
       throw new UsageError(`database ${req.db} does not exist: the repositories name theirs ${table.db}`, `give the table as ${table.db}.${req.table}`);
@@ -426,17 +426,34 @@ class Manager {
     try {
       await this.rt.buckets.tasks.create(key, JSON.stringify(def));
     } catch (err) {
-      if (/wrong last sequence|exists/i.test(String((err as Error).message))) throw this.exists(req);
-      throw err;
+      if (!isWrongSequence(err)) throw err;
+      // The same request twice at once: the one that lost the race answers as a repeat does.
+      const won = await this.rt.buckets.tasks.get(key);
+      if (won?.operation !== "PUT") throw err;
+      return this.again(req, won.json<TaskDef>(), partitions, format);
     }
     this.rt.log.info({ task: key, id: def.id, mode: def.mode, format, dest, partitions }, `task ${req.db}.${req.table} created: mode ${def.mode} ${MODE_NAMES[def.mode]}, ${format} files to ${dest}`);
     return { task: def };
   }
 
-  private exists(req: { db: string; table: string }): SyncError {
-    return new SyncError("TASK_EXISTS", `table ${req.db}.${req.table} already has a sync task`, {
-      hint: `see ferry task status; ferry task delete -t ${req.db}.${req.table} removes it`,
-    });
+  /**
+   * A create for a table that has a task: the same request again (a retry, a script run twice)
+   * answers with the running task, so a repeat is harmless; another definition is refused.
+   */
+  private again(req: TaskCreateRequest, def: TaskDef, partitions: number, format: string): { task: TaskDef; already: true } {
+    const same =
+      def.mode === req.mode &&
+      (req.mode !== 1 || def.ts === req.ts) &&
+      (req.tsColumn === undefined || def.tsColumn === req.tsColumn) &&
+      def.dest === resolve(req.dest) &&
+      def.partitions === partitions &&
+      (def.format ?? "jsonl") === format;
+    if (!same) {
+      throw new SyncError("TASK_EXISTS", `table ${req.db}.${req.table} already has another sync task (mode ${def.mode}, ${def.format ?? "jsonl"} files to ${def.dest})`, {
+        hint: `see ferry task status; ferry task delete -t ${req.db}.${req.table} removes it`,
+      });
+    }
+    return { task: def, already: true };
   }
 
   /** The table's columns, from the master (the newest schema) or else any live node. */
@@ -462,14 +479,28 @@ class Manager {
     throw new SyncError("NO_COLLECTOR", `no node answered about table ${table}: ${String((last as Error)?.message ?? last)}`);
   }
 
-  private async remove(req: { db: string; table: string }): Promise<{ deleted: string; dest: string }> {
+  /**
+   * Deletes by compare-and-set on the task's revision, so of two deletes at once one deletes and
+   * the other, like any repeat of a delete that happened, answers `already`. A table that never
+   * had a task is NOT_FOUND (a misspelt name is not a repeat).
+   */
+  private async remove(req: { db: string; table: string }): Promise<{ deleted: string; dest?: string; already?: true }> {
     const key = taskKey(req.db, req.table);
+    const name = `${req.db}.${req.table}`;
     const e = await this.rt.buckets.tasks.get(key);
-    if (e?.operation !== "PUT") throw new SyncError("NOT_FOUND", `table ${req.db}.${req.table} has no sync task`, { hint: "ferry task status lists the tasks" });
+    if (!e) throw new SyncError("NOT_FOUND", `table ${name} has no sync task`, { hint: "ferry task status lists the tasks" });
+    if (e.operation !== "PUT") return { deleted: name, already: true };
     const def = e.json<TaskDef>();
-    await this.rt.buckets.tasks.delete(key);
+    try {
+      await this.rt.buckets.tasks.delete(key, { previousSeq: e.revision });
+    } catch (err) {
+      if (!isWrongSequence(err)) throw err;
+      const now = await this.rt.buckets.tasks.get(key);
+      if (now?.operation === "PUT") throw new ClusterError("IN_PROGRESS", `the task of ${name} changed while it was being deleted`, { hint: "ask again" });
+      return { deleted: name, dest: def.dest, already: true };
+    }
     await this.serial(() => this.drop(key));
-    return { deleted: `${req.db}.${req.table}`, dest: def.dest };
+    return { deleted: name, dest: def.dest };
   }
 
   private taskStatus(): Record<string, unknown>[] {

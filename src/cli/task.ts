@@ -106,9 +106,12 @@ export function taskCommand(): Command {
       const partitions = integer("--partitions", o.partitions);
       const format = parseFormat(o.format);
       const body = { db, table, mode, ts, tsColumn: o.tsColumn, dest: resolve(String(o.dest)), partitions, format };
-      const r = await withClient(o, (c) => synctoolRequest<{ task: { id: string; dest: string; partitions: number; tsColumn?: string } }>(c, ENDPOINTS.taskCreate, body));
-      if (o.json) return printJson(r.task);
-      process.stdout.write(`created task ${db}.${table}: mode ${mode}, ${r.task.partitions} subtasks, ${format} files to ${r.task.dest}/${table}\n`);
+      const r = await withClient(o, (c) =>
+        synctoolRequest<{ task: { id: string; dest: string; partitions: number; tsColumn?: string }; already?: boolean }>(c, ENDPOINTS.taskCreate, body),
+      );
+      if (o.json) return printJson({ ...r.task, already: r.already === true });
+      const what = r.already ? `task ${db}.${table} already exists as asked (nothing changed)` : `created task ${db}.${table}`;
+      process.stdout.write(`${what}: mode ${mode}, ${r.task.partitions} subtasks, ${format} files to ${r.task.dest}/${table}\n`);
     }),
   );
 
@@ -121,8 +124,9 @@ export function taskCommand(): Command {
     action(async () => {
       const o = allOpts(del);
       const { db, table } = parseTable(o.table);
-      const r = await withClient(o, (c) => synctoolRequest<{ deleted: string; dest: string }>(c, ENDPOINTS.taskDelete, { db, table }));
-      if (o.json) return printJson(r);
+      const r = await withClient(o, (c) => synctoolRequest<{ deleted: string; dest?: string; already?: boolean }>(c, ENDPOINTS.taskDelete, { db, table }));
+      if (o.json) return printJson({ ...r, already: r.already === true });
+      if (r.already) return void process.stdout.write(`task ${r.deleted} was already deleted or completed (nothing changed)\n`);
       process.stdout.write(`deleted task ${r.deleted}; its files stay in ${r.dest}\n`);
     }),
   );

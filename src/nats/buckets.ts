@@ -12,6 +12,12 @@ export const bucketNames = (cluster: string) => ({
   tasks: `ferry_${cluster}_tasks`,
 });
 
+/** JetStream's "wrong last sequence" (10071): a compare-and-set lost, the key moved since the revision given. */
+export function isWrongSequence(e: unknown): boolean {
+  const err = e as { api_error?: { err_code?: number }; code?: number; message?: string };
+  return err?.api_error?.err_code === 10071 || err?.code === 10071 || /wrong last sequence/i.test(err?.message ?? "");
+}
+
 export interface Buckets {
   leases: KV;
   members: KV;

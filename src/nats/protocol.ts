@@ -188,7 +188,7 @@ export const ENDPOINTS = {
     request: taskDeleteRequest,
     reply: "json",
     absent: NO_SYNCTOOL,
-    errors: ["NOT_FOUND"],
+    errors: ["NOT_FOUND", "IN_PROGRESS"],
     carries: "delete a table sync task (ferry task delete)",
   }),
   tasks: endpoint({

@@ -75,16 +75,38 @@ test("task commands refuse bad input with a clear error and create nothing; malf
   const ok = await sc.cliJson(["task", "create", "--format", "jsonl", "-t", "main.ev", "-m", "1", "-ts", "10", "-d", dest, "--partitions", "2"]);
   assert.is(ok.tsColumn, "ts");
   assert.is(ok.partitions, 2);
-  await refused(["-t", "main.ev", "-m", "0", "-d", tempDir("ferry-dest-")], 1, /main\.ev already has a sync task.*TASK_EXISTS/);
-  await sc.cliJson(["task", "delete", "-t", "main.ev"]);
+  // The same request again, and twice at once, is answered with the task that runs: one task, one id.
+  const evArgs = ["task", "create", "--format", "jsonl", "-t", "main.ev", "-m", "1", "-ts", "10", "-d", dest, "--partitions", "2"];
+  const again = await sc.cliJson(evArgs);
+  assert.is(again.id, ok.id, "a repeated create names the running task");
+  assert.is(again.already, true);
+  const both = await Promise.all([sc.cliJson(evArgs), sc.cliJson(evArgs)]);
+  assert.equal(both.map((b) => b.id), [ok.id, ok.id]);
+  const tDest = tempDir("ferry-dest-");
+  const tArgs = ["task", "create", "--format", "jsonl", "-t", "main.t", "-m", "2", "-d", tDest];
+  const raced = await Promise.all([sc.cliJson(tArgs), sc.cliJson(tArgs)]);
+  assert.is(raced[0].id, raced[1].id, "two creates at once make one task");
+  assert.equal(raced.map((r) => r.already).sort(), [false, true], "one created it, the other found it");
+  await refused(["-t", "main.ev", "-m", "0", "-d", tempDir("ferry-dest-")], 1, /main\.ev already has another sync task.*TASK_EXISTS/);
+  await refused(["-t", "main.ev", "-m", "1", "-ts", "11", "-d", dest, "--partitions", "2"], 1, /TASK_EXISTS/);
+  // Two deletes at once: one deletes, the other finds it deleted; a repeat later says so too.
+  const dels = await Promise.all([sc.cliJson(["task", "delete", "-t", "main.ev"]), sc.cliJson(["task", "delete", "-t", "main.ev"])]);
+  assert.equal(dels.map((d) => d.already).sort(), [false, true]);
+  assert.is((await sc.cliJson(["task", "delete", "-t", "main.ev"])).already, true);
+  const delT = await sc.cl.cli(["task", "delete", "-t", "main.t"]);
+  assert.is(delT.code, 0, delT.stderr);
+  assert.match(delT.stdout, /deleted task main\.t/);
+  const delAgain = await sc.cl.cli(["task", "delete", "-t", "main.t"]);
+  assert.is(delAgain.code, 0, delAgain.stderr);
+  assert.match(delAgain.stdout, /main\.t was already deleted or completed/);
   // Files of an earlier task in the destination would be doubled.
   const used = tempDir("ferry-dest-");
   mkdirSync(join(used, "ev", "part-0"), { recursive: true });
   writeFileSync(join(used, "ev", "part-0", "snapshot-00000000000000000001-000000000001-000000000001.jsonl"), '{"id":1}\n');
   await refused(["-t", "main.ev", "-m", "0", "-d", used], 1, /already holds files.*DESTINATION_NOT_EMPTY/);
-  const del = await sc.cl.cli(["task", "delete", "-t", "main.ev"]);
+  const del = await sc.cl.cli(["task", "delete", "-t", "main.nope"]);
   assert.is(del.code, 1);
-  assert.match(del.stderr, /main\.ev has no sync task/);
+  assert.match(del.stderr, /main\.nope has no sync task.*NOT_FOUND/s);
   assert.equal(await sc.tasks(), []);
   // Malformed requests on the synctool's subjects are answered with an error; it keeps running.
   const c = await sc.cl.client();

@@ -1,6 +1,7 @@
 /** Planned switchover: stop taking writes, let the target hold everything, pass the lease by compare-and-set. */
 import type { Subscription } from "@nats-io/transport-node";
 import { ClusterError, ReplicationError } from "../../errors.js";
+import { isWrongSequence } from "../../nats/buckets.js";
 import { ENDPOINTS } from "../../nats/protocol.js";
 import { decodeLease, LEASE_KEY } from "../../nats/records.js";
 import { call, serve } from "../../nats/rpc.js";
@@ -72,7 +73,7 @@ export function startSwitchover(ctx: MasterContext): Subscription {
         await rt.buckets.leases.update(LEASE_KEY.master, value, e.revision);
         return;
       } catch (err) {
-        if (attempt >= 5 || !/wrong last sequence/i.test((err as Error).message)) throw err;
+        if (attempt >= 5 || !isWrongSequence(err)) throw err;
       }
     }
   }
