@@ -59,7 +59,11 @@ export async function run(argv: string[] = []): Promise<object> {
   const backlogTarget = quick ? 20 * MB : BACKLOG_TARGET;
   // --only=lag,memory runs some phases (e.g. to profile one); the baseline always runs.
   const only = argv.find((a) => a.startsWith("--only="))?.slice(7).split(",");
-  const want = (phase: "throughput" | "lag" | "memory") => !only || only.includes(phase);
+  const want = (phase: "throughput" | "lag" | "memory" | "bigtxn") => !only || only.includes(phase);
+  // One transaction of each size (--big-rows=1000000,5000000): memory must not grow with it.
+  const bigRows = (argv.find((a) => a.startsWith("--big-rows="))?.slice(11).split(",").map(Number) ?? (quick ? [200_000] : [1_000_000, 5_000_000])).filter(
+    (n) => Number.isInteger(n) && n > 0,
+  );
 
   const dir = tempDir("ferry-bench-");
   const results: Record<string, unknown> = { settings: { rows: ROWS, txnRows: TXN, payloadBytes: PAYLOAD, lagRate: LAG_RATE, lagSeconds: LAG_SECONDS, backlogTarget } };
@@ -274,6 +278,32 @@ export async function run(argv: string[] = []): Promise<object> {
         bytesPerSec: round((backlogEnd * (rowsCaught / t4.result.w.rows)) / (cMs / 1000)),
       };
     }
+
+    // 5. One large transaction -------------------------------------------------------------------------
+    if (want("bigtxn")) {
+      const big: object[] = (results.bigTransaction = []);
+      for (const rows of bigRows) {
+        log(`big transaction: ${fmtInt(rows)} rows of ~${PAYLOAD} B in one transaction`);
+        await sampler.waitAll(nextId - 1, 120_000).catch(() => {});
+        const idle = { m1: new RssSampler(m1.pid).sample(), s1: new RssSampler(s1.pid).sample(), s2: new RssSampler(s2.pid).sample() };
+        const rss = { m1: new RssSampler(m1.pid, 100).start(), s1: new RssSampler(s1.pid, 100).start(), s2: new RssSampler(s2.pid, 100).start() };
+        const t0 = wallMs();
+        const w = await runWriter({ db: cl.repo("m1"), rows, txn: rows, payload: PAYLOAD, from: nextId }).done;
+        let replicated = true;
+        const visible = await sampler.waitAll(w.lastId, 900_000).catch(() => ((replicated = false), wallMs()));
+        const peak = Object.fromEntries(Object.entries(rss).map(([n, r]) => [n, r.stop().maxBytes]));
+        big.push({
+          rows,
+          replicated,
+          seconds: round((visible - t0) / 1000, 1),
+          commitToBothSlavesMs: round(visible - w.lastCommit),
+          idleRssBytes: idle,
+          peakRssBytes: peak,
+          peakAboveIdleBytes: Object.fromEntries(Object.keys(peak).map((n) => [n, peak[n] - idle[n as keyof typeof idle]])),
+        });
+        nextId = w.lastId + 1;
+      }
+    }
   } finally {
     await sampler?.stop();
     await cl.close();
@@ -352,6 +382,16 @@ function report(r: Record<string, any>) {
     ["   growth end / max", `${round(r.memory.rss.growthPct, 1)}% / ${round(r.memory.rss.maxGrowthPct, 1)}%`, "within 20%", r.memory.withinTarget],
     ["   catch-up of the stopped slave", `${fmtInt(r.catchUp.rowsPerSec)} rows/s (${r.catchUp.ratioToBaseline} x baseline), ${fmtMB(r.catchUp.bytesPerSec)}/s${r.catchUp.caughtUp ? "" : " (not done in time)"}`],
   );
+  for (const b of r.bigTransaction ?? []) {
+    const above = b.peakAboveIdleBytes as Record<string, number>;
+    const worst = Math.max(...Object.values(above));
+    rows.push([
+      `5. one ${fmtInt(b.rows)}-row transaction: peak RSS above idle m1 / s1 / s2`,
+      `${fmtMB(above.m1)} / ${fmtMB(above.s1)} / ${fmtMB(above.s2)} (replicated in ${b.seconds} s${b.replicated ? "" : ", NOT within 15 min"})`,
+      "<= 150 MB",
+      b.replicated && worst <= 150 * MB,
+    ]);
+  }
   printTable("replication benchmark", rows);
   const cpu = (c: Record<string, number>) => Object.entries(c).map(([k, v]) => `${k} ${v}`).join(", ");
   for (const phase of ["throughput", "lag", "memory"]) if (r[phase]) process.stdout.write(`CPU seconds, ${phase}: ${cpu(r[phase].cpuSeconds)}\n`);

@@ -215,12 +215,12 @@ export function createReplicaIo(d: ReplicaDeps, stats: ReplicaStats) {
     }
     const upto = Math.min(spool.head, hold.limit());
     if (upto <= stats.applied) return { applied: stats.applied, more: false };
-    const batches: { meta: BatchMeta; changes: Change[] }[] = [];
+    const batches: { meta: BatchMeta; changes: Iterable<Change> }[] = [];
     let bytes = 0;
     for (let lsn = stats.applied + 1; lsn <= upto && (bytes < APPLY_BYTES || batches.length === 0); lsn++) {
       const m = await spool.meta(lsn);
       if (!m) throw new ReplicationError("NEEDS_RESYNC", `batch ${lsn} is missing from the spool of ${rt.node}`);
-      batches.push({ meta: m, changes: await readBatch(m) });
+      batches.push({ meta: m, changes: spool.changesOf(m) });
       bytes += m.bytes;
       if (m.ddl) break; // the fingerprint is checked after each DDL batch
     }

@@ -5,6 +5,7 @@
  */
 import type { AbstractSublevel } from "abstract-level";
 import type { BatchMeta } from "../batch.js";
+import { ReplicationError } from "../errors.js";
 import type { Change } from "./repository/types.js";
 import { lsnKey, partKey, writeSynced, type BatchOp, type LevelDb } from "./store.js";
 
@@ -35,8 +36,11 @@ export class Spool {
   /** Consecutive newest batches, oldest first, with their parts. */
   private recent: { meta: BatchMeta; parts: Uint8Array[] }[] = [];
   private recentBytes = 0;
-  /** Parts of batches whose last part has not been written yet. */
-  private pending = new Map<number, Uint8Array[]>();
+  /**
+   * Parts of batches whose last part has not been written yet; null for a batch grown past
+   * RECENT_BYTES, which is never cached (a transaction of any size must not be held in memory).
+   */
+  private pending = new Map<number, { parts: Uint8Array[]; bytes: number } | null>();
 
   constructor(private db: LevelDb) {
     this.parts = db.sublevel<string, Uint8Array>("p", { valueEncoding: "view" });
@@ -59,6 +63,13 @@ export class Spool {
   }
   get last(): BatchMeta | null {
     return this.headMeta;
+  }
+
+  /** Bytes of parts held in memory (the newest batches and the parts of one being written): at most about 2 × RECENT_BYTES. */
+  get cachedBytes(): number {
+    let pending = 0;
+    for (const p of this.pending.values()) pending += p?.bytes ?? 0;
+    return this.recentBytes + pending;
   }
 
   private cachedBatch(lsn: number) {
@@ -95,12 +106,19 @@ export class Spool {
   }
 
   private remember(r: PartRecord): void {
-    const parts = this.pending.get(r.lsn) ?? [];
-    parts[r.part] = r.data;
-    if (!r.meta) return void this.pending.set(r.lsn, parts);
+    let p = this.pending.get(r.lsn);
+    if (p === undefined) p = { parts: [], bytes: 0 };
+    if (p !== null) {
+      p.parts[r.part] = r.data;
+      p.bytes += r.data.length;
+      if (p.bytes > RECENT_BYTES) p = null;
+    }
+    if (!r.meta) return void this.pending.set(r.lsn, p);
     this.pending.delete(r.lsn);
+    if (p === null) return this.forget(); // the cache holds consecutive batches only: it starts again after this one
+    const parts = p.parts;
     const last = this.recent[this.recent.length - 1];
-    if ((last && last.meta.lsn !== r.lsn - 1) || parts.length !== r.meta.parts || parts.some((p) => !p)) return this.forget();
+    if ((last && last.meta.lsn !== r.lsn - 1) || parts.length !== r.meta.parts || parts.some((x) => !x)) return this.forget();
     this.recent.push({ meta: r.meta, parts });
     this.recentBytes += r.meta.bytes;
     while (this.recentBytes > RECENT_BYTES && this.recent.length > 1) this.recentBytes -= this.recent.shift()!.meta.bytes;
@@ -165,6 +183,21 @@ export class Spool {
     }
     for await (const data of this.parts.values({ gte: partKey(lsn, 0), lte: partKey(lsn, 999999) })) {
       yield JSON.parse(dec.decode(data)) as Change[];
+    }
+  }
+
+  /**
+   * The changes of a complete batch, each part read only when the one before is used up, and
+   * synchronously: an apply runs in one synchronous repository transaction, and a batch of any
+   * size then holds one part in memory at a time.
+   */
+  *changesOf(m: BatchMeta): Generator<Change> {
+    const dec = new TextDecoder();
+    const hit = this.cachedBatch(m.lsn);
+    for (let part = 0; part < m.parts; part++) {
+      const data = hit ? hit.parts[part] : this.parts.getSync(partKey(m.lsn, part));
+      if (data === undefined) throw new ReplicationError("INTERNAL", `part ${part} of batch ${m.lsn} is not in the spool (dropped while it was read)`);
+      yield* JSON.parse(dec.decode(data)) as Change[];
     }
   }
 
