@@ -494,11 +494,60 @@ test("confirmCapture releases at most 10,000 changes at a time and comes back at
   await master.confirmCapture(seq);
   assert.equal(await idsOf(master, 0), all.slice(10_000), "a slice of the oldest 10,000");
   await master.confirmCapture(seq);
-  assert.equal(await idsOf(master, 0), [], "behind: the rest goes on the next call, not 5 s later");
+  assert.equal(await idsOf(master, 0), [seq], "behind: the rest goes on the next call, not 5 s later; the highest row stays (it holds the sequence)");
   sql("INSERT INTO t VALUES (0)");
   await master.confirmCapture(await master.changeSeq());
-  assert.is(await master.pendingChanges(0), 1, "caught up: the next prune waits");
+  assert.is(await master.pendingChanges(seq), 1, "caught up: the next prune waits");
   assert.is(await master.changeSeq(), seq + 1, "ids are never reused after a prune");
+});
+
+test("a restore discards captured changes but keeps the sequence: ids go on above every id seen, and a placeholder is no change", async () => {
+  const { sql, master } = await pair();
+  sql("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)");
+  sql("INSERT INTO t VALUES (1, 'a'), (2, 'b'), (3, 'c')");
+  const before = await master.changeSeq();
+  const source = await repo("source.db");
+  await source.executeScript("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t VALUES (7, 'x')", undefined, () => {});
+  const reader = await source.openSnapshot();
+  const writer = await master.restoreSnapshot(reader.header.schema);
+  for (let chunk = await reader.next(1000); chunk; chunk = await reader.next(1000)) await writer.rows(chunk.table, chunk.rows);
+  await reader.close();
+  await writer.commit({ lsn: 5, epoch: 1 });
+  assert.is(await master.changeSeq(), before, "the sequence stays where it was");
+  assert.is(await master.pendingChanges(0), 0, "nothing captured is left to replicate");
+  assert.equal(await idsOf(master, 0), [], "the placeholder is not read as a change");
+  const read = master.readChanges(0);
+  for await (const chunk of read) assert.unreachable(`no change expected, got ${chunk.length}`);
+  assert.is(read.reached(), before, "a read past the placeholder reaches it, so capture moves on");
+  await master.installCapture();
+  sql("INSERT INTO t VALUES (8, 'y')");
+  const after = await changesOf(master, before);
+  assert.equal(after.map(([id, c]) => [id > before, c[1]]), [[true, "I"]], "a new change gets an id above every earlier one");
+});
+
+test("a change table made with AUTOINCREMENT is rebuilt without it on start: rows, capture and the counter kept", async () => {
+  const old = await repo("old.db");
+  const c = conn(old);
+  // The table as ferry created it before, a counter above its rows (pruned), and capture on.
+  c.exec(`DROP TABLE ferry_changes;
+    CREATE TABLE ferry_changes(id INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT, op TEXT NOT NULL, rid TEXT, row TEXT);
+    CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)`);
+  await old.installCapture();
+  c.exec(`INSERT INTO t VALUES (1, 'a'), (2, 'b'); DELETE FROM ferry_changes WHERE id = 2; UPDATE sqlite_sequence SET seq = 40 WHERE name = 'ferry_changes'`);
+  const kept = await changesOf(old, 0);
+  assert.equal(kept.map(([id]) => id), [1]);
+  await old.close();
+  const again = await repo("old.db");
+  const table = conn(again, { readonly: true }).prepare(`SELECT sql FROM sqlite_master WHERE name = 'ferry_changes'`).pluck().get() as string;
+  assert.not.match(table, /AUTOINCREMENT/i);
+  assert.equal(await changesOf(again, 0), kept, "the captured rows are kept as they were");
+  assert.is(await again.changeSeq(), 40, "the counter is kept as a placeholder");
+  assert.is(await again.pendingChanges(0), 1);
+  conn(again).exec(`INSERT INTO t VALUES (3, 'c')`);
+  const next = await changesOf(again, 1);
+  assert.equal(next.map(([id, ch]) => [id, ch[1]]), [[41, "I"]], "capture triggers still write, above the old counter");
+  await again.init();
+  assert.is(await again.changeSeq(), 41, "init again changes nothing");
 });
 
 test("removeCapture leaves no ferry_cap_ triggers and nothing more is captured; installCapture is idempotent", async () => {

@@ -19,6 +19,7 @@ import { checkScript, type RefusedVerbs } from "../script.js";
 import { splitSql } from "./sql-split.js";
 import { dec, enc, quoteId } from "./sql-text.js";
 import { openCompareRead } from "./compare.js";
+import { CHANGE_TABLE, PENDING_SQL, PLACEHOLDER, PRUNE_SQL, SEQ_SQL, discardChanges, migrateChangeTable } from "./change-table.js";
 import { partitionOf, splitJsonArray } from "../../sync.js";
 import { partitionSql } from "./partition.js";
 import { SqliteSqlRunner } from "./sql-runner.js";
@@ -48,8 +49,7 @@ import type {
 type DB = Database.Database;
 
 const FERRY_TABLES = `
-CREATE TABLE IF NOT EXISTS ferry_changes(
-  id INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT, op TEXT NOT NULL, rid TEXT, row TEXT);
+${CHANGE_TABLE}
 CREATE TABLE IF NOT EXISTS ferry_state(key TEXT PRIMARY KEY, value);
 CREATE TABLE IF NOT EXISTS ferry_heartbeat(node TEXT PRIMARY KEY, ts INTEGER NOT NULL, epoch INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS ferry_requests(id TEXT PRIMARY KEY, ts INTEGER NOT NULL, node TEXT NOT NULL, last_change INTEGER NOT NULL, results TEXT NOT NULL);
@@ -150,7 +150,19 @@ export class SqliteRepository implements Repository {
   }
 
   async init(): Promise<void> {
-    this.guard(() => this.db.exec(FERRY_TABLES));
+    this.guard(() => {
+      let hadCapture = false;
+      migrateChangeTable(this.db, {
+        drop: () => {
+          for (const n of this.existingCaptureTriggers().keys()) {
+            this.db.exec(`DROP TRIGGER ${quoteId(n)}`);
+            hadCapture = true;
+          }
+        },
+        restore: () => hadCapture && this.installCaptureInTxn(),
+      });
+      this.db.exec(FERRY_TABLES);
+    });
   }
 
   /** Another connection (the SQL worker, an operator) may have changed the schema: drop what is stale. */
@@ -284,8 +296,9 @@ export class SqliteRepository implements Repository {
       try {
         let chunk: EncodedChange[] = [];
         for (const c of it) {
-          chunk.push(c);
           reached = c[0];
+          if ((c[1] as string) === PLACEHOLDER) continue;
+          chunk.push(c);
           if (chunk.length >= CHANGE_CHUNK) {
             yield chunk;
             chunk = [];
@@ -310,9 +323,7 @@ export class SqliteRepository implements Repository {
     const t = Date.now();
     if ((t - this.lastPrune <= PRUNE_EVERY_MS && !this.pruneBehind) || upto <= this.pruned) return;
     this.lastPrune = t;
-    this.pruneBehind =
-      this.guard(() => cached(this.db, `DELETE FROM ferry_changes WHERE id IN (SELECT id FROM ferry_changes WHERE id <= ? ORDER BY id LIMIT ?)`).run(upto, PRUNE_ROWS).changes) ===
-      PRUNE_ROWS;
+    this.pruneBehind = this.guard(() => cached(this.db, PRUNE_SQL).run(upto, PRUNE_ROWS).changes) === PRUNE_ROWS;
     if (!this.pruneBehind) this.pruned = upto;
   }
   private lastPrune = 0;
@@ -321,11 +332,7 @@ export class SqliteRepository implements Repository {
 
   async pendingChanges(after: number): Promise<number> {
     // Heartbeat rows are ferry's own: one never replicated loses nothing.
-    return this.guard(
-      () =>
-        (cached(this.reader, `SELECT count(*) AS n FROM ferry_changes WHERE id > ? AND (tbl IS NULL OR tbl <> 'ferry_heartbeat')`).get(after) as { n: number })
-          .n,
-    );
+    return this.guard(() => (cached(this.reader, PENDING_SQL).get(after) as { n: number }).n);
   }
 
   /** Moves the applied position back (after dropping diverged batches of heartbeat rows only). */
@@ -729,7 +736,8 @@ export class SqliteRepository implements Repository {
           name: string;
         }[];
         for (const o of old) db.exec(`DROP ${o.type === "view" ? "VIEW" : "TABLE"} IF EXISTS ${quoteId(o.name)}`);
-        db.exec(`DELETE FROM ferry_heartbeat; DELETE FROM ferry_changes; DELETE FROM ferry_requests;`);
+        db.exec(`DELETE FROM ferry_heartbeat; DELETE FROM ferry_requests;`);
+        discardChanges(db);
         const order = ["table", "index", "view", "trigger"];
         for (const o of [...schema].sort((a, b) => order.indexOf(a.type) - order.indexOf(b.type))) {
           if (o.name !== "ferry_heartbeat") db.exec(o.sql);
@@ -906,8 +914,7 @@ function positionOf(db: DB): Position {
 }
 
 function seqOf(db: DB): number {
-  const r = cached(db, `SELECT seq FROM sqlite_sequence WHERE name='ferry_changes'`).get() as { seq: number } | undefined;
-  return r?.seq ?? 0;
+  return (cached(db, SEQ_SQL).get() as { seq: number }).seq;
 }
 
 /** User objects (tables first); with the heartbeat table when it is to be shipped in a snapshot. */

@@ -1,0 +1,60 @@
+/**
+ * `ferry_changes`, the capture table: one row per captured change, `id` its change id.
+ *
+ * Invariants:
+ * - ids only grow: a change's id is above every id captured before it, also across deletes. The
+ *   table has no AUTOINCREMENT (which costs every captured row a write of `sqlite_sequence`;
+ *   capture ran at 0.55× of a plain insert with it, 0.78× without), so SQLite takes
+ *   max(id) + 1, and therefore the row with the highest id is never deleted.
+ * - a row with op `N` is a placeholder that only holds the sequence (left where changes were
+ *   discarded, or where an older table's AUTOINCREMENT counter stood); it is not a change: reads
+ *   skip it and it counts for nothing.
+ */
+import type Database from "better-sqlite3";
+
+type DB = Database.Database;
+
+export const PLACEHOLDER = "N";
+
+export const CHANGE_TABLE = `CREATE TABLE IF NOT EXISTS ferry_changes(id INTEGER PRIMARY KEY, tbl TEXT, op TEXT NOT NULL, rid TEXT, row TEXT);`;
+
+/** The highest change id (0 when none was ever captured). */
+export const SEQ_SQL = `SELECT coalesce(max(id), 0) AS seq FROM ferry_changes`;
+
+/** Deletes sequenced changes up to the first parameter, at most the second many of them, never the highest row. */
+export const PRUNE_SQL = `DELETE FROM ferry_changes WHERE id IN (SELECT id FROM ferry_changes WHERE id <= ? AND id < (SELECT max(id) FROM ferry_changes) ORDER BY id LIMIT ?)`;
+
+/** Changes past the parameter that are ferry's to replicate (heartbeat rows and placeholders are not). */
+export const PENDING_SQL = `SELECT count(*) AS n FROM ferry_changes WHERE id > ? AND op <> '${PLACEHOLDER}' AND (tbl IS NULL OR tbl <> 'ferry_heartbeat')`;
+
+/**
+ * Discards every captured change (a snapshot replaces the data they describe) and keeps the
+ * sequence: the highest row stays, as a placeholder.
+ */
+export function discardChanges(db: DB): void {
+  db.exec(`DELETE FROM ferry_changes WHERE id < (SELECT max(id) FROM ferry_changes);
+    UPDATE ferry_changes SET tbl = NULL, op = '${PLACEHOLDER}', rid = NULL, row = NULL`);
+}
+
+/**
+ * A table created with AUTOINCREMENT (by ferry before this file) is rebuilt without it, in one
+ * write transaction, its rows kept and its counter kept as a placeholder where it is above every
+ * row. `triggers` drops and restores the capture triggers that write the table (a rename under a
+ * trigger's reference is not safe). Reads only, when there is nothing to migrate.
+ */
+export function migrateChangeTable(db: DB, triggers: { drop(): void; restore(): void }): boolean {
+  const row = db.prepare(`SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'ferry_changes'`).get() as { sql: string } | undefined;
+  if (!row || !/AUTOINCREMENT/i.test(row.sql)) return false;
+  db.transaction(() => {
+    triggers.drop();
+    db.exec(`CREATE TABLE ferry_changes_v2(id INTEGER PRIMARY KEY, tbl TEXT, op TEXT NOT NULL, rid TEXT, row TEXT);
+      INSERT INTO ferry_changes_v2 SELECT id, tbl, op, rid, row FROM ferry_changes;
+      INSERT INTO ferry_changes_v2(id, op) SELECT seq, '${PLACEHOLDER}' FROM sqlite_sequence
+        WHERE name = 'ferry_changes' AND seq > (SELECT coalesce(max(id), 0) FROM ferry_changes);
+      DROP TABLE ferry_changes;
+      ALTER TABLE ferry_changes_v2 RENAME TO ferry_changes;
+      DELETE FROM sqlite_sequence WHERE name = 'ferry_changes';`);
+    triggers.restore();
+  }).immediate();
+  return true;
+}
