@@ -134,8 +134,9 @@ async function compareCluster(c: Client, opts: CompareOpts, use?: (report: Compa
       // The master cuts the next page while the replicas sum this one.
       let next = masterChunks(t.name, { after: null, upto: null }, c.config.compare.chunkRows, perPage);
       for (let done = false; !done; ) {
-        opts.signal?.throwIfAborted();
         const page = await next;
+        // Here, where no read of the master's is under way that an end of its session would fail.
+        opts.signal?.throwIfAborted();
         done = page.done;
         after = page.chunks[page.chunks.length - 1].upto;
         if (!done) {
