@@ -99,6 +99,10 @@ const compareSchema = z
     timeoutMs: positive().default(120_000),
     /** A replica held for a compare or repair (it applies nothing new) lets go after this long without a request. */
     holdMs: positive().default(30_000),
+    /** Continuous verification: the active watchdog compares every replica this long after its last compare ended (0: off). */
+    intervalMs: ms()
+      .refine((v) => v === 0 || v >= 1000, "0 (off) or at least 1000 ms: a compare every few milliseconds would never leave the replicas alone")
+      .default(0),
   })
   .strict();
 

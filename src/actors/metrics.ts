@@ -37,6 +37,7 @@ const holder = g("ferry_master_lease_holder", "1 for the node this process sees 
 const backlog = g("ferry_replica_backlog_bytes", "bytes the master holds for a replica", ["replica"]);
 const acked = g("ferry_replica_acked_lsn", "LSN a replica holds durably, as the master knows it", ["replica"]);
 const replicaResync = g("ferry_replica_needs_resync", "1 when the master has cut a replica loose", ["replica"]);
+const diverged = g("ferry_replica_diverged_rows", "rows in which continuous verification found a replica different from the master (watchdog; only replicas marked diverged)", ["replica"]);
 const syncRows = g("ferry_sync_rows", "rows written by a sync subtask", ["table", "partition"]);
 const syncPacks = g("ferry_sync_packs", "packs written by a sync subtask", ["table", "partition"]);
 const alerts = new Counter({ name: "ferry_alerts_total", help: "alerts raised by this process", labelNames: ["role", "node", "kind", "severity"], registers: [registry] });
@@ -46,7 +47,7 @@ export function countAlert(base: { role: string; node: string }, kind: string, s
 }
 
 function refresh(base: { role: string; node: string }, s: Record<string, unknown>): void {
-  for (const gauge of [stateG, holder, backlog, acked, replicaResync, syncRows, syncPacks]) gauge.reset();
+  for (const gauge of [stateG, holder, backlog, acked, replicaResync, diverged, syncRows, syncPacks]) gauge.reset();
   up.set(base, 1);
   for (const [field, gauge] of Object.entries(FIELDS)) if (typeof s[field] === "number") gauge.set(base, s[field] as number);
   if (typeof s.state === "string") stateG.set({ ...base, state: s.state }, 1);
@@ -58,6 +59,7 @@ function refresh(base: { role: string; node: string }, s: Record<string, unknown
     acked.set({ ...base, replica: r.node }, r.acked);
     replicaResync.set({ ...base, replica: r.node }, r.needsResync ? 1 : 0);
   }
+  for (const d of (s.divergedReplicas as { node: string; rows: number }[] | undefined) ?? []) diverged.set({ ...base, replica: d.node }, d.rows);
   for (const t of (s.subtaskStats as { table: string; partition: number; rows: number; packs: number }[] | undefined) ?? []) {
     syncRows.set({ ...base, table: t.table, partition: String(t.partition) }, t.rows);
     syncPacks.set({ ...base, table: t.table, partition: String(t.partition) }, t.packs);

@@ -9,7 +9,7 @@
 import { repair } from "../client/compare.js";
 import type { Change, Repository } from "../storage/repository/types.js";
 import { splitJsonArray } from "../storage/sync.js";
-import type { Runtime } from "./runtime.js";
+import { runtimeClient, type Runtime } from "./runtime.js";
 
 /** Heartbeat rows are overwritten by the new master's; write keys are compared and repaired like user rows. */
 const HEARTBEAT = "ferry_heartbeat";
@@ -46,7 +46,7 @@ export async function touchedKeys(repo: Repository, changes: Change[]): Promise<
  * again (the repair holds it at the master's LSN). Retries while the cluster settles.
  */
 export async function repairAfterRejoin(rt: Runtime, tables: string[], done: (changed: number | null, why?: string) => Promise<void>): Promise<void> {
-  const client = { config: rt.config, nc: rt.nc, subj: rt.subj, buckets: async () => rt.buckets, master: async () => null, close: async () => {} };
+  const client = runtimeClient(rt);
   let changed = 0;
   let last = "";
   for (let attempt = 0; attempt < 30; attempt++) {

@@ -9,6 +9,7 @@ import type { Config, Role } from "../config.js";
 import type { Buckets } from "../nats/buckets.js";
 import type { NatsConnection } from "../nats/connect.js";
 import type { Subjects } from "../nats/subjects.js";
+import type { Client } from "../client/client.js";
 import { ReplicationError } from "../errors.js";
 import type { Alerts } from "./alerts.js";
 
@@ -26,6 +27,11 @@ export interface Runtime {
   buckets: Buckets;
   alerts: Alerts;
   startedAt: number;
+}
+
+/** The process's own connection as a client (compare and repair run through the client code). */
+export function runtimeClient(rt: Runtime): Client {
+  return { config: rt.config, nc: rt.nc, subj: rt.subj, buckets: async () => rt.buckets, master: async () => null, close: async () => {} };
 }
 
 /**

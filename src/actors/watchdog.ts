@@ -17,6 +17,7 @@ import { bootProcess, processIdentity } from "./boot.js";
 import { heartbeatLogic } from "./heartbeat.js";
 import { leaseLogic } from "./lease.js";
 import { LeaseClock } from "./runtime.js";
+import { divergedLogic, saveMarks, verifierLogic } from "./verify.js";
 
 const ALIVE_MS = 3000;
 
@@ -100,6 +101,8 @@ export async function startWatchdog(config: Config): Promise<{ actor: WatchdogAc
           await new Promise((r) => setTimeout(r, 20));
         }
       }),
+      verifier: verifierLogic(rt),
+      divergedMarks: divergedLogic(rt),
     },
   });
 
@@ -113,10 +116,12 @@ export async function startWatchdog(config: Config): Promise<{ actor: WatchdogAc
       maxAutomatic: f.maxAutomatic,
       windowMs: f.windowMs,
       retryMs: Math.max(1000, f.waitMs),
+      verifyMs: config.compare.intervalMs,
     },
     inspect: inspectInto(log),
   });
   actor.on("alert", (a) => rt.alerts.raise(a.kind, a.severity, a.message, a.data));
+  actor.on("marks", (e) => void saveMarks(rt, e).catch((err) => log.error({ err: String(err) }, "diverged marks not saved")));
   actor.on("failover", (e) => {
     void (async () => {
       const stored = await readFailoverState(buckets.leases);
@@ -137,6 +142,9 @@ export async function startWatchdog(config: Config): Promise<{ actor: WatchdogAc
       candidate: snap.context.candidate,
       failovers: snap.context.history.length,
       automatic: snap.context.enabled && snap.context.recent < f.maxAutomatic,
+      verifyMs: config.compare.intervalMs,
+      verified: snap.context.verified,
+      divergedReplicas: Object.values(snap.context.diverged).map((m) => ({ node: m.node, rows: m.rows })),
       host: config.node.host,
       pid: process.pid,
       instance: rt.instance,
@@ -149,7 +157,10 @@ export async function startWatchdog(config: Config): Promise<{ actor: WatchdogAc
   heartbeat.start();
   // A secondary lets a primary that starts at the same time win the lease.
   const claim = setTimeout(() => (actor.getSnapshot().children.lease as { send(e: { type: "ACQUIRE" }): void } | undefined)?.send({ type: "ACQUIRE" }), designated === "secondary" ? ttlMs : 0);
-  log.info({ designated, waitMs: f.waitMs, prerequisites: f.prerequisites, maxAutomatic: f.maxAutomatic }, `watchdog ${id} started (${designated})`);
+  log.info({ designated, waitMs: f.waitMs, prerequisites: f.prerequisites, maxAutomatic: f.maxAutomatic, verifyMs: config.compare.intervalMs }, `watchdog ${id} started (${designated})`);
+  if (config.compare.intervalMs > 0 && config.compare.rowsPerSecond === 0) {
+    log.warn("compare.intervalMs is set and compare.rowsPerSecond is 0: continuous verification reads as fast as it can; set compare.rowsPerSecond to spare the workload");
+  }
 
   return {
     actor,

@@ -3,6 +3,7 @@ import { Command } from "commander";
 import Table from "cli-table3";
 import { readStatus, type ClusterStatus } from "../client/status.js";
 import { UsageError } from "../errors.js";
+import type { DivergedRecord } from "../nats/records.js";
 import { addGlobalOptions, action, allOpts, printJson, withClient } from "./common.js";
 
 export function renderStatus(s: ClusterStatus): string {
@@ -17,10 +18,19 @@ export function renderStatus(s: ClusterStatus): string {
     style: { head: [], border: [] },
   });
   for (const m of s.members) {
+    const diverged = m.diverged as DivergedRecord | undefined;
     const note = m.needsResync
       ? `NEEDS RESYNC: ${String(m.resyncReason ?? (m.error as { message?: string } | null)?.message ?? "").slice(0, 80)}`
-      : (m.error as { message?: string } | null)?.message ??
-        (m.role === "collector" ? `host ${m.host}, reads ${m.source ?? "?"}` : m.role === "synctool" && m.state === "active" ? `${m.tasks} tasks, ${m.packsInFlight} packs in flight` : "");
+      : diverged
+        ? `DIVERGED found at LSN ${diverged.lsn}: ${diverged.tables.map((x) => `${x.table} ${x.rows} rows`).join(", ")} (ferry repair --node ${m.node})`
+        : (m.error as { message?: string } | null)?.message ??
+          (m.role === "collector"
+            ? `host ${m.host}, reads ${m.source ?? "?"}`
+            : m.role === "synctool" && m.state === "active"
+              ? `${m.tasks} tasks, ${m.packsInFlight} packs in flight`
+              : m.role === "watchdog" && m.state === "active"
+                ? verifyNote(m)
+                : "");
     t.push([
       String(m.node),
       String(m.role),
@@ -36,6 +46,14 @@ export function renderStatus(s: ClusterStatus): string {
   }
   lines.push(t.toString());
   return lines.join("\n") + "\n";
+}
+
+/** An active watchdog's continuous verification: its interval and its last compare. */
+function verifyNote(m: Record<string, unknown>): string {
+  const every = Number(m.verifyMs ?? 0);
+  if (every <= 0) return "";
+  const last = m.verified as { at: number; lsn: number } | null | undefined;
+  return `verifies every ${every} ms, ${last ? `last at LSN ${last.lsn} (${((Date.now() - last.at) / 1000).toFixed(1)}s ago)` : "none yet"}`;
 }
 
 const stateText = (v: unknown): string => (typeof v === "string" ? v : JSON.stringify(v).replace(/[{}"]/g, "").replace(/:/g, "."));

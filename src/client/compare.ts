@@ -10,6 +10,7 @@ import { ClusterError, ReplicationError, UsageError, asFerryError } from "../err
 import { ENDPOINTS } from "../nats/protocol.js";
 import { call } from "../nats/rpc.js";
 import type { CompareRequest, WireChunk } from "../nats/messages.js";
+import { clearDiverged } from "../nats/records.js";
 import type { ChunkSum, KeyedRow, KeyRange, TableColumns } from "../storage/repository/types.js";
 import type { Client } from "./client.js";
 import { readStatus } from "./status.js";
@@ -65,6 +66,8 @@ export interface CompareOpts {
   table?: string;
   /** Keep the replica held and its session open for a repair (one node only). */
   repair?: boolean;
+  /** Ends the compare between pages (the sessions and holds are let go as on any end). */
+  signal?: AbortSignal;
 }
 
 /**
@@ -132,6 +135,8 @@ async function compareCluster(c: Client, opts: CompareOpts, use?: (report: Compa
       let next = masterChunks(t.name, { after: null, upto: null }, c.config.compare.chunkRows, perPage);
       for (let done = false; !done; ) {
         const page = await next;
+        // Here, where no read of the master's is under way that an end of its session would fail.
+        opts.signal?.throwIfAborted();
         done = page.done;
         after = page.chunks[page.chunks.length - 1].upto;
         if (!done) {
@@ -283,5 +288,11 @@ export async function repair(c: Client, opts: { node: string; table?: string }):
       }
     }
   });
+  // The replica now holds the master's rows: it is no longer diverged. A user who may not write the
+  // leases bucket leaves the mark to the watchdog's next compare, which finds the replica clean.
+  await c
+    .buckets()
+    .then((b) => clearDiverged(b.leases, opts.node, opts.table))
+    .catch(() => {});
   return { ...report, node: opts.node, changed };
 }

@@ -1,5 +1,8 @@
-/** The cluster's status as `ferry status` and the dashboard read it: the leases, every member's heartbeat, failovers. */
-import { memberRecords, readFailoverState } from "../nats/records.js";
+/**
+ * The cluster's status as `ferry status` and the dashboard read it: the leases, every member's
+ * heartbeat, failovers, and on a replica's row the diverged mark continuous verification gave it.
+ */
+import { decodeDiverged, isDivergedKey, memberRecords, readFailoverState, type DivergedRecord } from "../nats/records.js";
 import { TimeoutError } from "../errors.js";
 import { listKeys } from "../nats/buckets.js";
 import type { Client } from "./client.js";
@@ -32,9 +35,13 @@ export async function readStatus(c: Client): Promise<ClusterStatus> {
 async function readStatusOnce(c: Client): Promise<ClusterStatus> {
   const b = await c.buckets();
   const leases: ClusterStatus["leases"] = {};
+  const diverged = new Map<string, DivergedRecord>();
   for (const key of await listKeys(b.leases)) {
     const e = await b.leases.get(key);
-    if (e?.operation === "PUT") {
+    if (isDivergedKey(key)) {
+      const r = e?.operation === "PUT" ? decodeDiverged(e.value) : null;
+      if (r) diverged.set(r.node, r);
+    } else if (e?.operation === "PUT") {
       try {
         leases[key] = e.json();
       } catch {
@@ -45,7 +52,7 @@ async function readStatusOnce(c: Client): Promise<ClusterStatus> {
   const members: Record<string, unknown>[] = [];
   for (const m of await memberRecords(b.members)) {
     const age = Date.now() - Number(m.ts ?? 0);
-    members.push({ ...m, heartbeatAgeMs: age, up: age < STALE_MS });
+    members.push({ ...m, heartbeatAgeMs: age, up: age < STALE_MS, ...(diverged.has(m.node) ? { diverged: diverged.get(m.node) } : {}) });
   }
   members.sort((a, b) => String(a.node).localeCompare(String(b.node)));
   // A replica's backlog is known to the master: copy it onto the replica's row.

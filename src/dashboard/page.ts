@@ -40,7 +40,7 @@ export const PAGE = String.raw`<!doctype html>
   .s-active, .s-SUCCESS { color: var(--ok); }
   .s-standby, .s-RUNNING, .s-INIT { color: var(--info); }
   .s-fenced, .s-resyncing, .s-REASSIGNING { color: var(--warn); }
-  .s-DOWN, .s-FAILED, .s-needsResync { color: var(--bad); }
+  .s-DOWN, .s-FAILED, .s-needsResync, .s-DIVERGED { color: var(--bad); }
   tr.down td { color: var(--bad); background: #fff5f5; }
   .charts { display: grid; grid-template-columns: repeat(auto-fill, minmax(320px, 1fr)); gap: 12px; }
   .chart { border: 1px solid var(--line); border-radius: 6px; padding: 8px 10px; }
@@ -120,6 +120,7 @@ function clock(ts) { var d = new Date(ts); return d.toTimeString().slice(0, 8); 
 function stateOf(m) {
   if (!m.up) return "DOWN";
   if (m.needsResync) return "needsResync";
+  if (m.diverged) return "DIVERGED";
   var s = String(m.state);
   if (m.replica) s += "/" + m.replica;
   if (m.role === "watchdog" && m.state === "active" && m.decision) s += " (" + (typeof m.decision === "string" ? m.decision : JSON.stringify(m.decision).replace(/[{}"]/g, "").replace(/:/g, ".")) + ")";
@@ -128,9 +129,11 @@ function stateOf(m) {
 function noteOf(m) {
   var err = m.error && m.error.message;
   if (m.needsResync) return "NEEDS RESYNC: " + (m.resyncReason || err || "");
+  if (m.diverged) return "DIVERGED found at LSN " + m.diverged.lsn + ": " + m.diverged.tables.map(function (t) { return t.table + " " + t.rows + " rows (" + t.keys.slice(0, 3).join(", ") + (t.rows > 3 ? ", ..." : "") + ")"; }).join("; ") + "; ferry repair --node " + m.node;
   if (err) return err;
   if (m.role === "collector") return "host " + m.host + ", reads " + (m.source || "?");
   if (m.role === "synctool" && m.state === "active") return m.tasks + " tasks, " + m.packsInFlight + " packs in flight";
+  if (m.role === "watchdog" && m.state === "active" && m.verifyMs > 0) return "verifies every " + m.verifyMs + " ms, " + (m.verified ? "last at LSN " + m.verified.lsn + ", " + clock(m.verified.at) : "none yet");
   return "";
 }
 var isData = function (m) { return m.role === "master" || m.role === "slave"; };

@@ -10,9 +10,14 @@
  *   2  no member reports contact from the old master during the wait;
  *   4  no member's applied position and no change table advanced during the wait.
  * With waitMs = 0 there is no wait: 2 and 4 are skipped, with a warning.
+ *
+ * While monitoring, with compare.intervalMs set, it also runs continuous verification (verify.ts):
+ * a replica found different from the master is marked diverged, and a failover passes it over for
+ * a clean replica that holds as much.
  */
-import { assign, emit, fromCallback, fromPromise, setup, type ActorRefFrom, type AnyActorLogic } from "xstate";
+import { assign, emit, enqueueActions, fromCallback, fromPromise, setup, type ActorRefFrom, type AnyActorLogic } from "xstate";
 import type { LeaseInput, LeaseParentEvent } from "./lease.js";
+import { describeMark, verifierMachine, verifyOutcome, type AlertEmitted, type DivergedMark, type VerifierParentEvent } from "./verify.js";
 
 export interface MemberView {
   node: string;
@@ -39,6 +44,8 @@ export interface WatchdogInput {
   maxAutomatic: number;
   windowMs: number;
   retryMs: number;
+  /** compare.intervalMs: the pause between continuous compares (0: none). */
+  verifyMs: number;
 }
 
 export interface FailoverState {
@@ -58,12 +65,17 @@ export interface Check {
 export type WatchdogEvent =
   | LeaseParentEvent
   | { type: "MEMBERS"; members: MemberView[] }
-  | { type: "FAILOVER_STATE"; state: FailoverState };
+  | { type: "FAILOVER_STATE"; state: FailoverState }
+  /** Every diverged mark recorded (the KV records), whenever they change. */
+  | { type: "DIVERGED"; marks: DivergedMark[] }
+  | VerifierParentEvent;
 
 /** What the machine reports; the I/O layer turns each into an alert. */
 export type WatchdogEmitted =
-  | { type: "alert"; kind: string; severity: "info" | "warning" | "critical"; message: string; data?: Record<string, unknown> }
-  | { type: "failover"; state: FailoverState };
+  | AlertEmitted
+  | { type: "failover"; state: FailoverState }
+  /** Marks to record (new or changed) and replicas whose mark to clear. */
+  | { type: "marks"; diverged: DivergedMark[]; clean: string[] };
 
 interface Baseline {
   applied: Record<string, number>;
@@ -81,14 +93,32 @@ interface Ctx extends WatchdogInput, FailoverState {
   contacts: string[];
   candidate: string | null;
   checks: Check[];
+  diverged: Record<string, DivergedMark>;
+  /** The last continuous compare: when it ended, and at which LSN of which master. */
+  verified: { at: number; lsn: number; master: string } | null;
 }
 
 const nodeRoles = new Set(["master", "slave"]);
 /** A heartbeat period and a half: how long positions reported at the loss may still be catching up. */
 export const SETTLE_MS = 1500;
 
-/** Most advanced (what it durably holds), then the designated standby, then the lowest id. */
-export function chooseCandidate(members: MemberView[], oldMaster: string): MemberView | null {
+export interface Choice {
+  candidate: MemberView | null;
+  /** Diverged replicas that ranked above the candidate and were passed over for it. */
+  passedOver: string[];
+  /** The candidate has diverged itself: no clean replica is eligible, or this clean one holds less. */
+  divergedPick: boolean;
+  cleanBehind: MemberView | null;
+}
+
+/**
+ * Most advanced (what it durably holds), then the designated standby, then the lowest id; a
+ * replica marked diverged is passed over for a clean one that holds as much. A clean one that
+ * holds less is not preferred: promoting it would drop batches the diverged one holds (written
+ * and, in synchronous mode, acknowledged), while a diverged replica's few known rows can be
+ * repaired. With no clean replica eligible, a diverged one is promoted: availability first.
+ */
+export function chooseCandidate(members: MemberView[], oldMaster: string, diverged: Record<string, unknown> = {}): Choice {
   const eligible = members.filter(
     (m) => m.alive && nodeRoles.has(m.role) && m.node !== oldMaster && m.state === "standby" && !m.needsResync,
   );
@@ -99,7 +129,37 @@ export function chooseCandidate(members: MemberView[], oldMaster: string): Membe
       Number(Boolean(b.standby)) - Number(Boolean(a.standby)) ||
       a.node.localeCompare(b.node),
   );
-  return eligible[0] ?? null;
+  const best = eligible[0] ?? null;
+  const none = { passedOver: [], divergedPick: false, cleanBehind: null };
+  if (!best || !(best.node in diverged)) return { candidate: best, ...none };
+  const cleanIndex = eligible.findIndex((m) => !(m.node in diverged));
+  const clean = cleanIndex < 0 ? null : eligible[cleanIndex];
+  if (clean && clean.spooledLsn >= best.spooledLsn) return { ...none, candidate: clean, passedOver: eligible.slice(0, cleanIndex).map((m) => m.node) };
+  return { candidate: best, passedOver: [], divergedPick: true, cleanBehind: clean };
+}
+
+/** The alerts of a choice that a diverged mark changed, or that fell on a diverged replica. */
+function choiceAlerts(choice: Choice, diverged: Record<string, DivergedMark>): WatchdogEmitted[] {
+  const c = choice.candidate;
+  if (!c) return [];
+  if (choice.passedOver.length > 0) {
+    const why = choice.passedOver.map((n) => `${n} (${describeMark(diverged[n])}, found at LSN ${diverged[n].lsn})`).join("; ");
+    return [{ type: "alert", kind: "diverged-passed-over", severity: "warning", message: `failover candidate ${c.node} chosen over diverged ${why}`, data: { candidate: c.node, passedOver: choice.passedOver } }];
+  }
+  if (!choice.divergedPick) return [];
+  const behind = choice.cleanBehind;
+  const why = behind
+    ? `the clean replica ${behind.node} holds LSN ${behind.spooledLsn}, less than its ${c.spooledLsn}, and promoting it would drop those batches`
+    : "no clean replica is eligible, and the cluster stays available";
+  return [
+    {
+      type: "alert",
+      kind: "diverged-promoted",
+      severity: "critical",
+      message: `failover candidate ${c.node} has diverged from the master (${describeMark(diverged[c.node])}) and is chosen anyway: ${why}; those rows become the master's`,
+      data: { candidate: c.node, cleanBehind: behind?.node ?? null, mark: diverged[c.node] },
+    },
+  ];
 }
 
 function baselineOf(members: MemberView[]): Baseline {
@@ -155,6 +215,8 @@ export const watchdogMachine = setup({
     members: fromCallback(() => () => {}),
     /** The shared failover count and switch, as FAILOVER_STATE events. */
     failoverState: fromCallback(() => () => {}),
+    /** The recorded diverged marks, as DIVERGED events. */
+    divergedMarks: fromCallback(() => () => {}),
     /**
      * Asks the given members for their status now: heartbeats are up to a second old, and a holder
      * found gone is lost well before the last acknowledged batch shows in them.
@@ -164,6 +226,7 @@ export const watchdogMachine = setup({
     reach: fromPromise<string[], { candidate: string; members: string[] }>(async () => []),
     /** Asks the candidate to take the lease; resolves once it holds it (with its epoch and the time). */
     promote: fromPromise<{ epoch: number; at: number }, { candidate: string; oldMaster: string }>(async () => ({ epoch: 0, at: 0 })),
+    verifier: verifierMachine,
   },
   delays: {
     wait: ({ context }) => context.waitMs,
@@ -215,7 +278,19 @@ export const watchdogMachine = setup({
       const fresh = (event as unknown as { output: MemberView[] }).output;
       return { members: context.members.map((m) => fresh.find((f) => f.node === m.node) ?? m) };
     }),
-    choose: assign(({ context }) => ({ candidate: chooseCandidate(context.members, context.lost!.node)?.node ?? null })),
+    choose: enqueueActions(({ context, enqueue }) => {
+      const choice = chooseCandidate(context.members, context.lost!.node, context.diverged);
+      enqueue.assign({ candidate: choice.candidate?.node ?? null });
+      for (const a of choiceAlerts(choice, context.diverged)) enqueue.emit(a);
+    }),
+    /** A continuous compare's report: mark, clear and alert what changed. */
+    verified: enqueueActions(({ context, event, enqueue }) => {
+      if (event.type !== "VERIFIED") return;
+      const o = verifyOutcome(event.report, context.diverged, event.at);
+      enqueue.assign({ diverged: o.diverged, verified: { at: event.at, lsn: event.report.lsn, master: event.report.master } });
+      for (const a of o.alerts) enqueue.emit(a);
+      if (o.changed.diverged.length + o.changed.clean.length > 0) enqueue.emit({ type: "marks", ...o.changed });
+    }),
     failoverState: assign(({ event }) =>
       event.type === "FAILOVER_STATE" ? { history: event.state.history, recent: event.state.recent, enabled: event.state.enabled } : {},
     ),
@@ -234,16 +309,29 @@ export const watchdogMachine = setup({
     contacts: [],
     candidate: null,
     checks: [],
+    diverged: {},
+    verified: null,
   }),
   invoke: [
     { id: "lease", src: "lease", input: ({ context }: { context: Ctx }) => context.lease },
     { id: "masterLease", src: "masterLease", input: ({ context }: { context: Ctx }) => context.masterLease },
     { src: "members" },
     { src: "failoverState" },
+    { src: "divergedMarks" },
   ],
   on: {
     MEMBERS: { actions: "members" },
     FAILOVER_STATE: { actions: "failoverState" },
+    DIVERGED: { actions: assign(({ event }) => ({ diverged: Object.fromEntries(event.marks.map((m) => [m.node, m])) })) },
+    VERIFIED: { actions: "verified" },
+    VERIFY_FAILED: {
+      actions: emit(({ context, event }) => ({
+        type: "alert" as const,
+        kind: "verify-failed",
+        severity: "warning" as const,
+        message: `continuous verification failed: ${event.message}; the next compare starts in ${context.verifyMs} ms`,
+      })),
+    },
     LEASE_SEEN: [
       { guard: "masterExpired", actions: "lost" },
       { guard: "masterLive", actions: "live" },
@@ -257,6 +345,8 @@ export const watchdogMachine = setup({
     /** Another watchdog holds the `watchdog` lease. */
     standby: { on: { LEASE_HELD: { guard: "ownLease", target: "monitoring" } } },
     monitoring: {
+      // Leaving monitoring (a failover, our lease lost) stops a compare under way.
+      invoke: { src: "verifier", input: ({ context }) => ({ intervalMs: context.verifyMs }) },
       always: [
         { guard: "limitReached", target: "limited" },
         { guard: "expired", target: "failover" },

@@ -242,8 +242,9 @@ export const PUBLISHED: { name: string; subject: (s: Subjects) => string; watch:
 export const RECORDS: { bucket: (cluster: string) => string; keys: string; carries: string; watch: (bucket: string) => string }[] = [
   {
     bucket: (c) => bucketNames(c).leases,
-    keys: `${LEASE_KEY.master}, ${LEASE_KEY.watchdog}, ${LEASE_KEY.synctool}, ${LEASE_KEY.collector("<host>")}, ${LEASE_KEY.failover}`,
-    carries: "leases ({node, epoch, instance, ...}) and the failover count (key failover)",
+    keys: `${LEASE_KEY.master}, ${LEASE_KEY.watchdog}, ${LEASE_KEY.synctool}, ${LEASE_KEY.collector("<host>")}, ${LEASE_KEY.failover}, ${LEASE_KEY.diverged("<node>")}`,
+    carries:
+      "leases ({node, epoch, instance, ...}), the failover count (key failover), and each replica continuous verification found different from the master (diverged.<node>: {node, master, lsn, at, rows, tables: [{table, rows, keys}]})",
     watch: (b) => `nats kv watch ${b}`,
   },
   { bucket: (c) => bucketNames(c).members, keys: "<node>", carries: "each process's latest heartbeat, by node id", watch: (b) => `nats kv ls ${b}; nats kv get ${b} <node>` },

@@ -15,7 +15,11 @@ export const LEASE_KEY = {
   collector: (host: string) => `collector.${host}`,
   /** Not a lease: the watchdogs' count of automatic failovers and their switch (ferry failover). */
   failover: "failover",
+  /** Not a lease: a replica continuous verification found different from the master (DivergedRecord). */
+  diverged: (node: string) => `diverged.${node}`,
 } as const;
+
+const DIVERGED_PREFIX = LEASE_KEY.diverged("");
 
 /** A lease's value (JSON): who holds it, with which epoch, and from which process. */
 export interface LeaseRecord {
@@ -85,6 +89,65 @@ export async function writeFailoverState(kv: KV, s: StoredFailoverState): Promis
   await kv.put(LEASE_KEY.failover, JSON.stringify(s));
 }
 
+/**
+ * A replica that differs from the master, as the active watchdog records it under
+ * `diverged.<node>` in the leases bucket: the compare that found it (master, LSN, time), the rows
+ * that differ, and per table their count and first keys. Deleted when it is found clean again or
+ * repaired.
+ */
+export interface DivergedRecord {
+  node: string;
+  master: string;
+  lsn: number;
+  at: number;
+  rows: number;
+  tables: { table: string; rows: number; keys: string[] }[];
+}
+
+export const isDivergedKey = (key: string) => key.startsWith(DIVERGED_PREFIX);
+
+/** A diverged record as read from the bucket; null when it is not one. */
+export function decodeDiverged(value: Uint8Array | null | undefined): DivergedRecord | null {
+  if (!value || value.length === 0) return null;
+  try {
+    const v = JSON.parse(new TextDecoder().decode(value));
+    return v && typeof v.node === "string" && Array.isArray(v.tables) && Number.isInteger(v.lsn) ? v : null;
+  } catch {
+    return null;
+  }
+}
+
+export async function writeDiverged(kv: KV, r: DivergedRecord): Promise<void> {
+  await kv.put(LEASE_KEY.diverged(r.node), JSON.stringify(r));
+}
+
+/** Clears a replica's mark, or only one table of it (a repair of that table). */
+export async function clearDiverged(kv: KV, node: string, table?: string): Promise<void> {
+  const key = LEASE_KEY.diverged(node);
+  const e = await kv.get(key);
+  const r = e?.operation === "PUT" ? decodeDiverged(e.value) : null;
+  if (!r) return;
+  const tables = table === undefined ? [] : r.tables.filter((t) => t.table !== table);
+  if (tables.length === 0) await kv.delete(key);
+  else await kv.put(key, JSON.stringify({ ...r, tables, rows: tables.reduce((n, t) => n + t.rows, 0) }));
+}
+
+/**
+ * Follows every diverged record: `onChange` gets the whole set after each record seen (the last
+ * value of every key first, a deleted one as its delete marker, then each change). Resolves when
+ * the watch ends (stop(), or the connection's end); the caller starts it again.
+ */
+export async function watchDiverged(kv: KV, onChange: (records: DivergedRecord[]) => void, started: (stop: () => void) => void): Promise<void> {
+  const seen = new Map<string, DivergedRecord>();
+  const w = await kv.watch({ key: `${DIVERGED_PREFIX}>` });
+  started(() => w.stop());
+  for await (const e of w) {
+    const r = e.operation === "PUT" ? decodeDiverged(e.value) : null;
+    if (r) seen.set(e.key, r);
+    else seen.delete(e.key);
+    onChange([...seen.values()]);
+  }
+}
 
 /**
  * A process's entry in the members bucket: its latest heartbeat. Every field is optional to a

@@ -179,6 +179,15 @@ test("failover.prerequisites is Unity's bitmask 0..7", () => {
   assert.match(refused({ env: { FERRY_FAILOVER_PREREQUISITES: "15" } }).message, "from env FERRY_FAILOVER_PREREQUISITES");
 });
 
+test("compare.intervalMs is 0 (off) or at least a second", () => {
+  assert.is(loadConfig({ env: {} }).config.compare.intervalMs, 0);
+  for (const ok of [0, 1000, 600_000]) assert.is(loadConfig({ env: {}, flags: { "compare.intervalMs": ok } }).config.compare.intervalMs, ok);
+  for (const bad of [1, 999, -1000, 1500.5]) assert.is(refused({ env: {}, flags: { "compare.intervalMs": bad } }).field, "compare.intervalMs");
+  const e = refused({ env: { FERRY_COMPARE_INTERVAL_MS: "50" } });
+  assert.match(e.message, "0 (off) or at least 1000 ms");
+  assert.match(e.message, "from env FERRY_COMPARE_INTERVAL_MS");
+});
+
 test("nats.servers mixing host names and IP addresses is refused", () => {
   const e = refused({ env: { FERRY_NATS_SERVERS: "nats://10.0.0.1:4222,nats://nats-b:4222" } });
   assert.is(e.field, "nats.servers");

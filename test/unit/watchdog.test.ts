@@ -1,11 +1,13 @@
 /**
- * The watchdog's failover machine on XState's SimulatedClock: the lease children, heartbeats and
- * the failover count are events the test sends; reach and promote are stubs it completes.
+ * The watchdog's failover machine on XState's SimulatedClock: the lease children, heartbeats, the
+ * failover count and the diverged marks are events the test sends; reach, promote and the
+ * continuous compare are stubs it completes.
  */
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { fromCallback, fromPromise } from "xstate";
 import { chooseCandidate, SETTLE_MS, watchdogMachine, type MemberView, type WatchdogInput } from "../../src/machines/watchdog.js";
+import { verifierMachine, type DivergedMark, type VerifyReport } from "../../src/machines/verify.js";
 import { deferred, harness, type Harness } from "../helpers/harness.js";
 
 const WAIT = 3000;
@@ -28,6 +30,7 @@ const member = (node: string, over: Partial<MemberView> = {}): MemberView => ({
 function setup(over: Partial<WatchdogInput> = {}) {
   const reaches: { input: { candidate: string; members: string[] }; d: ReturnType<typeof deferred<string[]>> }[] = [];
   const promotes: { input: { candidate: string; oldMaster: string }; d: ReturnType<typeof deferred<{ epoch: number; at: number }>> }[] = [];
+  const compares: { signal: AbortSignal; d: ReturnType<typeof deferred<{ report: VerifyReport; at: number } | null>> }[] = [];
   const idle = fromCallback(() => () => {});
   const machine = watchdogMachine.provide({
     actors: {
@@ -45,11 +48,20 @@ function setup(over: Partial<WatchdogInput> = {}) {
         promotes.push({ input, d });
         return d.promise;
       }),
+      verifier: verifierMachine.provide({
+        actors: {
+          compare: fromPromise<{ report: VerifyReport; at: number } | null>(({ signal }) => {
+            const d = deferred<{ report: VerifyReport; at: number } | null>();
+            compares.push({ signal, d });
+            return d.promise;
+          }),
+        },
+      }),
     },
   });
   const lease = { key: "x", node: "w1", instance: "i", ttlMs: 1000, safetyMarginMs: 300 };
-  const h: Harness = harness(machine, { lease, masterLease: lease, waitMs: WAIT, prerequisites: 7, maxAutomatic: 2, windowMs: 60_000, retryMs: RETRY, ...over });
-  const emitted: { type: string; kind?: string; message?: string; state?: { history: number[] } }[] = [];
+  const h: Harness = harness(machine, { lease, masterLease: lease, waitMs: WAIT, prerequisites: 7, maxAutomatic: 2, windowMs: 60_000, retryMs: RETRY, verifyMs: 0, ...over });
+  const emitted: { type: string; kind?: string; message?: string; state?: { history: number[] }; diverged?: DivergedMark[]; clean?: string[] }[] = [];
   h.child().on("*", (e: never) => emitted.push(e));
   const send = async (e: Record<string, unknown>) => {
     h.child().send(e as never);
@@ -62,7 +74,7 @@ function setup(over: Partial<WatchdogInput> = {}) {
   const members = (ms: MemberView[]) => send({ type: "MEMBERS", members: ms });
   const expire = () => send({ type: "LEASE_SEEN", key: "master", holder: { node: "m1", epoch: 1, instance: "mi" }, live: false });
   const live = (node = "m1") => send({ type: "LEASE_SEEN", key: "master", holder: { node, epoch: 1, instance: "mi" }, live: true });
-  return { h, reaches, promotes, send, ctx, alerts, alert, emitted, active, members, expire, live };
+  return { h, reaches, promotes, compares, send, ctx, alerts, alert, emitted, active, members, expire, live };
 }
 
 const cluster = () => [member("m1", { role: "master", state: "active" }), member("s1", { standby: true }), member("s2"), member("w2", { role: "watchdog", state: "standby" })];
@@ -128,10 +140,10 @@ test("the candidate: the replica holding the most, then the designated standby, 
     member("c1", { role: "collector", spooledLsn: 70 }),
     member("s6", { spooledLsn: 19, appliedLsn: 19 }),
   ];
-  assert.is(chooseCandidate(ms, "m1")?.node, "s1", "a tie goes to the designated standby");
-  assert.is(chooseCandidate(ms.filter((m) => m.node !== "s1"), "m1")?.node, "s2", "then the lowest id");
-  assert.is(chooseCandidate([...ms, member("s7", { spooledLsn: 21 })], "m1")?.node, "s7", "the most held wins");
-  assert.is(chooseCandidate([member("s4", { needsResync: true }), member("m1")], "m1"), null);
+  assert.is(chooseCandidate(ms, "m1").candidate?.node, "s1", "a tie goes to the designated standby");
+  assert.is(chooseCandidate(ms.filter((m) => m.node !== "s1"), "m1").candidate?.node, "s2", "then the lowest id");
+  assert.is(chooseCandidate([...ms, member("s7", { spooledLsn: 21 })], "m1").candidate?.node, "s7", "the most held wins");
+  assert.is(chooseCandidate([member("s4", { needsResync: true }), member("m1")], "m1").candidate, null);
 });
 
 test("waitMs = 0: no wait, a warning that checks 2 and 4 are skipped, and they are reported as skipped", async () => {
@@ -332,6 +344,137 @@ test("a lease that expired while the watchdog stood by is failed over once it be
   assert.is(s.h.state(), "standby");
   await s.active();
   assert.is(s.promotes.length, 1);
+  s.h.stop();
+});
+
+const mark = (node: string, keys = ["[1]", "[2]", "[3]"]): DivergedMark => ({ node, master: "m1", lsn: 7, at: 1, rows: keys.length, tables: [{ table: "t", rows: keys.length, keys }] });
+const report = (diffs: Record<string, string[]>, over: Partial<VerifyReport> = {}): { report: VerifyReport; at: number } => ({
+  report: { master: "m1", lsn: 7, tables: ["s1", "s2"].map((node) => ({ table: "t", node, diffs: (diffs[node] ?? []).map((key) => ({ key })) })), errors: [], ...over },
+  at: 1000,
+});
+
+test("the candidate passes a diverged replica over for a clean one that holds as much; with none, or only one that holds less, a diverged one is chosen", () => {
+  const ms = [member("s1", { standby: true }), member("s2"), member("s3", { spooledLsn: 9, appliedLsn: 9 })];
+  const one = chooseCandidate(ms, "m1", { s1: mark("s1") });
+  assert.is(one.candidate?.node, "s2");
+  assert.equal(one.passedOver, ["s1"]);
+  const behind = chooseCandidate(ms, "m1", { s1: mark("s1"), s2: mark("s2") });
+  assert.is(behind.candidate?.node, "s1", "s3 is clean but would drop LSN 10");
+  assert.ok(behind.divergedPick);
+  assert.is(behind.cleanBehind?.node, "s3");
+  const all = chooseCandidate(ms, "m1", { s1: mark("s1"), s2: mark("s2"), s3: mark("s3") });
+  assert.is(all.candidate?.node, "s1", "the usual order among diverged ones");
+  assert.is(all.cleanBehind, null);
+  const below = chooseCandidate(ms, "m1", { s3: mark("s3") });
+  assert.is(below.candidate?.node, "s1");
+  assert.equal(below.passedOver, [], "a diverged replica that would not have been chosen is not mentioned");
+});
+
+test("continuous verification: a compare verifyMs after the last one ended, never two at once, none while standby or with verifyMs 0", async () => {
+  const s = setup({ verifyMs: 1000 });
+  await s.h.advance(5000);
+  assert.is(s.compares.length, 0, "a standby watchdog does not verify");
+  await s.active();
+  await s.h.advance(999);
+  assert.is(s.compares.length, 0);
+  await s.h.advance(1);
+  assert.is(s.compares.length, 1);
+  await s.h.advance(5000);
+  assert.is(s.compares.length, 1, "a slow compare delays the next rather than overlapping it");
+  s.compares[0].d.resolve(report({}));
+  await s.h.advance(999);
+  assert.is(s.compares.length, 1);
+  await s.h.advance(1);
+  assert.is(s.compares.length, 2);
+  s.compares[1].d.resolve(null);
+  await s.h.advance(1000);
+  assert.is(s.compares.length, 3, "a compare skipped for want of a master is tried again at the next interval");
+  s.compares[2].d.reject(new Error("compare request timed out"));
+  await s.h.settle();
+  assert.match(s.alert("verify-failed")!.message!, /continuous verification failed: compare request timed out; the next compare starts in 1000 ms/);
+  s.h.stop();
+  const off = setup({ verifyMs: 0 });
+  await off.active();
+  await off.h.advance(60_000);
+  assert.is(off.compares.length, 0);
+  off.h.stop();
+});
+
+test("a difference raises one alert naming replica, table and keys and marks the replica; the same difference again is quiet; a clean compare clears it", async () => {
+  const s = setup({ verifyMs: 1000 });
+  await s.active();
+  await s.h.advance(1000);
+  s.compares[0].d.resolve(report({ s1: ["[1234]", "[2999]", "[5000]"] }));
+  await s.h.settle();
+  const a = s.alert("replica-diverged")!;
+  assert.match(a.message!, /^s1 differs from master m1 at LSN 7: t: 3 row\(s\), key\(s\) \[1234\], \[2999\], \[5000\]\. .*ferry repair --node s1$/);
+  const marks = s.emitted.filter((e) => e.type === "marks");
+  assert.equal(marks[0].diverged, [{ node: "s1", master: "m1", lsn: 7, at: 1000, rows: 3, tables: [{ table: "t", rows: 3, keys: ["[1234]", "[2999]", "[5000]"] }] }]);
+  assert.equal(Object.keys(s.ctx().diverged), ["s1"]);
+  await s.h.advance(1000);
+  s.compares[1].d.resolve(report({ s1: ["[1234]", "[2999]", "[5000]"] }, { lsn: 9 }));
+  await s.h.settle();
+  assert.is(s.alerts().filter((k) => k === "replica-diverged").length, 1, "an unchanged difference is not alerted again");
+  assert.is(s.emitted.filter((e) => e.type === "marks").length, 1);
+  await s.h.advance(1000);
+  s.compares[2].d.resolve(report({}, { errors: [{ node: "s1" }] }));
+  await s.h.settle();
+  assert.equal(Object.keys(s.ctx().diverged), ["s1"], "a replica that could not be compared keeps its mark");
+  await s.h.advance(1000);
+  s.compares[3].d.resolve(report({}, { lsn: 12 }));
+  await s.h.settle();
+  assert.match(s.alert("replica-clean")!.message!, /s1 matches master m1 again at LSN 12/);
+  assert.equal(s.emitted.filter((e) => e.type === "marks")[1].clean, ["s1"]);
+  assert.equal(s.ctx().diverged, {});
+  s.h.stop();
+});
+
+test("a failover stops a compare under way, and none starts until the watchdog monitors again", async () => {
+  const s = setup({ verifyMs: 1000, waitMs: 0, prerequisites: 0 });
+  await s.active();
+  await s.members(cluster());
+  await s.h.advance(1000);
+  assert.is(s.compares.length, 1);
+  await s.expire();
+  assert.ok(s.compares[0].signal.aborted, "the compare under way is aborted");
+  await s.h.advance(5000);
+  assert.is(s.compares.length, 1, "no compare while the failover is in progress");
+  s.promotes[0].d.resolve({ epoch: 2, at: 1 });
+  await s.h.settle();
+  await s.h.advance(1000);
+  assert.is(s.compares.length, 2, "back to monitoring: verification goes on");
+  s.h.stop();
+});
+
+test("a failover passes a replica marked diverged over for a clean one with an alert; when every one has diverged it promotes one and says so", async () => {
+  const s = setup({ waitMs: 0, prerequisites: 0 });
+  await s.active();
+  await s.members(cluster());
+  await s.send({ type: "DIVERGED", marks: [mark("s1", ["[1234]"])] });
+  await s.expire();
+  assert.equal(s.promotes[0].input, { candidate: "s2", oldMaster: "m1" });
+  assert.match(s.alert("diverged-passed-over")!.message!, /failover candidate s2 chosen over diverged s1 \(t: 1 row\(s\), key\(s\) \[1234\], found at LSN 7\)/);
+  s.h.stop();
+
+  const t = setup({ waitMs: 0, prerequisites: 0 });
+  await t.active();
+  await t.members(cluster());
+  await t.send({ type: "DIVERGED", marks: [mark("s1"), mark("s2")] });
+  await t.expire();
+  assert.equal(t.promotes[0].input, { candidate: "s1", oldMaster: "m1" });
+  assert.match(t.alert("diverged-promoted")!.message!, /s1 has diverged from the master .* chosen anyway: no clean replica is eligible/);
+  t.h.stop();
+});
+
+test("a mark on the node that is now the master is cleared: replicas are compared with it", async () => {
+  const s = setup({ verifyMs: 1000 });
+  await s.active();
+  await s.send({ type: "DIVERGED", marks: [mark("s2")] });
+  await s.h.advance(1000);
+  s.compares[0].d.resolve(report({}, { master: "s2", tables: [{ table: "t", node: "s1", diffs: [] }] }));
+  await s.h.settle();
+  assert.match(s.alert("replica-clean")!.message!, /s2 is the master now/);
+  assert.equal(s.ctx().diverged, {});
   s.h.stop();
 });
 
