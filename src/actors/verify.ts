@@ -7,16 +7,24 @@
 import { fromCallback, fromPromise } from "xstate";
 import { compare } from "../client/compare.js";
 import { asFerryError } from "../errors.js";
+import { bucketSequence } from "../nats/buckets.js";
 import { clearDiverged, watchDiverged, writeDiverged } from "../nats/records.js";
 import { verifierMachine, type DivergedMark, type VerifyReport } from "../machines/verify.js";
 import { runtimeClient, type Runtime } from "./runtime.js";
 
-export function verifierLogic(rt: Runtime) {
+/**
+ * The verifier and the writer of what it decides. Marks are written by compare-and-set against
+ * the leases bucket as it was when the compare began: a repair (or anyone) that changed a
+ * replica's mark while the compare ran knows better, and the next compare decides.
+ */
+export function verification(rt: Runtime) {
   const client = runtimeClient(rt);
-  return verifierMachine.provide({
+  let since = 0;
+  const logic = verifierMachine.provide({
     actors: {
       compare: fromPromise<{ report: VerifyReport; at: number } | null>(async ({ signal }) => {
         try {
+          since = await bucketSequence(rt.buckets.leases);
           const report = await compare(client, { signal });
           for (const e of report.errors) rt.log.warn({ node: e.node, code: e.code }, `continuous verification: ${e.node} not compared: ${e.message}`);
           const differ = report.tables.reduce((n, t) => n + t.diffs.length, 0);
@@ -31,6 +39,16 @@ export function verifierLogic(rt: Runtime) {
       }),
     },
   });
+  /** Records the marks the machine decided; the watch brings them back to every watchdog. */
+  const saveMarks = async (e: { diverged: DivergedMark[]; clean: string[] }): Promise<void> => {
+    const kv = rt.buckets.leases;
+    const unchanged = (ok: boolean, node: string) => ok || rt.log.info({ node }, `the mark of ${node} changed while it was compared (a repair); the next compare decides`);
+    await Promise.all([
+      ...e.diverged.map(async (m) => unchanged(await writeDiverged(kv, m, since), m.node)),
+      ...e.clean.map(async (n) => unchanged(await clearDiverged(kv, n, undefined, since), n)),
+    ]);
+  };
+  return { logic, saveMarks };
 }
 
 /** Every diverged record as DIVERGED events, followed for as long as the watchdog runs. */
@@ -53,10 +71,4 @@ export function divergedLogic(rt: Runtime) {
       stop();
     };
   });
-}
-
-/** Records the marks the machine decided; the watch brings them back to every watchdog. */
-export async function saveMarks(rt: Runtime, e: { diverged: DivergedMark[]; clean: string[] }): Promise<void> {
-  const kv = rt.buckets.leases;
-  await Promise.all([...e.diverged.map((m) => writeDiverged(kv, m)), ...e.clean.map((n) => clearDiverged(kv, n))]);
 }

@@ -17,7 +17,7 @@ import { bootProcess, processIdentity } from "./boot.js";
 import { heartbeatLogic } from "./heartbeat.js";
 import { leaseLogic } from "./lease.js";
 import { LeaseClock } from "./runtime.js";
-import { divergedLogic, saveMarks, verifierLogic } from "./verify.js";
+import { divergedLogic, verification } from "./verify.js";
 
 const ALIVE_MS = 3000;
 
@@ -32,6 +32,7 @@ export async function startWatchdog(config: Config): Promise<{ actor: WatchdogAc
   const { ttlMs, safetyMarginMs } = config.lease;
   const f = config.failover;
   const requestTimeout = config.nats.requestTimeoutMs;
+  const verify = verification(rt);
 
   const logic = watchdogMachine.provide({
     actors: {
@@ -101,7 +102,7 @@ export async function startWatchdog(config: Config): Promise<{ actor: WatchdogAc
           await new Promise((r) => setTimeout(r, 20));
         }
       }),
-      verifier: verifierLogic(rt),
+      verifier: verify.logic,
       divergedMarks: divergedLogic(rt),
     },
   });
@@ -121,7 +122,7 @@ export async function startWatchdog(config: Config): Promise<{ actor: WatchdogAc
     inspect: inspectInto(log),
   });
   actor.on("alert", (a) => rt.alerts.raise(a.kind, a.severity, a.message, a.data));
-  actor.on("marks", (e) => void saveMarks(rt, e).catch((err) => log.error({ err: String(err) }, "diverged marks not saved")));
+  actor.on("marks", (e) => void verify.saveMarks(e).catch((err) => log.error({ err: String(err) }, "diverged marks not saved")));
   actor.on("failover", (e) => {
     void (async () => {
       const stored = await readFailoverState(buckets.leases);

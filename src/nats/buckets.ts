@@ -18,6 +18,11 @@ export function isWrongSequence(e: unknown): boolean {
   return err?.api_error?.err_code === 10071 || err?.code === 10071 || /wrong last sequence/i.test(err?.message ?? "");
 }
 
+/** The bucket's last sequence: every later change to any of its keys gets a higher revision. */
+export async function bucketSequence(kv: KV): Promise<number> {
+  return (await kv.status()).streamInfo.state.last_seq;
+}
+
 export interface Buckets {
   leases: KV;
   members: KV;

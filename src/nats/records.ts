@@ -4,7 +4,7 @@
  */
 import type { KV } from "@nats-io/kv";
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
-import { listKeys } from "./buckets.js";
+import { isWrongSequence, listKeys } from "./buckets.js";
 import type { Subjects } from "./subjects.js";
 
 /** Keys of the leases bucket. */
@@ -117,19 +117,47 @@ export function decodeDiverged(value: Uint8Array | null | undefined): DivergedRe
   }
 }
 
-export async function writeDiverged(kv: KV, r: DivergedRecord): Promise<void> {
-  await kv.put(LEASE_KEY.diverged(r.node), JSON.stringify(r));
+/**
+ * Writes a replica's mark. With `since` (the bucket's sequence when the compare that found it
+ * began), only if the key has not changed after it: false when it has, and nothing is written.
+ */
+export async function writeDiverged(kv: KV, r: DivergedRecord, since?: number): Promise<boolean> {
+  const key = LEASE_KEY.diverged(r.node);
+  if (since === undefined) return (await kv.put(key, JSON.stringify(r)), true);
+  const e = await kv.get(key);
+  if ((e?.revision ?? 0) > since) return false;
+  try {
+    await kv.put(key, JSON.stringify(r), { previousSeq: e?.revision ?? 0 });
+    return true;
+  } catch (err) {
+    if (isWrongSequence(err)) return false;
+    throw err;
+  }
 }
 
-/** Clears a replica's mark, or only one table of it (a repair of that table). */
-export async function clearDiverged(kv: KV, node: string, table?: string): Promise<void> {
+/**
+ * Clears a replica's mark, or only one table of it (a repair of that table), by compare-and-set.
+ * With `since` as for writeDiverged (false when the mark changed after it); without it (a
+ * repair, which fixed the rows whatever a compare found before) a mark written meanwhile is read
+ * again and cleared.
+ */
+export async function clearDiverged(kv: KV, node: string, table?: string, since?: number): Promise<boolean> {
   const key = LEASE_KEY.diverged(node);
-  const e = await kv.get(key);
-  const r = e?.operation === "PUT" ? decodeDiverged(e.value) : null;
-  if (!r) return;
-  const tables = table === undefined ? [] : r.tables.filter((t) => t.table !== table);
-  if (tables.length === 0) await kv.delete(key);
-  else await kv.put(key, JSON.stringify({ ...r, tables, rows: tables.reduce((n, t) => n + t.rows, 0) }));
+  for (let attempt = 0; ; attempt++) {
+    const e = await kv.get(key);
+    const r = e?.operation === "PUT" ? decodeDiverged(e.value) : null;
+    if (!e || !r) return true;
+    if (since !== undefined && e.revision > since) return false;
+    const tables = table === undefined ? [] : r.tables.filter((t) => t.table !== table);
+    try {
+      if (tables.length === 0) await kv.delete(key, { previousSeq: e.revision });
+      else await kv.update(key, JSON.stringify({ ...r, tables, rows: tables.reduce((n, t) => n + t.rows, 0) }), e.revision);
+      return true;
+    } catch (err) {
+      if (!isWrongSequence(err)) throw err;
+      if (since !== undefined || attempt >= 5) return false;
+    }
+  }
 }
 
 /**
