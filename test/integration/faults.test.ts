@@ -163,6 +163,23 @@ test("the master's repository locked by another process: reported, writes wait o
   assert.not.match(dump, /during lock/);
 });
 
+test("a long transaction of ferry's own holds the write lock: the heartbeat row waits, and no outage is reported", async () => {
+  await masterAndSlave();
+  const c = await cl.client();
+  const alerts: { kind: string }[] = [];
+  const sub = c.nc.subscribe(c.subj.alert, { callback: (_e, m) => void alerts.push(m.json()) });
+  // The SQL worker holds the write lock from BEGIN IMMEDIATE to COMMIT: several heartbeat periods (250 ms) here.
+  const t0 = Date.now();
+  const r = await cl.sql("INSERT INTO t SELECT 1, 'long' FROM (WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 6000000) SELECT max(x) FROM n)", undefined, 5000, 30_000);
+  const heldMs = Date.now() - t0;
+  assert.ok(heldMs >= 1000, `the transaction held the lock for ${heldMs} ms, longer than two heartbeat periods`);
+  await cl.waitConverged("m1", ["s1"]);
+  sub.unsubscribe();
+  assert.ok(r.lsn > 0);
+  assert.equal(alerts.filter((a) => a.kind === "repository-unavailable"), [], "no outage alert for ferry's own lock");
+  assert.ok(logHas("m1", /heartbeat row waits: ferry's own SQL worker holds the write lock/), "the heartbeat row met the lock and waited");
+});
+
 test("a schema fingerprint mismatch: the slave refuses with a clear error, and resync repairs it", async () => {
   await masterAndSlave();
   await cl.sql("INSERT INTO t VALUES (1, 'x')");

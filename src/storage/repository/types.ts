@@ -134,6 +134,8 @@ export interface SnapshotWriter {
  */
 export interface SqlRunner {
   execute(sql: string, params: unknown, key?: RequestKey): Promise<ExecuteOutcome>;
+  /** Scripts asked and not yet answered: while one runs, a lock on the repository may be ferry's own. */
+  readonly running: number;
   close(): Promise<void>;
 }
 

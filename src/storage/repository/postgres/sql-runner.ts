@@ -60,8 +60,14 @@ export class PgSqlRunner implements SqlRunner {
     private readonly where: string,
   ) {}
 
+  private inFlight = 0;
+  get running(): number {
+    return this.inFlight;
+  }
+
   execute(sql: string, params: unknown, key?: RequestKey): Promise<ExecuteOutcome> {
-    const next = this.queue.then(() => this.run(sql, params, key));
+    this.inFlight++;
+    const next = this.queue.then(() => this.run(sql, params, key)).finally(() => this.inFlight--);
     this.queue = next.catch(() => {});
     return next;
   }

@@ -56,6 +56,10 @@ export class SqliteSqlRunner implements SqlRunner {
     );
   }
 
+  get running(): number {
+    return this.pending.size;
+  }
+
   execute(sql: string, params: unknown, key?: RequestKey): Promise<ExecuteOutcome> {
     const job: SqlJob = { id: this.next++, sql, params, key };
     return new Promise((resolve, reject) => {
