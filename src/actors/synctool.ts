@@ -30,7 +30,7 @@ import { startAgent, type AgentHandle, type RunningAgent } from "./agent.js";
 import { HEARTBEAT_MS } from "./heartbeat.js";
 import type { Runtime } from "./runtime.js";
 import { MODE_NAMES, SubtaskIo } from "./sync-io.js";
-import { LEASE_KEY, memberRecords, subscribeHeartbeats, taskKey, type MemberRecord, type TaskDef } from "../nats/records.js";
+import { decodeTask, LEASE_KEY, memberRecords, subscribeHeartbeats, taskKey, type MemberRecord, type TaskDef } from "../nats/records.js";
 
 const STALE_MS = 3 * HEARTBEAT_MS;
 
@@ -84,12 +84,9 @@ interface TaskRun {
   completing: boolean;
 }
 
-/** A heartbeat as the synctool reads it: which fields it carries depends on the sender's role. */
-type Member = MemberRecord & { node: string };
-
 /** What the synctool knows of the other processes, from their heartbeats. */
 class ClusterView {
-  private members = new Map<string, { hb: Member; at: number }>();
+  private members = new Map<string, { hb: MemberRecord; at: number }>();
   private sub: Subscription | null = null;
 
   constructor(private rt: Runtime) {}
@@ -105,17 +102,17 @@ class ClusterView {
     this.sub?.unsubscribe();
   }
 
-  get(node: string): Member | null {
+  get(node: string): MemberRecord | null {
     const e = this.members.get(node);
     return e && Date.now() - e.at < STALE_MS ? e.hb : null;
   }
 
-  live(role?: string): Member[] {
+  live(role?: string): MemberRecord[] {
     return [...this.members.values()].filter((e) => Date.now() - e.at < STALE_MS && (!role || e.hb.role === role)).map((e) => e.hb);
   }
 
   /** Every collector heard of, with whether it is up. */
-  collectors(): Member[] {
+  collectors(): MemberRecord[] {
     return [...this.members.values()]
       .filter((e) => e.hb.role === "collector")
       .map((e) => ({ node: e.hb.node, host: e.hb.host, state: e.hb.state, source: e.hb.source, up: Date.now() - e.at < STALE_MS }))
@@ -257,13 +254,10 @@ class Manager {
     }
   }
 
-  private taskDef(e: { key: string; json<T>(): T }): TaskDef | null {
-    try {
-      return e.json<TaskDef>();
-    } catch {
-      this.rt.log.warn({ key: e.key }, "task entry is not JSON; ignored");
-      return null;
-    }
+  private taskDef(e: { key: string; value: Uint8Array }): TaskDef | null {
+    const def = decodeTask(e.value);
+    if (!def) this.rt.log.warn({ key: e.key }, "task entry is not a task; ignored");
+    return def;
   }
 
   private serial<T>(fn: () => Promise<T>): Promise<T> {
