@@ -1,10 +1,12 @@
 /**
  * src/nats/records.ts: the KV records and the heartbeat decode only when their schema accepts
- * them (anything else is null, i.e. malformed) and keep the fields a role adds.
+ * them (anything else is null, i.e. malformed), keep the fields a role adds, and every record
+ * of the protocol table has a schema that accepts what ferry writes.
  */
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import type { KV } from "@nats-io/kv";
+import { PUBLISHED, RECORDS } from "../../src/nats/protocol.js";
 import { decodeLease, decodeMember, decodeTask, LEASE_KEY, readFailoverState } from "../../src/nats/records.js";
 
 const bytes = (v: unknown) => new TextEncoder().encode(typeof v === "string" ? v : JSON.stringify(v));
@@ -64,6 +66,25 @@ test("the failover count decodes; none, a deleted or a malformed one is a fresh 
   for (const bad of ["{not json", "[]", JSON.stringify({ history: ["1"], enabled: true }), JSON.stringify({ history: [], enabled: "yes" })]) {
     assert.equal(await readFailoverState(bucketWith(bytes(bad))), fresh, bad);
   }
+});
+
+test("the protocol table states a schema for every published body and every record, and they accept what ferry writes", () => {
+  const bodies = new Map(PUBLISHED.map((p) => [p.name, p.body]));
+  assert.equal([...bodies.keys()], ["heartbeat", "alert", "notify", "resync progress"]);
+  assert.ok(bodies.get("heartbeat")!.safeParse(member).success);
+  const alert = { ts: new Date().toISOString(), cluster: "c", node: "w1", role: "watchdog", kind: "failover", severity: "critical", message: "m", data: { to: "n2" } };
+  assert.ok(bodies.get("alert")!.safeParse(alert).success);
+  assert.not.ok(bodies.get("alert")!.safeParse({ ...alert, severity: "loud" }).success);
+  assert.ok(bodies.get("notify")!.safeParse({ node: "n1", epoch: 1, lsn: 9 }).success);
+  assert.ok(bodies.get("resync progress")!.safeParse({ node: "n2", master: "n1", phase: "copying", lsn: 4, totalRows: 10, rows: 5, table: "t" }).success);
+  assert.ok(bodies.get("resync progress")!.safeParse({ node: "n2", master: "n1", phase: "failed", error: "gone" }).success);
+
+  const [leases, members, tasks] = RECORDS.map((r) => r.values);
+  assert.equal(leases.map((v) => v.keys), ["master, watchdog, synctool, collector.<host>", "failover"]);
+  assert.ok(leases[0].schema.safeParse(lease).success);
+  assert.ok(leases[1].schema.safeParse({ history: [], enabled: true, resetAt: 1 }).success);
+  assert.ok(members[0].schema.safeParse(member).success);
+  assert.ok(tasks[0].schema.safeParse(task).success);
 });
 
 test.run();
