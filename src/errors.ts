@@ -51,7 +51,8 @@ export class FerryError extends Error {
   readonly details?: Record<string, unknown>;
   constructor(code: ErrorCode, message: string, opts: ErrorOptions = {}) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
-    this.name = "FerryError";
+    // Each class its own name in stack traces and logs, without a constructor that only says it.
+    this.name = new.target.name;
     this.code = code;
     this.hint = opts.hint;
     this.details = opts.details;
@@ -69,7 +70,6 @@ export class ConfigError extends FerryError {
       hint: opts.hint ?? "fix the value (see config/example.json for every field)",
       ...opts,
     });
-    this.name = "ConfigError";
     this.field = field;
   }
 }
@@ -78,57 +78,34 @@ export class ConfigError extends FerryError {
 export class UsageError extends FerryError {
   constructor(message: string, hint = "run the command with --help") {
     super("USAGE", message, { hint });
-    this.name = "UsageError";
   }
 }
 
 /** Who may act: no master, not the master, fenced, a stale epoch, an id already taken. */
-export class ClusterError extends FerryError {
-  constructor(code: ErrorCode, message: string, opts: ErrorOptions = {}) {
-    super(code, message, opts);
-    this.name = "ClusterError";
-  }
-}
+export class ClusterError extends FerryError {}
 
 /**
  * The repository: unavailable, a bad statement, a schema that differs. `details.busy` marks a
  * lock held by another writer: REPO_UNAVAILABLE for the moment, not an outage.
  */
-export class RepositoryError extends FerryError {
-  constructor(code: ErrorCode, message: string, opts: ErrorOptions = {}) {
-    super(code, message, opts);
-    this.name = "RepositoryError";
-  }
-}
+export class RepositoryError extends FerryError {}
 
 /** The replication stream: backlog cap, resync needed, replicas that did not confirm. */
-export class ReplicationError extends FerryError {
-  constructor(code: ErrorCode, message: string, opts: ErrorOptions = {}) {
-    super(code, message, opts);
-    this.name = "ReplicationError";
-  }
-}
+export class ReplicationError extends FerryError {}
 
 /** Online-to-offline sync: tasks, collectors, the synctool and the destination. */
-export class SyncError extends FerryError {
-  constructor(code: ErrorCode, message: string, opts: ErrorOptions = {}) {
-    super(code, message, opts);
-    this.name = "SyncError";
-  }
-}
+export class SyncError extends FerryError {}
 
 /** A message on a subject that does not decode or does not have the expected shape. */
 export class MalformedMessageError extends FerryError {
   constructor(subject: string, reason: string, cause?: unknown) {
     super("MALFORMED_MESSAGE", `malformed message on ${subject}: ${reason}`, { cause });
-    this.name = "MalformedMessageError";
   }
 }
 
 export class TimeoutError extends FerryError {
   constructor(message: string, opts: ErrorOptions = {}) {
     super("TIMEOUT", message, opts);
-    this.name = "TimeoutError";
   }
 }
 

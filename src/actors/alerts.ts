@@ -6,20 +6,8 @@ import { spawn } from "node:child_process";
 import type { Logger } from "pino";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { encodeJson } from "../nats/codec.js";
+import type { Alert, Severity } from "../nats/messages.js";
 import { countAlert } from "./metrics.js";
-
-export type Severity = "info" | "warning" | "critical";
-
-export interface Alert {
-  ts: string;
-  cluster: string;
-  node: string;
-  role: string;
-  kind: string;
-  severity: Severity;
-  message: string;
-  data?: Record<string, unknown>;
-}
 
 export class Alerts {
   constructor(

@@ -30,7 +30,7 @@ import { startAgent, type AgentHandle, type RunningAgent } from "./agent.js";
 import { HEARTBEAT_MS } from "./heartbeat.js";
 import type { Runtime } from "./runtime.js";
 import { MODE_NAMES, SubtaskIo } from "./sync-io.js";
-import { LEASE_KEY, memberRecords, subscribeHeartbeats, taskKey, type MemberRecord, type TaskDef } from "../nats/records.js";
+import { decodeTask, LEASE_KEY, memberRecords, subscribeHeartbeats, taskKey, type MemberRecord, type TaskDef } from "../nats/records.js";
 
 const STALE_MS = 3 * HEARTBEAT_MS;
 
@@ -84,12 +84,9 @@ interface TaskRun {
   completing: boolean;
 }
 
-/** A heartbeat as the synctool reads it: which fields it carries depends on the sender's role. */
-type Member = MemberRecord & { node: string };
-
 /** What the synctool knows of the other processes, from their heartbeats. */
 class ClusterView {
-  private members = new Map<string, { hb: Member; at: number }>();
+  private members = new Map<string, { hb: MemberRecord; at: number }>();
   private sub: Subscription | null = null;
 
   constructor(private rt: Runtime) {}
@@ -105,17 +102,17 @@ class ClusterView {
     this.sub?.unsubscribe();
   }
 
-  get(node: string): Member | null {
+  get(node: string): MemberRecord | null {
     const e = this.members.get(node);
     return e && Date.now() - e.at < STALE_MS ? e.hb : null;
   }
 
-  live(role?: string): Member[] {
+  live(role?: string): MemberRecord[] {
     return [...this.members.values()].filter((e) => Date.now() - e.at < STALE_MS && (!role || e.hb.role === role)).map((e) => e.hb);
   }
 
   /** Every collector heard of, with whether it is up. */
-  collectors(): Member[] {
+  collectors(): MemberRecord[] {
     return [...this.members.values()]
       .filter((e) => e.hb.role === "collector")
       .map((e) => ({ node: e.hb.node, host: e.hb.host, state: e.hb.state, source: e.hb.source, up: Date.now() - e.at < STALE_MS }))
@@ -257,13 +254,10 @@ class Manager {
     }
   }
 
-  private taskDef(e: { key: string; json<T>(): T }): TaskDef | null {
-    try {
-      return e.json<TaskDef>();
-    } catch {
-      this.rt.log.warn({ key: e.key }, "task entry is not JSON; ignored");
-      return null;
-    }
+  private taskDef(e: { key: string; value: Uint8Array }): TaskDef | null {
+    const def = decodeTask(e.value);
+    if (!def) this.rt.log.warn({ key: e.key }, "task entry is not a task; ignored");
+    return def;
   }
 
   private serial<T>(fn: () => Promise<T>): Promise<T> {
@@ -393,7 +387,7 @@ class Manager {
     if (!isAbsolute(req.dest)) throw new UsageError(`destination ${req.dest} is not an absolute path`);
     const key = taskKey(req.db, req.table);
     const existing = await this.rt.buckets.tasks.get(key);
-    if (existing?.operation === "PUT") return this.again(req, existing.json<TaskDef>(), partitions, format);
+    if (existing?.operation === "PUT") return this.again(req, decodeTask(existing.value), partitions, format);
     const table = await this.tableColumns(req.table);
     if (table.db !== undefined && req.db !== table.db) {
       throw new UsageError(`database ${req.db} does not exist: the repositories name theirs ${table.db}`, `give the table as ${table.db}.${req.table}`);
@@ -430,7 +424,7 @@ class Manager {
       // The same request twice at once: the one that lost the race answers as a repeat does.
       const won = await this.rt.buckets.tasks.get(key);
       if (won?.operation !== "PUT") throw err;
-      return this.again(req, won.json<TaskDef>(), partitions, format);
+      return this.again(req, decodeTask(won.value), partitions, format);
     }
     this.rt.log.info({ task: key, id: def.id, mode: def.mode, format, dest, partitions }, `task ${req.db}.${req.table} created: mode ${def.mode} ${MODE_NAMES[def.mode]}, ${format} files to ${dest}`);
     return { task: def };
@@ -440,8 +434,9 @@ class Manager {
    * A create for a table that has a task: the same request again (a retry, a script run twice)
    * answers with the running task, so a repeat is harmless; another definition is refused.
    */
-  private again(req: TaskCreateRequest, def: TaskDef, partitions: number, format: string): { task: TaskDef; already: true } {
+  private again(req: TaskCreateRequest, def: TaskDef | null, partitions: number, format: string): { task: TaskDef; already: true } {
     const same =
+      def !== null &&
       def.mode === req.mode &&
       (req.mode !== 1 || def.ts === req.ts) &&
       (req.tsColumn === undefined || def.tsColumn === req.tsColumn) &&
@@ -449,7 +444,8 @@ class Manager {
       def.partitions === partitions &&
       (def.format ?? "jsonl") === format;
     if (!same) {
-      throw new SyncError("TASK_EXISTS", `table ${req.db}.${req.table} already has another sync task (mode ${def.mode}, ${def.format ?? "jsonl"} files to ${def.dest})`, {
+      const what = def ? ` (mode ${def.mode}, ${def.format ?? "jsonl"} files to ${def.dest})` : " (a record ferry cannot read)";
+      throw new SyncError("TASK_EXISTS", `table ${req.db}.${req.table} already has another sync task${what}`, {
         hint: `see ferry task status; ferry task delete -t ${req.db}.${req.table} removes it`,
       });
     }
@@ -490,17 +486,17 @@ class Manager {
     const e = await this.rt.buckets.tasks.get(key);
     if (!e) throw new SyncError("NOT_FOUND", `table ${name} has no sync task`, { hint: "ferry task status lists the tasks" });
     if (e.operation !== "PUT") return { deleted: name, already: true };
-    const def = e.json<TaskDef>();
+    const def = decodeTask(e.value);
     try {
       await this.rt.buckets.tasks.delete(key, { previousSeq: e.revision });
     } catch (err) {
       if (!isWrongSequence(err)) throw err;
       const now = await this.rt.buckets.tasks.get(key);
       if (now?.operation === "PUT") throw new ClusterError("IN_PROGRESS", `the task of ${name} changed while it was being deleted`, { hint: "ask again" });
-      return { deleted: name, dest: def.dest, already: true };
+      return { deleted: name, dest: def?.dest, already: true };
     }
     await this.serial(() => this.drop(key));
-    return { deleted: name, dest: def.dest };
+    return { deleted: name, dest: def?.dest };
   }
 
   private taskStatus(): Record<string, unknown>[] {

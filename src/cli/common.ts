@@ -1,5 +1,5 @@
 /** What every command shares: global flags, config loading, NATS, output and errors. */
-import type { Command } from "commander";
+import { Command } from "commander";
 import { openClient, type Client } from "../client/client.js";
 import { flagValue, loadConfig, type Config } from "../config.js";
 import { ConfigError, FerryError, asFerryError } from "../errors.js";
@@ -91,7 +91,7 @@ export function reportError(err: unknown): number {
 }
 
 /** Runs a command's action, turning any error into a one-line report and an exit code. */
-export function action<A extends unknown[]>(fn: (...args: A) => Promise<void | number>) {
+function action<A extends unknown[]>(fn: (...args: A) => Promise<void | number>) {
   return async (...args: A) => {
     try {
       const code = await fn(...args);
@@ -102,9 +102,26 @@ export function action<A extends unknown[]>(fn: (...args: A) => Promise<void | n
   };
 }
 
-/** The options of a command merged with the program's global ones. */
-export function allOpts(cmd: Command): Record<string, unknown> {
-  return cmd.optsWithGlobals();
+/** An option as commander takes it: flags, description and default. */
+export type OptionSpec = [flags: string, description: string, defaultValue?: string];
+
+type Run<A extends unknown[]> = (opts: Record<string, unknown>, ...args: A) => Promise<void | number>;
+
+/**
+ * A command with its options in the order --help lists them, whose action runs `run` with the
+ * options (merged with the program's) and the arguments: what it returns is the exit code (0
+ * when nothing), an error is reported in one line and exits with its code. Local: without the
+ * global options, for a command that runs a cluster of its own.
+ */
+export function localCommand<A extends unknown[]>(name: string, description: string, options: OptionSpec[], run: Run<A>): Command {
+  const cmd = new Command(name).description(description);
+  for (const [flags, text, defaultValue] of options) cmd.option(flags, text, defaultValue);
+  return cmd.action(action((...args: A) => run(cmd.optsWithGlobals(), ...args)));
+}
+
+/** The same with the global options (NATS, cluster, config) after the command's own. */
+export function command<A extends unknown[]>(name: string, description: string, options: OptionSpec[], run: Run<A>): Command {
+  return addGlobalOptions(localCommand(name, description, options, run));
 }
 
 /** The --node a command that acts on one replica requires. */

@@ -1,7 +1,7 @@
 /** `ferry compare` (are the replicas identical with the master?) and `ferry repair` (fix the rows that differ). */
-import { Command } from "commander";
+import type { Command } from "commander";
 import { compare, repair, type CompareReport } from "../client/compare.js";
-import { addGlobalOptions, action, allOpts, printJson, requiredNode, withClient } from "./common.js";
+import { command, printJson, requiredNode, withClient, type OptionSpec } from "./common.js";
 
 const clip = (s: string | null) => (s === null ? "-" : s.length > 120 ? `${s.slice(0, 117)}...` : s);
 
@@ -16,47 +16,39 @@ function printReport(r: CompareReport): void {
 }
 
 export function compareCommand(): Command {
-  const cmd = new Command("compare")
-    .description("compare every replica (or one) with the master at one LSN while writes go on; exit 1 when any differs")
-    .option("--node <id>", "compare only this replica")
-    .option("--table <name>", "compare only this table")
-    .option("--json", "print the report as JSON");
-  addGlobalOptions(cmd);
-  return cmd.action(
-    action(async () => {
-      const opts = allOpts(cmd);
-      return withClient(opts, async (c) => {
-        const r = await compare(c, { node: opts.node as string | undefined, table: opts.table as string | undefined });
-        if (opts.json) printJson(r);
-        else {
-          printReport(r);
-          process.stdout.write(r.identical ? "identical\n" : "replicas differ\n");
-        }
-        return r.identical ? 0 : 1;
-      });
+  const options: OptionSpec[] = [
+    ["--node <id>", "compare only this replica"],
+    ["--table <name>", "compare only this table"],
+    ["--json", "print the report as JSON"],
+  ];
+  return command("compare", "compare every replica (or one) with the master at one LSN while writes go on; exit 1 when any differs", options, (opts) =>
+    withClient(opts, async (c) => {
+      const r = await compare(c, { node: opts.node as string | undefined, table: opts.table as string | undefined });
+      if (opts.json) printJson(r);
+      else {
+        printReport(r);
+        process.stdout.write(r.identical ? "identical\n" : "replicas differ\n");
+      }
+      return r.identical ? 0 : 1;
     }),
   );
 }
 
 export function repairCommand(): Command {
-  const cmd = new Command("repair")
-    .description("fix only the rows in which a replica differs from the master, keeping its applied position")
-    .option("--node <id>", "the replica to repair")
-    .option("--table <name>", "repair only this table")
-    .option("--json", "print the outcome as JSON");
-  addGlobalOptions(cmd);
-  return cmd.action(
-    action(async () => {
-      const opts = allOpts(cmd);
-      const node = requiredNode(opts, "the replica to repair");
-      await withClient(opts, async (c) => {
-        const r = await repair(c, { node, table: opts.table as string | undefined });
-        if (opts.json) printJson(r);
-        else {
-          printReport(r);
-          process.stdout.write(`${node}: ${r.changed} rows changed at LSN ${r.lsn}\n`);
-        }
-      });
-    }),
-  );
+  const options: OptionSpec[] = [
+    ["--node <id>", "the replica to repair"],
+    ["--table <name>", "repair only this table"],
+    ["--json", "print the outcome as JSON"],
+  ];
+  return command("repair", "fix only the rows in which a replica differs from the master, keeping its applied position", options, async (opts) => {
+    const node = requiredNode(opts, "the replica to repair");
+    await withClient(opts, async (c) => {
+      const r = await repair(c, { node, table: opts.table as string | undefined });
+      if (opts.json) printJson(r);
+      else {
+        printReport(r);
+        process.stdout.write(`${node}: ${r.changed} rows changed at LSN ${r.lsn}\n`);
+      }
+    });
+  });
 }

@@ -8,7 +8,7 @@ import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { Command } from "commander";
+import type { Command } from "commander";
 import type { Client } from "../client/client.js";
 import { readStatus } from "../client/status.js";
 import { FERRY_BIN, LocalCluster } from "../local/cluster.js";
@@ -17,7 +17,7 @@ import { call } from "../nats/rpc.js";
 import { openRepository } from "../storage/repository/index.js";
 import { newWriteGate, setAccepting } from "../storage/repository/write-gate.js";
 import { UsageError } from "../errors.js";
-import { action, client } from "./common.js";
+import { client, localCommand, type OptionSpec } from "./common.js";
 import { runSql } from "../client/sql.js";
 import { renderStatus } from "./status.js";
 
@@ -37,113 +37,110 @@ interface Check {
 }
 
 export function demoCommand(): Command {
-  const cmd = new Command("demo")
-    .description("a guided tour: replication, a master killed and failed over, the old master back as a slave, an offline sync; ends with PASS or FAIL")
-    .option("--dir <dir>", "where the demo cluster lives (default: a temporary directory, removed at the end)")
-    .option("--keep", "keep the directory (repositories, logs, offline files) at the end")
-    .option("--rows <n>", "rows written by each writer", "500")
-    .option("--postgres", "run the tour on PostgreSQL servers (one per node, started and stopped by the tour)");
-  return cmd.action(
-    action(async () => {
-      const o = cmd.opts();
-      const dir = resolve(o.dir ?? mkdtempSync(join(tmpdir(), "ferry-demo-")));
-      const rows = Number(o.rows);
-      if (!Number.isInteger(rows) || rows < 1 || rows > 1_000_000) throw new UsageError("--rows must be a whole number from 1 to 1000000");
-      const say = (s = "") => void process.stdout.write(`${s}\n`);
-      const checks: Check[] = [];
-      const check = (name: string, ok: boolean, detail: string) => {
-        checks.push({ name, ok, detail });
-        say(`   ${ok ? "PASS" : "FAIL"}  ${name}: ${detail}`);
-      };
-      const started = Date.now();
-      let cluster: LocalCluster | null = null;
-      let c: Client | null = null;
-      try {
-        say(`1. A local cluster in ${dir}: nats-server, master dm1, slaves dm2 (designated standby) and dm3,`);
-        say(`   watchdogs w1 (primary) and w2, a collector per node and a synctool.`);
-        cluster = await LocalCluster.start({ dir, cluster: "demo", slaves: 2, restart: false, config: DEMO_CONFIG, postgres: o.postgres === true, say: (l) => say(`   ${l}`) });
-        c = await client({ config: cluster.configFile, logLevel: "silent" });
-        await until("the master, the slaves and the watchdog", c, (s) => has(s, "dm1", "active") && has(s, "dm2", "standby", "streaming") && has(s, "dm3", "standby", "streaming") && has(s, "w1", "active"));
+  const options: OptionSpec[] = [
+    ["--dir <dir>", "where the demo cluster lives (default: a temporary directory, removed at the end)"],
+    ["--keep", "keep the directory (repositories, logs, offline files) at the end"],
+    ["--rows <n>", "rows written by each writer", "500"],
+    ["--postgres", "run the tour on PostgreSQL servers (one per node, started and stopped by the tour)"],
+  ];
+  return localCommand("demo", "a guided tour: replication, a master killed and failed over, the old master back as a slave, an offline sync; ends with PASS or FAIL", options, async (o) => {
+    const dir = resolve((o.dir as string | undefined) ?? mkdtempSync(join(tmpdir(), "ferry-demo-")));
+    const rows = Number(o.rows);
+    if (!Number.isInteger(rows) || rows < 1 || rows > 1_000_000) throw new UsageError("--rows must be a whole number from 1 to 1000000");
+    const say = (s = "") => void process.stdout.write(`${s}\n`);
+    const checks: Check[] = [];
+    const check = (name: string, ok: boolean, detail: string) => {
+      checks.push({ name, ok, detail });
+      say(`   ${ok ? "PASS" : "FAIL"}  ${name}: ${detail}`);
+    };
+    const started = Date.now();
+    let cluster: LocalCluster | null = null;
+    let c: Client | null = null;
+    try {
+      say(`1. A local cluster in ${dir}: nats-server, master dm1, slaves dm2 (designated standby) and dm3,`);
+      say(`   watchdogs w1 (primary) and w2, a collector per node and a synctool.`);
+      cluster = await LocalCluster.start({ dir, cluster: "demo", slaves: 2, restart: false, config: DEMO_CONFIG, postgres: o.postgres === true, say: (l) => say(`   ${l}`) });
+      c = await client({ config: cluster.configFile, logLevel: "silent" });
+      await until("the master, the slaves and the watchdog", c, (s) => has(s, "dm1", "active") && has(s, "dm2", "standby", "streaming") && has(s, "dm3", "standby", "streaming") && has(s, "w1", "active"));
 
-        say(`\n2. Writes: ${rows} rows through ferry's SQL service, ${rows} by an outside program on dm1's repository.`);
-        say(`   $ ferry sql "CREATE TABLE orders(id INTEGER PRIMARY KEY, item TEXT, qty INTEGER, price REAL, at TEXT)"`);
-        await runSql(c, "CREATE TABLE orders(id INTEGER PRIMARY KEY, item TEXT, qty INTEGER, price REAL, at TEXT)", undefined, 10_000);
-        await runSql(c, `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ${rows}) INSERT INTO orders SELECT i, 'item-' || i, i % 7, i * 1.25, CURRENT_TIMESTAMP FROM n`, undefined, 10_000);
-        await outsideWrite(cluster.member("dm1").repo!, rows);
-        const converged = await identical(cluster, ["dm1", "dm2", "dm3"], 30_000);
-        check("the slaves caught up", converged, converged ? `dm2 and dm3 hold the same ${2 * rows} rows as dm1` : "they differ from dm1");
-        say(indent(renderStatus(await readStatus(c))));
+      say(`\n2. Writes: ${rows} rows through ferry's SQL service, ${rows} by an outside program on dm1's repository.`);
+      say(`   $ ferry sql "CREATE TABLE orders(id INTEGER PRIMARY KEY, item TEXT, qty INTEGER, price REAL, at TEXT)"`);
+      await runSql(c, "CREATE TABLE orders(id INTEGER PRIMARY KEY, item TEXT, qty INTEGER, price REAL, at TEXT)", undefined, 10_000);
+      await runSql(c, `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ${rows}) INSERT INTO orders SELECT i, 'item-' || i, i % 7, i * 1.25, CURRENT_TIMESTAMP FROM n`, undefined, 10_000);
+      await outsideWrite(cluster.member("dm1").repo!, rows);
+      const converged = await identical(cluster, ["dm1", "dm2", "dm3"], 30_000);
+      check("the slaves caught up", converged, converged ? `dm2 and dm3 hold the same ${2 * rows} rows as dm1` : "they differ from dm1");
+      say(indent(renderStatus(await readStatus(c))));
 
-        say(`\n3. kill -9 of the master dm1, while a client keeps writing (synchronous replication: 1 replica).`);
-        const alerts: { kind: string; message: string; node: string }[] = [];
-        const sub = c.nc.subscribe(c.subj.alert, {
-          callback: (_e, m) => {
-            const a = m.json<{ kind: string; message: string; node: string; role: string }>();
-            alerts.push(a);
-            if (a.role === "watchdog") say(`   alert from ${a.node}: ${a.message}`);
-          },
-        });
-        const writer = new Writer(c);
-        await writer.until(() => writer.acked.length >= 20);
-        const killedAt = Date.now();
-        await cluster.kill("dm1", "SIGKILL");
-        // A request in flight to dm1 when it died waits out its timeout (its outcome is unknown);
-        // a fresh client shows when writes are accepted again.
-        const probe = new Writer(c, 900_000);
-        await probe.until(() => probe.acked.length > 0, 30_000);
-        await probe.stop();
-        const first = probe.acked[0];
-        const failoverMs = first.at - killedAt;
-        check("a slave took over", first.node !== "dm1", `${first.node} accepted its first write ${failoverMs} ms after the kill (epoch ${first.epoch})`);
+      say(`\n3. kill -9 of the master dm1, while a client keeps writing (synchronous replication: 1 replica).`);
+      const alerts: { kind: string; message: string; node: string }[] = [];
+      const sub = c.nc.subscribe(c.subj.alert, {
+        callback: (_e, m) => {
+          const a = m.json<{ kind: string; message: string; node: string; role: string }>();
+          alerts.push(a);
+          if (a.role === "watchdog") say(`   alert from ${a.node}: ${a.message}`);
+        },
+      });
+      const writer = new Writer(c);
+      await writer.until(() => writer.acked.length >= 20);
+      const killedAt = Date.now();
+      await cluster.kill("dm1", "SIGKILL");
+      // A request in flight to dm1 when it died waits out its timeout (its outcome is unknown);
+      // a fresh client shows when writes are accepted again.
+      const probe = new Writer(c, 900_000);
+      await probe.until(() => probe.acked.length > 0, 30_000);
+      await probe.stop();
+      const first = probe.acked[0];
+      const failoverMs = first.at - killedAt;
+      check("a slave took over", first.node !== "dm1", `${first.node} accepted its first write ${failoverMs} ms after the kill (epoch ${first.epoch})`);
 
-        say(`\n4. dm1 comes back: it sees a higher epoch and rejoins as a slave.`);
-        cluster.launch(cluster.member("dm1"));
-        const back = await until("dm1 as a replica", c, (s) => has(s, "dm1", "standby"));
-        const dm1 = back.members.find((m) => m.node === "dm1")!;
-        if (dm1.needsResync) {
-          say(`   dm1 holds changes the new master never received (never acknowledged): ${String((dm1.error as { message?: string } | null)?.message ?? "")}`);
-          say(`   $ ferry resync --node dm1`);
-          await call(c.nc, ENDPOINTS.resync, c.subj.node("dm1").resync, {}, { timeoutMs: 5000, peer: "dm1" });
-        }
-        await until("dm1 streaming from the new master", c, (s) => has(s, "dm1", "standby", "streaming"));
-        await writer.stop();
-        sub.unsubscribe();
-        const all = await identical(cluster, ["dm1", "dm2", "dm3"], 30_000, first.node);
-        check("all replicas identical", all, all ? "dm1, dm2 and dm3 hold the same rows" : "they differ");
-        const table = await tableIds(cluster.member(first.node).repo!);
-        const acked = [...writer.acked, ...probe.acked];
-        const lost = acked.filter((w) => !table.has(w.id));
-        check("no acknowledged write lost", lost.length === 0, `${acked.length} writes acknowledged, ${lost.length} missing`);
-
-        say(`\n5. An offline copy of the table: a mode-0 (full) sync task, split in 4 partitions.`);
-        const dest = join(dir, "offline");
-        const qualified = `${await databaseOf(cluster.member(first.node).repo!, "orders")}.orders`;
-        say(`   $ ferry task create -t ${qualified} -m 0 -d ${dest} --format jsonl`);
-        const created = await ferry(["task", "create", "-t", qualified, "-m", "0", "-d", dest, "--format", "jsonl", "--config", cluster.configFile]);
-        if (created.code !== 0) say(indent(created.out));
-        const syncStart = Date.now();
-        await untilTaskGone(cluster.configFile, 60_000);
-        const syncMs = Date.now() - syncStart;
-        const offline = offlineIds(dest, "orders");
-        const same = offline.ids.length === table.size && offline.ids.every((id) => table.has(id)) && new Set(offline.ids).size === offline.ids.length;
-        check("the offline files hold exactly the table's rows", same, `${offline.ids.length} rows in ${offline.files} files, the table has ${table.size} (done in ${syncMs} ms)`);
-
-        const failed = checks.filter((x) => !x.ok);
-        say(`\nSummary (${((Date.now() - started) / 1000).toFixed(1)} s):`);
-        say(`   rows written       ${2 * rows + acked.length}`);
-        say(`   failover time      ${failoverMs} ms (kill -9 of the master to the first write accepted by ${first.node}; lease ${DEMO_CONFIG.lease.ttlMs} ms, wait ${DEMO_CONFIG.failover.waitMs} ms)`);
-        say(`   watchdog alerts    ${alerts.filter((a) => a.node.startsWith("w")).map((a) => a.kind).join(", ")}`);
-        say(`   offline sync       ${offline.ids.length} rows in ${syncMs} ms`);
-        say(failed.length === 0 ? `\nPASS: every check passed.` : `\nFAIL: ${failed.map((x) => x.name).join("; ")}`);
-        return failed.length === 0 ? 0 : 1;
-      } finally {
-        await c?.close().catch(() => {});
-        await cluster?.stop().catch(() => {});
-        if (o.keep) say(`kept ${dir}`);
-        else if (!o.dir) rmSync(dir, { recursive: true, force: true });
+      say(`\n4. dm1 comes back: it sees a higher epoch and rejoins as a slave.`);
+      cluster.launch(cluster.member("dm1"));
+      const back = await until("dm1 as a replica", c, (s) => has(s, "dm1", "standby"));
+      const dm1 = back.members.find((m) => m.node === "dm1")!;
+      if (dm1.needsResync) {
+        say(`   dm1 holds changes the new master never received (never acknowledged): ${String((dm1.error as { message?: string } | null)?.message ?? "")}`);
+        say(`   $ ferry resync --node dm1`);
+        await call(c.nc, ENDPOINTS.resync, c.subj.node("dm1").resync, {}, { timeoutMs: 5000, peer: "dm1" });
       }
-    }),
-  );
+      await until("dm1 streaming from the new master", c, (s) => has(s, "dm1", "standby", "streaming"));
+      await writer.stop();
+      sub.unsubscribe();
+      const all = await identical(cluster, ["dm1", "dm2", "dm3"], 30_000, first.node);
+      check("all replicas identical", all, all ? "dm1, dm2 and dm3 hold the same rows" : "they differ");
+      const table = await tableIds(cluster.member(first.node).repo!);
+      const acked = [...writer.acked, ...probe.acked];
+      const lost = acked.filter((w) => !table.has(w.id));
+      check("no acknowledged write lost", lost.length === 0, `${acked.length} writes acknowledged, ${lost.length} missing`);
+
+      say(`\n5. An offline copy of the table: a mode-0 (full) sync task, split in 4 partitions.`);
+      const dest = join(dir, "offline");
+      const qualified = `${await databaseOf(cluster.member(first.node).repo!, "orders")}.orders`;
+      say(`   $ ferry task create -t ${qualified} -m 0 -d ${dest} --format jsonl`);
+      const created = await ferry(["task", "create", "-t", qualified, "-m", "0", "-d", dest, "--format", "jsonl", "--config", cluster.configFile]);
+      if (created.code !== 0) say(indent(created.out));
+      const syncStart = Date.now();
+      await untilTaskGone(cluster.configFile, 60_000);
+      const syncMs = Date.now() - syncStart;
+      const offline = offlineIds(dest, "orders");
+      const same = offline.ids.length === table.size && offline.ids.every((id) => table.has(id)) && new Set(offline.ids).size === offline.ids.length;
+      check("the offline files hold exactly the table's rows", same, `${offline.ids.length} rows in ${offline.files} files, the table has ${table.size} (done in ${syncMs} ms)`);
+
+      const failed = checks.filter((x) => !x.ok);
+      say(`\nSummary (${((Date.now() - started) / 1000).toFixed(1)} s):`);
+      say(`   rows written       ${2 * rows + acked.length}`);
+      say(`   failover time      ${failoverMs} ms (kill -9 of the master to the first write accepted by ${first.node}; lease ${DEMO_CONFIG.lease.ttlMs} ms, wait ${DEMO_CONFIG.failover.waitMs} ms)`);
+      say(`   watchdog alerts    ${alerts.filter((a) => a.node.startsWith("w")).map((a) => a.kind).join(", ")}`);
+      say(`   offline sync       ${offline.ids.length} rows in ${syncMs} ms`);
+      say(failed.length === 0 ? `\nPASS: every check passed.` : `\nFAIL: ${failed.map((x) => x.name).join("; ")}`);
+      return failed.length === 0 ? 0 : 1;
+    } finally {
+      await c?.close().catch(() => {});
+      await cluster?.stop().catch(() => {});
+      if (o.keep) say(`kept ${dir}`);
+      else if (!o.dir) rmSync(dir, { recursive: true, force: true });
+    }
+  });
 }
 
 type Status = Awaited<ReturnType<typeof readStatus>>;

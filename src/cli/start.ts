@@ -1,7 +1,7 @@
 /** `ferry start --role ROLE --node ID`: one process until SIGINT/SIGTERM. */
-import { Command } from "commander";
+import type { Command } from "commander";
 import { ConfigError } from "../errors.js";
-import { addGlobalOptions, action, allOpts, configFrom } from "./common.js";
+import { command, configFrom, type OptionSpec } from "./common.js";
 import { REPOSITORY_URL_FORMS } from "../storage/repository/url.js";
 import type { Config, Role } from "../config.js";
 import { startNode } from "../actors/node.js";
@@ -19,29 +19,26 @@ const runners: Partial<Record<Role, (config: Config) => Promise<{ stop(): Promis
 };
 
 export function startCommand(): Command {
-  const cmd = new Command("start")
-    .description("run one ferry process (a node, or another role) until SIGINT/SIGTERM")
-    .option("--role <role>", "master | slave | watchdog | collector | synctool (env FERRY_NODE_ROLE)")
-    .option("--node <id>", "this process's id, unique in the cluster (env FERRY_NODE_ID)")
-    .option("--repo <url>", `the node's repository, ${REPOSITORY_URL_FORMS} (env FERRY_NODE_REPO)`)
-    .option("--data <dir>", "LevelDB directory for spool and progress (default data/<node>)")
-    .option("--host <name>", "host label, used for collectors and conflict checks (default: this host)")
-    .option("--source <node>", "collector: the node whose replica it reads (default: the node with the same --host)")
-    .option("--designated <which>", "watchdog: primary | secondary; slave: standby (the designated standby)")
-    .option("--metrics-port <port>", "serve Prometheus metrics on http://127.0.0.1:PORT/metrics");
-  addGlobalOptions(cmd);
-  return cmd.action(
-    action(async () => {
-      const config = configFrom(allOpts(cmd));
-      const role = config.node.role;
-      if (!role) throw new ConfigError("node.role", "required (give --role master|slave|watchdog|collector|synctool)");
-      const run = runners[role];
-      if (!run) throw new ConfigError("node.role", `role ${role} is not available in this version`);
-      const proc = await run(config);
-      await untilSignal();
-      await proc.stop();
-    }),
-  );
+  const options: OptionSpec[] = [
+    ["--role <role>", "master | slave | watchdog | collector | synctool (env FERRY_NODE_ROLE)"],
+    ["--node <id>", "this process's id, unique in the cluster (env FERRY_NODE_ID)"],
+    ["--repo <url>", `the node's repository, ${REPOSITORY_URL_FORMS} (env FERRY_NODE_REPO)`],
+    ["--data <dir>", "LevelDB directory for spool and progress (default data/<node>)"],
+    ["--host <name>", "host label, used for collectors and conflict checks (default: this host)"],
+    ["--source <node>", "collector: the node whose replica it reads (default: the node with the same --host)"],
+    ["--designated <which>", "watchdog: primary | secondary; slave: standby (the designated standby)"],
+    ["--metrics-port <port>", "serve Prometheus metrics on http://127.0.0.1:PORT/metrics"],
+  ];
+  return command("start", "run one ferry process (a node, or another role) until SIGINT/SIGTERM", options, async (opts) => {
+    const config = configFrom(opts);
+    const role = config.node.role;
+    if (!role) throw new ConfigError("node.role", "required (give --role master|slave|watchdog|collector|synctool)");
+    const run = runners[role];
+    if (!run) throw new ConfigError("node.role", `role ${role} is not available in this version`);
+    const proc = await run(config);
+    await untilSignal();
+    await proc.stop();
+  });
 }
 
 /** Resolves on the first SIGINT or SIGTERM; a second one exits at once. */

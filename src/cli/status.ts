@@ -1,10 +1,10 @@
 /** `ferry status`: every member's latest heartbeat, the leases, and each replica's backlog. */
-import { Command } from "commander";
+import type { Command } from "commander";
 import Table from "cli-table3";
 import { readStatus, type ClusterStatus } from "../client/status.js";
 import { UsageError } from "../errors.js";
 import type { DivergedRecord } from "../nats/records.js";
-import { addGlobalOptions, action, allOpts, printJson, withClient } from "./common.js";
+import { command, printJson, withClient, type OptionSpec } from "./common.js";
 
 export function renderStatus(s: ClusterStatus): string {
   const lease = s.leases.master;
@@ -59,35 +59,31 @@ function verifyNote(m: Record<string, unknown>): string {
 const stateText = (v: unknown): string => (typeof v === "string" ? v : JSON.stringify(v).replace(/[{}"]/g, "").replace(/:/g, "."));
 
 export function statusCommand(): Command {
-  const cmd = new Command("status")
-    .description("show every node: role, state, epoch, applied LSN, lag, backlog, heartbeat")
-    .option("--json", "print JSON")
-    .option("--watch [ms]", "refresh in place (every second, or every ms) until Ctrl-C");
-  addGlobalOptions(cmd);
-  return cmd.action(
-    action(async () => {
-      const opts = allOpts(cmd);
-      if (opts.watch === undefined) {
-        const s = await withClient(opts, readStatus);
-        if (opts.json) printJson(s);
-        else process.stdout.write(renderStatus(s));
-        return;
+  const options: OptionSpec[] = [
+    ["--json", "print JSON"],
+    ["--watch [ms]", "refresh in place (every second, or every ms) until Ctrl-C"],
+  ];
+  return command("status", "show every node: role, state, epoch, applied LSN, lag, backlog, heartbeat", options, async (opts) => {
+    if (opts.watch === undefined) {
+      const s = await withClient(opts, readStatus);
+      if (opts.json) printJson(s);
+      else process.stdout.write(renderStatus(s));
+      return;
+    }
+    const every = opts.watch === true ? 1000 : Number(opts.watch);
+    if (!Number.isFinite(every) || every < 100) throw new UsageError("--watch takes a refresh period of at least 100 ms");
+    await withClient(opts, async (c) => {
+      let stop = false;
+      const quit = () => (stop = true);
+      process.once("SIGINT", quit);
+      process.once("SIGTERM", quit);
+      while (!stop) {
+        const s = await readStatus(c).catch((err: Error) => err);
+        const body = s instanceof Error ? `ferry: ${s.message}\n` : opts.json ? `${JSON.stringify(s)}\n` : renderStatus(s);
+        // Home the cursor and clear the screen on a terminal: the table is redrawn in place.
+        process.stdout.write(opts.json || !process.stdout.isTTY ? body : `\x1b[H\x1b[2J${new Date().toISOString()}  (every ${every} ms, Ctrl-C stops)\n${body}`);
+        await new Promise((r) => setTimeout(r, every));
       }
-      const every = opts.watch === true ? 1000 : Number(opts.watch);
-      if (!Number.isFinite(every) || every < 100) throw new UsageError("--watch takes a refresh period of at least 100 ms");
-      await withClient(opts, async (c) => {
-        let stop = false;
-        const quit = () => (stop = true);
-        process.once("SIGINT", quit);
-        process.once("SIGTERM", quit);
-        while (!stop) {
-          const s = await readStatus(c).catch((err: Error) => err);
-          const body = s instanceof Error ? `ferry: ${s.message}\n` : opts.json ? `${JSON.stringify(s)}\n` : renderStatus(s);
-          // Home the cursor and clear the screen on a terminal: the table is redrawn in place.
-          process.stdout.write(opts.json || !process.stdout.isTTY ? body : `\x1b[H\x1b[2J${new Date().toISOString()}  (every ${every} ms, Ctrl-C stops)\n${body}`);
-          await new Promise((r) => setTimeout(r, every));
-        }
-      });
-    }),
-  );
+    });
+  });
 }

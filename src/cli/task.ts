@@ -12,7 +12,7 @@ import { call } from "../nats/rpc.js";
 import { synctoolRequest } from "../client/synctool.js";
 import { UsageError } from "../errors.js";
 import { parseFormat, SINK_FORMATS } from "../storage/sink/index.js";
-import { addGlobalOptions, action, allOpts, printJson, withClient } from "./common.js";
+import { command, printJson, withClient, type OptionSpec } from "./common.js";
 import { decodeLease, LEASE_KEY } from "../nats/records.js";
 
 /** commander takes one-letter short flags; the seed's `-ts N` is rewritten to `--ts N`. */
@@ -80,73 +80,66 @@ export function renderTasks(tasks: TaskStatus[]): string {
 
 export function taskCommand(): Command {
   const task = new Command("task").description("online-to-offline sync tasks (requests to the active synctool)");
+  return task.addCommand(createCommand()).addCommand(deleteCommand()).addCommand(statusCommand());
+}
 
-  const create = new Command("create")
-    .description("sync a table to a directory: mode 0 FULL, 1 INCREMENTAL_BY_TIMESTAMP, 2 FULL_AND_CONTINUOUS")
-    .option("-t, --table <db.table>", "the table, DB.TABLE (SQLite: main.TABLE; PostgreSQL: SCHEMA.TABLE, e.g. public.TABLE)")
-    .option("-m, --mode <mode>", "0 FULL | 1 INCREMENTAL_BY_TIMESTAMP | 2 FULL_AND_CONTINUOUS")
-    .option("--ts <n>", "mode 1: rows whose timestamp column is at least N (also -ts N)")
-    .option("--ts-column <col>", "mode 1: the timestamp column (default: sync.tsColumns.<table> in the config)")
-    .option("-d, --dest <dir>", "destination directory; files go to DIR/<table>/part=<p>/")
-    .option("--format <format>", `file format: ${SINK_FORMATS.join(" | ")}`, "parquet")
-    .option("--partitions <n>", "subtasks (default: sync.partitions, 4)")
-    .option("--json", "print the created task as JSON");
-  addGlobalOptions(create);
-  create.action(
-    action(async () => {
-      const o = allOpts(create);
-      const { db, table } = parseTable(o.table);
-      if (o.mode === undefined || !/^[0-2]$/.test(String(o.mode))) {
-        throw new UsageError(`-m must be 0 (FULL), 1 (INCREMENTAL_BY_TIMESTAMP) or 2 (FULL_AND_CONTINUOUS), not ${o.mode === undefined ? "missing" : `"${o.mode}"`}`);
-      }
-      const mode = Number(o.mode);
-      const ts = integer("-ts", o.ts);
-      if (mode === 1 && ts === undefined) throw new UsageError("mode 1 (INCREMENTAL_BY_TIMESTAMP) needs -ts N: rows whose timestamp is at least N");
-      if (!o.dest) throw new UsageError("-d DIR is required: the destination directory");
-      const partitions = integer("--partitions", o.partitions);
-      const format = parseFormat(o.format);
-      const body = { db, table, mode, ts, tsColumn: o.tsColumn, dest: resolve(String(o.dest)), partitions, format };
-      const r = await withClient(o, (c) =>
-        synctoolRequest<{ task: { id: string; dest: string; partitions: number; tsColumn?: string }; already?: boolean }>(c, ENDPOINTS.taskCreate, body),
-      );
-      if (o.json) return printJson({ ...r.task, already: r.already === true });
-      const what = r.already ? `task ${db}.${table} already exists as asked (nothing changed)` : `created task ${db}.${table}`;
-      process.stdout.write(`${what}: mode ${mode}, ${r.task.partitions} subtasks, ${format} files to ${r.task.dest}/${table}\n`);
-    }),
-  );
+function createCommand(): Command {
+  const options: OptionSpec[] = [
+    ["-t, --table <db.table>", "the table, DB.TABLE (SQLite: main.TABLE; PostgreSQL: SCHEMA.TABLE, e.g. public.TABLE)"],
+    ["-m, --mode <mode>", "0 FULL | 1 INCREMENTAL_BY_TIMESTAMP | 2 FULL_AND_CONTINUOUS"],
+    ["--ts <n>", "mode 1: rows whose timestamp column is at least N (also -ts N)"],
+    ["--ts-column <col>", "mode 1: the timestamp column (default: sync.tsColumns.<table> in the config)"],
+    ["-d, --dest <dir>", "destination directory; files go to DIR/<table>/part=<p>/"],
+    ["--format <format>", `file format: ${SINK_FORMATS.join(" | ")}`, "parquet"],
+    ["--partitions <n>", "subtasks (default: sync.partitions, 4)"],
+    ["--json", "print the created task as JSON"],
+  ];
+  return command("create", "sync a table to a directory: mode 0 FULL, 1 INCREMENTAL_BY_TIMESTAMP, 2 FULL_AND_CONTINUOUS", options, async (o) => {
+    const { db, table } = parseTable(o.table);
+    if (o.mode === undefined || !/^[0-2]$/.test(String(o.mode))) {
+      throw new UsageError(`-m must be 0 (FULL), 1 (INCREMENTAL_BY_TIMESTAMP) or 2 (FULL_AND_CONTINUOUS), not ${o.mode === undefined ? "missing" : `"${o.mode}"`}`);
+    }
+    const mode = Number(o.mode);
+    const ts = integer("-ts", o.ts);
+    if (mode === 1 && ts === undefined) throw new UsageError("mode 1 (INCREMENTAL_BY_TIMESTAMP) needs -ts N: rows whose timestamp is at least N");
+    if (!o.dest) throw new UsageError("-d DIR is required: the destination directory");
+    const partitions = integer("--partitions", o.partitions);
+    const format = parseFormat(o.format);
+    const body = { db, table, mode, ts, tsColumn: o.tsColumn, dest: resolve(String(o.dest)), partitions, format };
+    const r = await withClient(o, (c) =>
+      synctoolRequest<{ task: { id: string; dest: string; partitions: number; tsColumn?: string }; already?: boolean }>(c, ENDPOINTS.taskCreate, body),
+    );
+    if (o.json) return printJson({ ...r.task, already: r.already === true });
+    const what = r.already ? `task ${db}.${table} already exists as asked (nothing changed)` : `created task ${db}.${table}`;
+    process.stdout.write(`${what}: mode ${mode}, ${r.task.partitions} subtasks, ${format} files to ${r.task.dest}/${table}\n`);
+  });
+}
 
-  const del = new Command("delete")
-    .description("delete a table's task: its subtasks stop, the files already written stay")
-    .option("-t, --table <db.table>", "the table, DB.TABLE")
-    .option("--json", "print JSON");
-  addGlobalOptions(del);
-  del.action(
-    action(async () => {
-      const o = allOpts(del);
-      const { db, table } = parseTable(o.table);
-      const r = await withClient(o, (c) => synctoolRequest<{ deleted: string; dest?: string; already?: boolean }>(c, ENDPOINTS.taskDelete, { db, table }));
-      if (o.json) return printJson({ ...r, already: r.already === true });
-      if (r.already) return void process.stdout.write(`task ${r.deleted} was already deleted or completed (nothing changed)\n`);
-      process.stdout.write(`deleted task ${r.deleted}; its files stay in ${r.dest}\n`);
-    }),
-  );
+function deleteCommand(): Command {
+  const options: OptionSpec[] = [
+    ["-t, --table <db.table>", "the table, DB.TABLE"],
+    ["--json", "print JSON"],
+  ];
+  return command("delete", "delete a table's task: its subtasks stop, the files already written stay", options, async (o) => {
+    const { db, table } = parseTable(o.table);
+    const r = await withClient(o, (c) => synctoolRequest<{ deleted: string; dest?: string; already?: boolean }>(c, ENDPOINTS.taskDelete, { db, table }));
+    if (o.json) return printJson({ ...r, already: r.already === true });
+    if (r.already) return void process.stdout.write(`task ${r.deleted} was already deleted or completed (nothing changed)\n`);
+    process.stdout.write(`deleted task ${r.deleted}; its files stay in ${r.dest}\n`);
+  });
+}
 
-  const status = new Command("status")
-    .description("each subtask's state, collector, position and rows; then whether any subtask of the table FAILED")
-    .option("--json", "print JSON")
-    .option("--follow", "progress bars until every mode-0 task is done (Ctrl-C stops following)");
-  addGlobalOptions(status);
-  status.action(
-    action(async () => {
-      const o = allOpts(status);
-      if (o.follow) return withClient(o, follow);
-      const r = await withClient(o, (c) => synctoolRequest<{ tasks: TaskStatus[] }>(c, ENDPOINTS.tasks, {}));
-      if (o.json) return printJson(r);
-      process.stdout.write(renderTasks(r.tasks));
-    }),
-  );
-
-  return task.addCommand(create).addCommand(del).addCommand(status);
+function statusCommand(): Command {
+  const options: OptionSpec[] = [
+    ["--json", "print JSON"],
+    ["--follow", "progress bars until every mode-0 task is done (Ctrl-C stops following)"],
+  ];
+  return command("status", "each subtask's state, collector, position and rows; then whether any subtask of the table FAILED", options, async (o) => {
+    if (o.follow) return withClient(o, follow);
+    const r = await withClient(o, (c) => synctoolRequest<{ tasks: TaskStatus[] }>(c, ENDPOINTS.tasks, {}));
+    if (o.json) return printJson(r);
+    process.stdout.write(renderTasks(r.tasks));
+  });
 }
 
 /** The number of rows of a table on the active master (the `info` request every node answers). */
@@ -213,20 +206,15 @@ interface ToolStatus {
 }
 
 export function toolStatusCommand(): Command {
-  const cmd = new Command("tool-status").description("the synctool's own state: active or standby, the collectors it sees, tasks, packs in flight").option("--json", "print JSON");
-  addGlobalOptions(cmd);
-  return cmd.action(
-    action(async () => {
-      const o = allOpts(cmd);
-      const r = await withClient(o, (c) => synctoolRequest<ToolStatus>(c, ENDPOINTS.toolStatus, {}));
-      if (o.json) return printJson(r);
-      const lines = [
-        `synctool ${r.node}: ${r.state} (epoch ${r.epoch}); ${r.tasks} tasks, ${r.subtasks} subtasks, ${r.packsInFlight} packs in flight`,
-        ...r.synctools.map((s) => `  synctool ${s.node} on ${s.host}: ${s.state}`),
-      ];
-      const t = new Table({ head: ["collector", "host", "state", "source", "up"], style: { head: [], border: [] } });
-      for (const c of r.collectors) t.push([String(c.node), String(c.host), String(c.state), String(c.source ?? "-"), c.up ? "yes" : "DOWN"]);
-      process.stdout.write(lines.join("\n") + "\n" + (r.collectors.length ? t.toString() + "\n" : "no collectors\n"));
-    }),
-  );
+  return command("tool-status", "the synctool's own state: active or standby, the collectors it sees, tasks, packs in flight", [["--json", "print JSON"]], async (o) => {
+    const r = await withClient(o, (c) => synctoolRequest<ToolStatus>(c, ENDPOINTS.toolStatus, {}));
+    if (o.json) return printJson(r);
+    const lines = [
+      `synctool ${r.node}: ${r.state} (epoch ${r.epoch}); ${r.tasks} tasks, ${r.subtasks} subtasks, ${r.packsInFlight} packs in flight`,
+      ...r.synctools.map((s) => `  synctool ${s.node} on ${s.host}: ${s.state}`),
+    ];
+    const t = new Table({ head: ["collector", "host", "state", "source", "up"], style: { head: [], border: [] } });
+    for (const c of r.collectors) t.push([String(c.node), String(c.host), String(c.state), String(c.source ?? "-"), c.up ? "yes" : "DOWN"]);
+    process.stdout.write(lines.join("\n") + "\n" + (r.collectors.length ? t.toString() + "\n" : "no collectors\n"));
+  });
 }

@@ -7,7 +7,7 @@
  */
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import type { Alert } from "../actors/alerts.js";
+import type { Alert } from "../nats/messages.js";
 import type { Client } from "../client/client.js";
 import { readStatus, STALE_MS, type ClusterStatus } from "../client/status.js";
 import { ENDPOINTS } from "../nats/protocol.js";

@@ -21,6 +21,11 @@ export function decodeJson<T>(subject: string, data: Uint8Array, schema: z.ZodTy
   } catch (err) {
     throw new MalformedMessageError(subject, "not JSON", err);
   }
+  return parseAs(subject, value, schema);
+}
+
+/** A decoded body as `schema` parses it; MALFORMED_MESSAGE naming the first field that does not parse. */
+export function parseAs<T>(subject: string, value: unknown, schema: z.ZodType<T>): T {
   const parsed = schema.safeParse(value);
   if (!parsed.success) {
     const i = parsed.error.issues[0];

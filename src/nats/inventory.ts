@@ -34,7 +34,7 @@ export function inventory(cluster: string): InventoryItem[] {
   const published = PUBLISHED.map((p): InventoryItem => ({ kind: "published", name: p.subject(s), carries: p.carries, watch: `nats sub '${wildcard(p.watch(s))}'` }));
   const buckets = RECORDS.map((r): InventoryItem => {
     const name = r.bucket(cluster);
-    return { kind: "bucket", name, carries: `keys ${r.keys}: ${r.carries}`, watch: r.watch(name) };
+    return { kind: "bucket", name, carries: `keys ${r.values.map((v) => v.keys).join(", ")}: ${r.carries}`, watch: r.watch(name) };
   });
   return [...published, ...requests, ...buckets];
 }

@@ -1,4 +1,4 @@
-/** Schemas of every request ferry answers; anything else is a MALFORMED_MESSAGE. */
+/** Schemas of every request ferry answers (anything else is a MALFORMED_MESSAGE) and of the messages it only publishes. */
 import { z } from "zod";
 import type { BatchMeta } from "../batch.js";
 
@@ -82,6 +82,33 @@ export type ChangesRequest = z.infer<typeof changesRequest>;
 /** `ack`: the master waits for acknowledgements up to `lsn` (a retried write answered from its record): pull now. */
 export const notifyMessage = z.object({ node: id, epoch: lsn, lsn, ack: z.boolean().optional() });
 export type NotifyMessage = z.infer<typeof notifyMessage>;
+
+/** A decision or fault, published by the process that made or saw it (actors/alerts.ts); `data` depends on the kind. */
+export const alertMessage = z.looseObject({
+  /** ISO 8601. */
+  ts: z.string(),
+  cluster: z.string(),
+  node: z.string(),
+  role: z.string(),
+  kind: z.string(),
+  severity: z.enum(["info", "warning", "critical"]),
+  message: z.string(),
+  data: z.record(z.string(), z.unknown()).optional(),
+});
+export type Alert = z.infer<typeof alertMessage>;
+export type Severity = Alert["severity"];
+
+/** A replica's progress through a resync from `master`: started, copying (now and then), then done or failed. */
+export const resyncProgressMessage = z.looseObject({
+  node: id,
+  master: id,
+  phase: z.enum(["started", "copying", "done", "failed"]),
+  lsn: lsn.optional(),
+  totalRows: lsn.optional(),
+  rows: lsn.optional(),
+  table: z.string().optional(),
+  error: z.string().optional(),
+});
 
 export const resyncRequest = z.object({}).strict();
 

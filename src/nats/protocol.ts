@@ -1,7 +1,7 @@
 /**
  * ferry's wire protocol in one table: every request endpoint (subject, request schema, reply kind,
- * the codes it answers with), every subject that is only published, and every KV record (bucket,
- * key, value). Callers reach endpoints only through call() and serve() (rpc.ts); `ferry inspect`
+ * the codes it answers with), every subject that is only published (with its body's schema), and
+ * every KV record (bucket, keys, value schema). Callers reach endpoints only through call() and serve() (rpc.ts); `ferry inspect`
  * and the README's subject table are printed from this table (inventory.ts), and a test fails
  * when the README drifts from it.
  */
@@ -9,12 +9,15 @@ import type { z } from "zod";
 import type { ErrorCode } from "../errors.js";
 import { bucketNames } from "./buckets.js";
 import {
+  alertMessage,
   changesRequest,
   compareRequest,
   controlRequest,
   emptyRequest,
+  notifyMessage,
   packRequest,
   pullRequest,
+  resyncProgressMessage,
   resyncRequest,
   snapshotRequest,
   sqlRequest,
@@ -22,7 +25,7 @@ import {
   taskCreateRequest,
   taskDeleteRequest,
 } from "./messages.js";
-import { LEASE_KEY } from "./records.js";
+import { LEASE_KEY, divergedRecord, leaseRecord, memberRecord, storedFailoverState, taskDef } from "./records.js";
 import { subjects, type Subjects } from "./subjects.js";
 
 /**
@@ -51,6 +54,8 @@ export interface Endpoint<Req = unknown, Kind extends ReplyKind = ReplyKind> {
   arg: string | null;
   request: z.ZodType<Req, unknown>;
   reply: Kind;
+  /** The JSON reply's body, where the table states it: call() refuses a reply that does not parse. */
+  replySchema?: z.ZodType;
   /** What a caller gets when nobody answers (no responders, or no connection to the peer). */
   absent: Absent;
   /** The codes its error replies carry, besides MALFORMED_MESSAGE and INTERNAL, which any may. */
@@ -105,6 +110,7 @@ export const ENDPOINTS = {
     arg: "<node>",
     request: emptyRequest,
     reply: "json",
+    replySchema: memberRecord,
     absent: NOT_RUNNING,
     errors: [],
     carries: "liveness, answered by every process with its status now (the heartbeat's JSON)",
@@ -225,33 +231,65 @@ export const ENDPOINTS = {
   }),
 };
 
-/** Subjects that are only published (no reply): who publishes, and what. */
-export const PUBLISHED: { name: string; subject: (s: Subjects) => string; watch: (s: Subjects) => string; carries: string }[] = [
-  { name: "heartbeat", subject: (s) => s.heartbeat("<role>", "<node>"), watch: (s) => s.heartbeatAll, carries: "each process's status as JSON, every second" },
+/** A subject that is only published (no reply): who publishes, and what. */
+export interface Published {
+  name: string;
+  subject: (s: Subjects) => string;
+  watch: (s: Subjects) => string;
+  /** Its JSON body. */
+  body: z.ZodType;
+  carries: string;
+}
+
+export const PUBLISHED: Published[] = [
+  { name: "heartbeat", subject: (s) => s.heartbeat("<role>", "<node>"), watch: (s) => s.heartbeatAll, body: memberRecord, carries: "each process's status as JSON, every second" },
   {
     name: "alert",
     subject: (s) => s.alert,
     watch: (s) => s.alert,
+    body: alertMessage,
     carries: "every decision and fault as JSON (failover steps, backlog cap, fencing, repository down/up, resyncs)",
   },
-  { name: "notify", subject: (s) => s.notify, watch: (s) => s.notify, carries: "the master's announcements of new batches {node, epoch, lsn}" },
-  { name: "resync progress", subject: (s) => s.node("<node>").resyncProgress, watch: (s) => s.node("*").resyncProgress, carries: "resync progress" },
+  { name: "notify", subject: (s) => s.notify, watch: (s) => s.notify, body: notifyMessage, carries: "the master's announcements of new batches {node, epoch, lsn}" },
+  {
+    name: "resync progress",
+    subject: (s) => s.node("<node>").resyncProgress,
+    watch: (s) => s.node("*").resyncProgress,
+    body: resyncProgressMessage,
+    carries: "resync progress",
+  },
 ];
 
-/** Every KV bucket with its keys and what their values hold. */
-export const RECORDS: { bucket: (cluster: string) => string; keys: string; carries: string; watch: (bucket: string) => string }[] = [
+/** A KV bucket: its keys, each kind with the schema of its values (JSON), and what they hold. */
+export interface Records {
+  bucket: (cluster: string) => string;
+  values: { keys: string; schema: z.ZodType }[];
+  carries: string;
+  watch: (bucket: string) => string;
+}
+
+export const RECORDS: Records[] = [
   {
     bucket: (c) => bucketNames(c).leases,
-    keys: `${LEASE_KEY.master}, ${LEASE_KEY.watchdog}, ${LEASE_KEY.synctool}, ${LEASE_KEY.collector("<host>")}, ${LEASE_KEY.failover}, ${LEASE_KEY.diverged("<node>")}`,
+    values: [
+      { keys: `${LEASE_KEY.master}, ${LEASE_KEY.watchdog}, ${LEASE_KEY.synctool}, ${LEASE_KEY.collector("<host>")}`, schema: leaseRecord },
+      { keys: LEASE_KEY.failover, schema: storedFailoverState },
+      { keys: LEASE_KEY.diverged("<node>"), schema: divergedRecord },
+    ],
     carries:
       "leases ({node, epoch, instance, ...}), the failover count (key failover), and each replica continuous verification found different from the master (diverged.<node>: {node, master, lsn, at, rows, tables: [{table, rows, keys}]})",
     watch: (b) => `nats kv watch ${b}`,
   },
-  { bucket: (c) => bucketNames(c).members, keys: "<node>", carries: "each process's latest heartbeat, by node id", watch: (b) => `nats kv ls ${b}; nats kv get ${b} <node>` },
+  {
+    bucket: (c) => bucketNames(c).members,
+    values: [{ keys: "<node>", schema: memberRecord }],
+    carries: "each process's latest heartbeat, by node id",
+    watch: (b) => `nats kv ls ${b}; nats kv get ${b} <node>`,
+  },
   {
     bucket: (c) => bucketNames(c).tasks,
-    keys: "<db>.<table> (taskKey: other characters than letters, digits, _ and - as =HH)",
-    carries: "table sync tasks and their subtasks' progress",
+    values: [{ keys: "<db>.<table> (taskKey: other characters than letters, digits, _ and - as =HH)", schema: taskDef }],
+    carries: "table sync tasks: what each syncs, how and where to (each subtask's progress is kept by the synctool and in the files)",
     watch: (b) => `nats kv watch ${b}`,
   },
 ];

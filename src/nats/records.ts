@@ -1,9 +1,10 @@
 /**
- * The KV records of the protocol (protocol.ts lists them): the keys and values of the leases,
- * tasks and members buckets.
+ * The KV records of the protocol (protocol.ts lists them): the keys of the leases, tasks and
+ * members buckets, and the schemas their values are read with (the heartbeat's is the members').
  */
 import type { KV } from "@nats-io/kv";
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
+import { z } from "zod";
 import { isWrongSequence, listKeys } from "./buckets.js";
 import type { Subjects } from "./subjects.js";
 
@@ -21,44 +22,58 @@ export const LEASE_KEY = {
 
 const DIVERGED_PREFIX = LEASE_KEY.diverged("");
 
-/** A lease's value (JSON): who holds it, with which epoch, and from which process. */
-export interface LeaseRecord {
-  node: string;
-  epoch: number;
-  /** Identifies the holding process; a restarted node has a new instance. */
-  instance: string;
-  [field: string]: unknown;
-}
-
-/** A lease value as read from the bucket; null when missing, deleted or not a lease. */
-export function decodeLease(value: Uint8Array | null | undefined): LeaseRecord | null {
+/** A JSON value that `schema` accepts, or null: empty, not JSON, or of another shape. */
+function decodeWith<T>(schema: z.ZodType<T>, value: Uint8Array | null | undefined): T | null {
   if (!value || value.length === 0) return null;
   try {
-    const v = JSON.parse(new TextDecoder().decode(value));
-    return v && typeof v.node === "string" && Number.isInteger(v.epoch) ? v : null;
+    const parsed = schema.safeParse(JSON.parse(new TextDecoder().decode(value)));
+    return parsed.success ? parsed.data : null;
   } catch {
     return null;
   }
 }
 
+/**
+ * A lease's value (JSON): who holds it, with which epoch, and from which process. Holders add
+ * their own fields (role, host, ts, from), which a reader keeps.
+ */
+export const leaseRecord = z.looseObject({
+  node: z.string(),
+  epoch: z.number().int(),
+  /** Identifies the holding process; a restarted node has a new instance. */
+  instance: z.string(),
+});
+export type LeaseRecord = z.infer<typeof leaseRecord>;
+
+/** A lease value as read from the bucket; null when missing, deleted or not a lease. */
+export function decodeLease(value: Uint8Array | null | undefined): LeaseRecord | null {
+  return decodeWith(leaseRecord, value);
+}
+
 /** A table task as stored in the tasks bucket (JSON under `taskKey(db, table)`). */
-export interface TaskDef {
+export const taskDef = z.looseObject({
   /** Random per task: a task deleted and created again is another task. */
-  id: string;
-  db: string;
-  table: string;
-  mode: 0 | 1 | 2;
-  ts?: number;
-  tsColumn?: string;
-  dest: string;
-  partitions: number;
-  columns: string[];
-  key: string[];
+  id: z.string(),
+  db: z.string(),
+  table: z.string(),
+  mode: z.union([z.literal(0), z.literal(1), z.literal(2)]),
+  ts: z.number().optional(),
+  tsColumn: z.string().optional(),
+  dest: z.string(),
+  partitions: z.number().int().positive(),
+  columns: z.array(z.string()),
+  key: z.array(z.string()),
   /** The columns' value kinds (ValueKind of src/storage/repository/types.ts), for typed files. */
-  kinds?: string[];
+  kinds: z.array(z.string()).optional(),
   /** The files' format (a SinkFormat of src/storage/sink/); absent in tasks created before formats existed, which write jsonl to part-<p>/. */
-  format?: string;
-  createdAt: number;
+  format: z.string().optional(),
+  createdAt: z.number(),
+});
+export type TaskDef = z.infer<typeof taskDef>;
+
+/** A tasks bucket value as a task; null when it is not one. */
+export function decodeTask(value: Uint8Array | null | undefined): TaskDef | null {
+  return decodeWith(taskDef, value);
 }
 
 /** The KV key of a table's task: `<db>.<table>`, characters a key cannot hold written as =HH. */
@@ -67,22 +82,18 @@ export function taskKey(db: string, table: string): string {
   return `${esc(db)}.${esc(table)}`;
 }
 
-export interface StoredFailoverState {
-  history: number[];
-  enabled: boolean;
-  resetAt?: number;
-}
+/** The watchdogs' count of automatic failovers (when each happened) and their switch. */
+export const storedFailoverState = z.looseObject({
+  history: z.array(z.number()),
+  enabled: z.boolean(),
+  resetAt: z.number().optional(),
+});
+export type StoredFailoverState = z.infer<typeof storedFailoverState>;
 
-/** The shared failover count and switch, as stored under `failover` in the leases bucket. */
+/** The shared failover count and switch, as stored under `failover` in the leases bucket; none or a malformed one is a fresh count. */
 export async function readFailoverState(kv: KV): Promise<StoredFailoverState> {
   const e = await kv.get(LEASE_KEY.failover);
-  if (!e || e.operation !== "PUT") return { history: [], enabled: true };
-  try {
-    const v = e.json<StoredFailoverState>();
-    return { history: Array.isArray(v.history) ? v.history.filter(Number.isFinite) : [], enabled: v.enabled !== false, resetAt: v.resetAt };
-  } catch {
-    return { history: [], enabled: true };
-  }
+  return (e?.operation === "PUT" ? decodeWith(storedFailoverState, e.value) : null) ?? { history: [], enabled: true };
 }
 
 export async function writeFailoverState(kv: KV, s: StoredFailoverState): Promise<void> {
@@ -95,26 +106,21 @@ export async function writeFailoverState(kv: KV, s: StoredFailoverState): Promis
  * that differ, and per table their count and first keys. Deleted when it is found clean again or
  * repaired.
  */
-export interface DivergedRecord {
-  node: string;
-  master: string;
-  lsn: number;
-  at: number;
-  rows: number;
-  tables: { table: string; rows: number; keys: string[] }[];
-}
+export const divergedRecord = z.object({
+  node: z.string(),
+  master: z.string(),
+  lsn: z.number().int(),
+  at: z.number(),
+  rows: z.number().int(),
+  tables: z.array(z.object({ table: z.string(), rows: z.number().int(), keys: z.array(z.string()) })),
+});
+export type DivergedRecord = z.infer<typeof divergedRecord>;
 
 export const isDivergedKey = (key: string) => key.startsWith(DIVERGED_PREFIX);
 
 /** A diverged record as read from the bucket; null when it is not one. */
 export function decodeDiverged(value: Uint8Array | null | undefined): DivergedRecord | null {
-  if (!value || value.length === 0) return null;
-  try {
-    const v = JSON.parse(new TextDecoder().decode(value));
-    return v && typeof v.node === "string" && Array.isArray(v.tables) && Number.isInteger(v.lsn) ? v : null;
-  } catch {
-    return null;
-  }
+  return decodeWith(divergedRecord, value);
 }
 
 /**
@@ -178,38 +184,35 @@ export async function watchDiverged(kv: KV, onChange: (records: DivergedRecord[]
 }
 
 /**
- * A process's entry in the members bucket: its latest heartbeat. Every field is optional to a
- * reader (older and other roles write fewer); `ts` is when it was sent.
+ * A process's heartbeat: published on its heartbeat subject every second, kept under its node id
+ * in the members bucket, and the answer to a ping. Only `node` is required (older and other
+ * roles write fewer fields); each role adds status fields of its own, which a reader keeps.
  */
-export interface MemberRecord {
-  node?: string;
-  role?: string;
-  state?: string;
-  host?: string;
-  instance?: string;
-  pid?: number;
-  ts?: number;
+export const memberRecord = z.looseObject({
+  node: z.string(),
+  role: z.string().optional(),
+  state: z.string().optional(),
+  host: z.string().optional(),
+  instance: z.string().optional(),
+  pid: z.number().optional(),
+  /** When it was sent (ms since the epoch). */
+  ts: z.number().optional(),
   /** The LevelDB directory. */
-  data?: string;
+  data: z.string().optional(),
   /** A node's repository (its location id) and kind. */
-  repo?: string;
-  repoKind?: string;
-  spooledLsn?: number;
-  appliedLsn?: number;
-  /** A collector: the node whose replica it reads. */
-  source?: string;
-  needsResync?: boolean;
-  [field: string]: unknown;
-}
+  repo: z.string().optional(),
+  repoKind: z.string().optional(),
+  spooledLsn: z.number().optional(),
+  appliedLsn: z.number().optional(),
+  /** A collector: the node whose replica it reads (null until it knows). */
+  source: z.string().nullable().optional(),
+  needsResync: z.boolean().optional(),
+});
+export type MemberRecord = z.infer<typeof memberRecord>;
 
-/** A heartbeat or member value as a record; null when it is not a JSON object naming its node. */
-export function decodeMember(data: Uint8Array): (MemberRecord & { node: string }) | null {
-  try {
-    const m = JSON.parse(new TextDecoder().decode(data));
-    return m && typeof m === "object" && !Array.isArray(m) && typeof m.node === "string" ? m : null;
-  } catch {
-    return null;
-  }
+/** A heartbeat or member value as a record; null when it is not one. */
+export function decodeMember(data: Uint8Array): MemberRecord | null {
+  return decodeWith(memberRecord, data);
 }
 
 /**
@@ -220,7 +223,7 @@ export function decodeMember(data: Uint8Array): (MemberRecord & { node: string }
 export function subscribeHeartbeats(
   nc: NatsConnection,
   subj: Subjects,
-  onBeat: (hb: MemberRecord & { node: string }, receivedAt: number) => void,
+  onBeat: (hb: MemberRecord, receivedAt: number) => void,
   malformed: (subject: string) => void = () => {},
 ): Subscription {
   return nc.subscribe(subj.heartbeatAll, {
@@ -232,9 +235,9 @@ export function subscribeHeartbeats(
   });
 }
 
-/** Every member record, one read of the bucket; a value that is not a JSON object is left out. */
-export async function memberRecords(kv: KV): Promise<(MemberRecord & { node: string })[]> {
-  const out: (MemberRecord & { node: string })[] = [];
+/** Every member record, one read of the bucket; a value that is not a member record is left out. */
+export async function memberRecords(kv: KV): Promise<MemberRecord[]> {
+  const out: MemberRecord[] = [];
   for (const key of await listKeys(kv)) {
     const e = await kv.get(key);
     const m = e?.operation === "PUT" ? decodeMember(e.value) : null;

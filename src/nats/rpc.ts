@@ -6,7 +6,7 @@
 import { errors, type Msg, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import { TimeoutError, asFerryError, errorOf, type FerryError } from "../errors.js";
-import { decodeJson, encodeJson, errorReply, isJsonReply, okReply, unwrapReply } from "./codec.js";
+import { decodeJson, encodeJson, errorReply, isJsonReply, okReply, parseAs, unwrapReply } from "./codec.js";
 import type { Absent, Endpoint, ReplyKind } from "./protocol.js";
 
 type RequestOf<E> = E extends Endpoint<infer R, ReplyKind> ? R : never;
@@ -23,7 +23,8 @@ export interface CallOptions {
  * Sends a request to a JSON endpoint and returns the answer's body (typed by the caller). No
  * responders (nobody subscribes: the peer is not running, or not in the role that answers) becomes
  * the endpoint's `absent` code; no answer in time a TimeoutError; a permission the NATS user lacks
- * PERMISSION_DENIED; an error reply the peer's own typed error. The nats.js error is the `cause`.
+ * PERMISSION_DENIED; an error reply the peer's own typed error; a reply that does not parse with
+ * the endpoint's reply schema (where it has one) MALFORMED_MESSAGE. The nats.js error is the `cause`.
  */
 export async function call<T = Record<string, unknown>, Req = unknown>(
   nc: NatsConnection,
@@ -32,7 +33,8 @@ export async function call<T = Record<string, unknown>, Req = unknown>(
   body: Req,
   opts: CallOptions,
 ): Promise<T> {
-  return unwrapReply<T>(subject, await request(nc, endpoint, subject, body as object, opts));
+  const reply = unwrapReply<T>(subject, await request(nc, endpoint, subject, body as object, opts));
+  return endpoint.replySchema ? (parseAs(subject, reply, endpoint.replySchema) as T) : reply;
 }
 
 /** The same for an answer that is a frame (codec.ts): its bytes; an error reply is thrown as call() does. */

@@ -110,4 +110,20 @@ test("serve: answers JSON bodies and frames, refuses a malformed request, and an
   }
 });
 
+test("call: a reply with a schema in the table (ping answers a heartbeat) must parse; its role's own fields are kept", async () => {
+  const c = await conn();
+  const subs = [
+    serve(c, log, ENDPOINTS.ping, s.ping("n1"), () => ({ node: "n1", role: "slave", appliedLsn: 4, replica: "streaming" })),
+    serve(c, log, ENDPOINTS.ping, s.ping("n2"), () => ({ node: "n2", appliedLsn: "4" })),
+  ];
+  try {
+    assert.equal(await call(c, ENDPOINTS.ping, s.ping("n1"), {}, { timeoutMs: 2000 }), { ok: true, node: "n1", role: "slave", appliedLsn: 4, replica: "streaming" });
+    const bad = await rejects(call(c, ENDPOINTS.ping, s.ping("n2"), {}, { timeoutMs: 2000 }));
+    assert.is(bad.code, "MALFORMED_MESSAGE");
+    assert.match(bad.message, "appliedLsn");
+  } finally {
+    for (const sub of subs) sub.unsubscribe();
+  }
+});
+
 test.run();
