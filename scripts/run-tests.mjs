@@ -25,19 +25,28 @@ let passed = 0;
 let failed = 0;
 const failedFiles = [];
 
-// The type check of src, tests and scripts counts as one case (tests run through tsx, which does not check types).
+// The type check of src, tests and scripts counts as one case (tests run through tsx, which does not
+// check types). It runs beside the unit tests, on the other core, and is done before any integration
+// test starts processes whose timing it could disturb.
+let typecheck = null;
 if (filters.length === 0) {
   const started = Date.now();
-  const { code } = await run(null);
-  if (code === 0) passed++;
-  else {
-    failed++;
-    failedFiles.push("typecheck (tsc -p tsconfig.check.json)");
-  }
-  process.stdout.write(`${code === 0 ? "ok  " : "FAIL"} typecheck (${((Date.now() - started) / 1000).toFixed(1)} s)\n`);
+  typecheck = run(null, false).then(({ code, out }) => {
+    if (code === 0) passed++;
+    else {
+      failed++;
+      failedFiles.push("typecheck (tsc -p tsconfig.check.json)");
+      process.stdout.write(out);
+    }
+    process.stdout.write(`${code === 0 ? "ok  " : "FAIL"} typecheck (${((Date.now() - started) / 1000).toFixed(1)} s)\n`);
+  });
 }
 
 for (const file of files) {
+  if (typecheck && !file.includes("/unit/")) {
+    await typecheck;
+    typecheck = null;
+  }
   const started = Date.now();
   const { code, out, timedOut, lingered } = await run(file);
   const total = Number(/Total:\s+(\d+)/.exec(out)?.[1] ?? 0);
@@ -53,12 +62,13 @@ for (const file of files) {
   if (bad > 0) failedFiles.push(file);
   process.stdout.write(`${bad > 0 ? "FAIL" : "ok  "} ${file} (${ok}/${total}${skipped ? `, ${skipped} skipped` : ""}${timedOut ? ", timed out" : ""}${lingered ? ", did not exit after its summary" : ""}, ${((Date.now() - started) / 1000).toFixed(1)} s)\n`);
 }
+await typecheck;
 if (failedFiles.length) process.stdout.write(`failed files:\n${failedFiles.map((f) => `  ${f}`).join("\n")}\n`);
 process.stdout.write(`${passed} passed, ${failed} failed\n`);
 process.exit(failed > 0 ? 1 : 0);
 
-/** Runs a test file (or, for null, the type check) in its own process group. */
-function run(file) {
+/** Runs a test file (or, for null, the type check) in its own process group; its output is shown as it comes unless `stream` is false. */
+function run(file, stream = true) {
   return new Promise((resolve) => {
     // test/helpers/uvu-report.ts: every failure reports its message and details (see there).
     const args = file === null ? [join(root, "node_modules/typescript/bin/tsc"), "-p", "tsconfig.check.json"] : ["--import", "tsx", "--import", "./test/helpers/uvu-report.ts", file];
@@ -73,7 +83,7 @@ function run(file) {
     };
     const onData = (d) => {
       out += d;
-      process.stdout.write(d);
+      if (stream) process.stdout.write(d);
       // uvu has printed its summary: the file's tests are over; it must exit soon.
       if (!lingerTimer && /Duration:\s/.test(out)) {
         lingerTimer = setTimeout(() => {
