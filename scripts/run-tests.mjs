@@ -31,22 +31,24 @@ const failedFiles = [];
 let typecheck = null;
 if (filters.length === 0) {
   const started = Date.now();
-  typecheck = run(null, false).then(({ code, out }) => {
-    if (code === 0) passed++;
-    else {
-      failed++;
-      failedFiles.push("typecheck (tsc -p tsconfig.check.json)");
-      process.stdout.write(out);
-    }
-    process.stdout.write(`${code === 0 ? "ok  " : "FAIL"} typecheck (${((Date.now() - started) / 1000).toFixed(1)} s)\n`);
-  });
+  typecheck = run(null, false).then((r) => ({ ...r, ms: Date.now() - started }));
+}
+/** Waits for the type check and reports it between two files' outputs, not inside one. */
+async function reportTypecheck() {
+  if (!typecheck) return;
+  const { code, out, ms } = await typecheck;
+  typecheck = null;
+  if (code === 0) passed++;
+  else {
+    failed++;
+    failedFiles.push("typecheck (tsc -p tsconfig.check.json)");
+    process.stdout.write(out);
+  }
+  process.stdout.write(`${code === 0 ? "ok  " : "FAIL"} typecheck (${(ms / 1000).toFixed(1)} s)\n`);
 }
 
 for (const file of files) {
-  if (typecheck && !file.includes("/unit/")) {
-    await typecheck;
-    typecheck = null;
-  }
+  if (!file.includes("/unit/")) await reportTypecheck();
   const started = Date.now();
   const { code, out, timedOut, lingered } = await run(file);
   const total = Number(/Total:\s+(\d+)/.exec(out)?.[1] ?? 0);
@@ -62,7 +64,7 @@ for (const file of files) {
   if (bad > 0) failedFiles.push(file);
   process.stdout.write(`${bad > 0 ? "FAIL" : "ok  "} ${file} (${ok}/${total}${skipped ? `, ${skipped} skipped` : ""}${timedOut ? ", timed out" : ""}${lingered ? ", did not exit after its summary" : ""}, ${((Date.now() - started) / 1000).toFixed(1)} s)\n`);
 }
-await typecheck;
+await reportTypecheck();
 if (failedFiles.length) process.stdout.write(`failed files:\n${failedFiles.map((f) => `  ${f}`).join("\n")}\n`);
 process.stdout.write(`${passed} passed, ${failed} failed\n`);
 process.exit(failed > 0 ? 1 : 0);
