@@ -170,7 +170,7 @@ test("a long transaction of ferry's own holds the write lock: the heartbeat row 
   const sub = c.nc.subscribe(c.subj.alert, { callback: (_e, m) => void alerts.push(m.json()) });
   // The SQL worker holds the write lock from BEGIN IMMEDIATE to COMMIT: several heartbeat periods (250 ms) here.
   const t0 = Date.now();
-  const r = await cl.sql("INSERT INTO t SELECT 1, 'long' FROM (WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 6000000) SELECT max(x) FROM n)", undefined, 5000, 30_000);
+  const r = await cl.sql("INSERT INTO t SELECT 1, 'long' FROM (WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 30000000) SELECT max(x) FROM n)", undefined, 5000, 60_000);
   const heldMs = Date.now() - t0;
   assert.ok(heldMs >= 1000, `the transaction held the lock for ${heldMs} ms, longer than two heartbeat periods`);
   await cl.waitConverged("m1", ["s1"]);
