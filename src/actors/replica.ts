@@ -137,7 +137,7 @@ export function createReplicaIo(d: ReplicaDeps, stats: ReplicaStats) {
     for (let lsn = from; lsn <= spool.head; lsn++) {
       const m = await spool.meta(lsn);
       if (!m) return needsResync(from, why);
-      changes.push(...(await readBatch(m)));
+      for (const c of spool.changesOf(m)) changes.push(c);
     }
     const touched = await touchedKeys(repo, changes);
     const keys = touched ? [...touched.values()].reduce((n, k) => n + k.size, 0) : Infinity;
@@ -179,12 +179,6 @@ export function createReplicaIo(d: ReplicaDeps, stats: ReplicaStats) {
   async function needsResync(from: number, why: string): Promise<never> {
     rt.alerts.raise("replica-diverged", "critical", why, { from, to: spool.head });
     throw new ReplicationError("NEEDS_RESYNC", why, { hint: `run: ferry resync --node ${rt.node}` });
-  }
-
-  async function readBatch(m: BatchMeta): Promise<Change[]> {
-    const out: Change[] = [];
-    for await (const part of spool.changes(m.lsn)) for (const c of part) out.push(c);
-    return out;
   }
 
   /**

@@ -106,8 +106,7 @@ export interface Choice {
   candidate: MemberView | null;
   /** Diverged replicas that ranked above the candidate and were passed over for it. */
   passedOver: string[];
-  /** The candidate has diverged itself: no clean replica is eligible, or this clean one holds less. */
-  divergedPick: boolean;
+  /** A diverged candidate's best clean rival, which holds less (null: no clean replica is eligible). */
   cleanBehind: MemberView | null;
 }
 
@@ -130,12 +129,11 @@ export function chooseCandidate(members: MemberView[], oldMaster: string, diverg
       a.node.localeCompare(b.node),
   );
   const best = eligible[0] ?? null;
-  const none = { passedOver: [], divergedPick: false, cleanBehind: null };
-  if (!best || !(best.node in diverged)) return { candidate: best, ...none };
+  if (!best || !(best.node in diverged)) return { candidate: best, passedOver: [], cleanBehind: null };
   const cleanIndex = eligible.findIndex((m) => !(m.node in diverged));
   const clean = cleanIndex < 0 ? null : eligible[cleanIndex];
-  if (clean && clean.spooledLsn >= best.spooledLsn) return { ...none, candidate: clean, passedOver: eligible.slice(0, cleanIndex).map((m) => m.node) };
-  return { candidate: best, passedOver: [], divergedPick: true, cleanBehind: clean };
+  if (clean && clean.spooledLsn >= best.spooledLsn) return { candidate: clean, passedOver: eligible.slice(0, cleanIndex).map((m) => m.node), cleanBehind: null };
+  return { candidate: best, passedOver: [], cleanBehind: clean };
 }
 
 /** The alerts of a choice that a diverged mark changed, or that fell on a diverged replica. */
@@ -146,7 +144,7 @@ function choiceAlerts(choice: Choice, diverged: Record<string, DivergedMark>): W
     const why = choice.passedOver.map((n) => `${n} (${describeMark(diverged[n])}, found at LSN ${diverged[n].lsn})`).join("; ");
     return [{ type: "alert", kind: "diverged-passed-over", severity: "warning", message: `failover candidate ${c.node} chosen over diverged ${why}`, data: { candidate: c.node, passedOver: choice.passedOver } }];
   }
-  if (!choice.divergedPick) return [];
+  if (!(c.node in diverged)) return [];
   const behind = choice.cleanBehind;
   const why = behind
     ? `the clean replica ${behind.node} holds LSN ${behind.spooledLsn}, less than its ${c.spooledLsn}, and promoting it would drop those batches`

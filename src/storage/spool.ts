@@ -173,19 +173,6 @@ export class Spool {
     return out;
   }
 
-  /** The changes of a complete batch, part by part. */
-  async *changes(lsn: number): AsyncGenerator<Change[]> {
-    const dec = new TextDecoder();
-    const hit = this.cachedBatch(lsn);
-    if (hit) {
-      for (const data of hit.parts) yield JSON.parse(dec.decode(data)) as Change[];
-      return;
-    }
-    for await (const data of this.parts.values({ gte: partKey(lsn, 0), lte: partKey(lsn, 999999) })) {
-      yield JSON.parse(dec.decode(data)) as Change[];
-    }
-  }
-
   /**
    * The changes of a complete batch, each part read only when the one before is used up, and
    * synchronously: an apply runs in one synchronous repository transaction, and a batch of any

@@ -360,7 +360,7 @@ test("the candidate passes a diverged replica over for a clean one that holds as
   assert.equal(one.passedOver, ["s1"]);
   const behind = chooseCandidate(ms, "m1", { s1: mark("s1"), s2: mark("s2") });
   assert.is(behind.candidate?.node, "s1", "s3 is clean but would drop LSN 10");
-  assert.ok(behind.divergedPick);
+  assert.equal(behind.passedOver, [], "nobody was passed over: the diverged one is chosen");
   assert.is(behind.cleanBehind?.node, "s3");
   const all = chooseCandidate(ms, "m1", { s1: mark("s1"), s2: mark("s2"), s3: mark("s3") });
   assert.is(all.candidate?.node, "s1", "the usual order among diverged ones");
