@@ -130,7 +130,7 @@ test("the master's repository unavailable: replication pauses, the master says w
   const m1 = await cl.waitMember("m1", "reporting the repository unavailable", (m) => /unavailable/.test(m.error?.message ?? ""));
   assert.match(m1.error.message, /the file is missing/);
   const refused = await cl.cli(["sql", "INSERT INTO t VALUES (2, 'while away')"]);
-  assert.is(refused.code, 1);
+  assert.is(refused.code, 1, `ferry sql exited ${refused.code} (null: killed after 60 s); stderr: ${refused.stderr}\n${cl.diagnose()}`);
   assert.match(refused.stderr, /REPO_UNAVAILABLE/);
   assert.ok(logHas("m1", /replication paused/));
   renameSync(`${file}.away`, file);
