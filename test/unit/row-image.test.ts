@@ -11,8 +11,23 @@ test("integers become BigInt (exact beyond 2^53), reals stay numbers, text, null
   assert.equal(decodeImage(`[]`), []);
 });
 
+test("integers of every length decode exactly, on both sides of the short-integer path, and reals as doubles", () => {
+  const ints: bigint[] = [0n, -0n, 9n, -9n];
+  for (let digits = 1; digits <= 19; digits++) {
+    const top = 10n ** BigInt(digits) - 1n;
+    ints.push(top, -top, 10n ** BigInt(digits - 1), top / 7n, -(top / 3n));
+  }
+  ints.push(9223372036854775807n, -9223372036854775808n, 2n ** 53n + 1n, -(2n ** 53n) - 1n);
+  assert.equal(decodeImage(`[${ints.join(",")}]`), ints);
+  const reals = ["0.0", "-0.0", "1.5", "-1.5e-3", "1e5", "1E+300", "123456789012345678.5", "4.9e-324"];
+  const decoded = decodeImage(`[${reals.join(",")}]`);
+  assert.equal(decoded, reals.map(Number));
+  assert.ok(decoded.every((v) => typeof v === "number"), "a token with '.' or an exponent is a real, however short");
+  assert.ok(Object.is(decoded[1], -0), "-0.0 keeps its sign");
+});
+
 test("malformed images are refused with a clear error", () => {
-  for (const bad of [`{}`, `[1,`, `[1 2]`, `["open]`, `[["y","00"]]`, `[abc]`]) {
+  for (const bad of [`{}`, `[1,`, `[1 2]`, `["open]`, `[["y","00"]]`, `[abc]`, `[-]`, `[1-2]`, `["a" "b"]`]) {
     assert.throws(() => decodeImage(bad), /malformed row image/, bad);
   }
 });

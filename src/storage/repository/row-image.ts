@@ -17,48 +17,73 @@ export const UNCHANGED_VALUE = `["u"]`;
 
 export type SqlValue = bigint | number | string | Buffer | null;
 
+/** Where decodeImage is in its text: one cursor, not a [value, next] pair a value (the allocations showed in replicas' profiles). */
+let at = 0;
+
 export function decodeImage(json: string): SqlValue[] {
   const out: SqlValue[] = [];
-  let i = skipWs(json, 0);
-  if (json.charCodeAt(i) !== 0x5b) throw bad(json, i);
-  i = skipWs(json, i + 1);
-  if (json.charCodeAt(i) === 0x5d) return out;
+  at = skipWs(json, 0);
+  if (json.charCodeAt(at) !== 0x5b) throw bad(json, at);
+  at = skipWs(json, at + 1);
+  if (json.charCodeAt(at) === 0x5d) return out;
   for (;;) {
-    const [value, next] = readValue(json, i);
-    out.push(value);
-    i = skipWs(json, next);
-    const c = json.charCodeAt(i);
-    if (c === 0x2c) i = skipWs(json, i + 1);
+    out.push(readValue(json));
+    at = skipWs(json, at);
+    const c = json.charCodeAt(at);
+    if (c === 0x2c) at = skipWs(json, at + 1);
     else if (c === 0x5d) return out;
-    else throw bad(json, i);
+    else throw bad(json, at);
   }
 }
 
-function readValue(s: string, i: number): [SqlValue, number] {
+/** Integer tokens of up to 15 digits are exact as doubles: summed digit by digit, not parsed by BigInt. */
+const SMALL_DIGITS = 15;
+
+function readValue(s: string): SqlValue {
+  const i = at;
   const c = s.charCodeAt(i);
   if (c === 0x22) {
-    const end = stringEnd(s, i);
-    const raw = s.slice(i + 1, end);
-    return [raw.includes("\\") ? (JSON.parse(s.slice(i, end + 1)) as string) : raw, end + 1];
+    const quote = s.indexOf('"', i + 1);
+    if (quote < 0) throw bad(s, i);
+    const raw = s.slice(i + 1, quote);
+    if (!raw.includes("\\")) {
+      at = quote + 1;
+      return raw;
+    }
+    at = stringEnd(s, i) + 1;
+    return JSON.parse(s.slice(i, at)) as string;
   }
-  if (c === 0x6e && s.startsWith("null", i)) return [null, i + 4];
+  if (c === 0x6e && s.startsWith("null", i)) {
+    at = i + 4;
+    return null;
+  }
   if (c === 0x5b) {
     // A blob: ["x","HEX"].
     const close = s.indexOf("]", i);
     const tagged = JSON.parse(s.slice(i, close + 1)) as unknown[];
     if (tagged[0] !== "x" || typeof tagged[1] !== "string") throw bad(s, i);
-    return [Buffer.from(tagged[1], "hex"), close + 1];
+    at = close + 1;
+    return Buffer.from(tagged[1], "hex");
   }
-  let j = i;
+  let j = c === 0x2d ? i + 1 : i;
+  const digitsFrom = j;
+  let n = 0;
   let real = false;
   for (; j < s.length; j++) {
     const d = s.charCodeAt(j);
-    if (d === 0x2e || d === 0x65 || d === 0x45) real = true;
-    else if (!((d >= 0x30 && d <= 0x39) || d === 0x2d || d === 0x2b)) break;
+    if (d >= 0x30 && d <= 0x39) n = n * 10 + (d - 0x30);
+    else if (d === 0x2e || d === 0x65 || d === 0x45 || d === 0x2d || d === 0x2b) real = true;
+    else break;
   }
-  if (j === i) throw bad(s, i);
-  const token = s.slice(i, j);
-  return [real ? Number(token) : BigInt(token), j];
+  if (j === digitsFrom) throw bad(s, i);
+  at = j;
+  if (real) {
+    const v = Number(s.slice(i, j));
+    if (Number.isNaN(v)) throw bad(s, i);
+    return v;
+  }
+  if (j - digitsFrom <= SMALL_DIGITS) return BigInt(c === 0x2d ? -n : n);
+  return BigInt(s.slice(i, j));
 }
 
 function stringEnd(s: string, i: number): number {
