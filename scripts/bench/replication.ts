@@ -53,7 +53,9 @@ export async function run(argv: string[] = []): Promise<object> {
   if (repo !== "sqlite") throw new Error(`--repo ${repo}: the replication benchmark knows sqlite and postgres`);
   const quick = argv.includes("--quick");
   const profile = argv.includes("--profile");
-  const ROWS = quick ? 50_000 : 200_000;
+  // --rows N: a longer throughput phase averages out a noisy machine.
+  const rowsAt = argv.indexOf("--rows");
+  const ROWS = rowsAt >= 0 ? Number(argv[rowsAt + 1]) : quick ? 50_000 : 200_000;
   const LAG_RATE = 5000;
   const LAG_SECONDS = quick ? 5 : 20;
   const backlogTarget = quick ? 20 * MB : BACKLOG_TARGET;

@@ -9,7 +9,7 @@ import { sequencerMachine, type SequencerEvent } from "../machines/sequencer.js"
 import type { Meta } from "../storage/meta.js";
 import type { BatchMeta } from "../batch.js";
 import type { Spool } from "../storage/spool.js";
-import type { Repository } from "../storage/repository/types.js";
+import type { CapturedPart, Repository } from "../storage/repository/types.js";
 import type { ReplicaRegistry } from "./replicas.js";
 import type { CaptureProgress, LeaseClock, Runtime } from "./runtime.js";
 
@@ -22,8 +22,6 @@ export interface SequencerDeps {
   clock: LeaseClock;
   replicas: ReplicaRegistry;
 }
-
-const enc = new TextEncoder();
 
 /**
  * Capture cycles, one at a time. `upto` caps a cycle at a change id: a snapshot taken at capture
@@ -55,44 +53,34 @@ export function createCapture(d: SequencerDeps): Capture {
     const fpBefore = await repo.fingerprint();
     const lsn = spool.head + 1;
     const epoch = d.clock.epoch;
-    const partBytes = d.rt.config.replication.partBytes;
-    let cur: string[] = [];
-    let curBytes = 0;
+    let held: CapturedPart | null = null;
     let part = 0;
     let bytes = 0;
     let firstId = 0;
     let lastId = 0;
     let ddl = false;
-    const take = (): Uint8Array => {
-      const data = enc.encode(`[${cur.join(",")}]`);
-      cur = [];
-      curBytes = 0;
-      bytes += data.length;
-      return data;
-    };
-    const read = repo.readChanges(checkpoint, upto);
-    for await (const chunk of read) {
-      for (const [id, op, s] of chunk) {
-        if (firstId === 0) firstId = id;
-        lastId = id;
-        if (op === "X") ddl = true;
-        cur.push(s);
-        curBytes += s.length + 1;
-        // A large transaction goes out in parts, written unsynced: without its meta, a batch is never served.
-        if (curBytes >= partBytes) await spool.writeUnsynced({ lsn, part: part++, parts: 0, data: take() });
-      }
+    const read = repo.readChanges(checkpoint, { upto, partBytes: d.rt.config.replication.partBytes });
+    for await (const p of read) {
+      // A large transaction goes out in parts, written unsynced: without its meta, a batch is never
+      // served. The last part is held back to be written with the meta.
+      if (held) await spool.writeUnsynced({ lsn, part: part++, parts: 0, data: held.data });
+      held = p;
+      bytes += p.data.length;
+      if (firstId === 0) firstId = p.first;
+      lastId = p.last;
+      ddl ||= p.ddl;
     }
     // The read may cover more than its last change (positions that are not change ids): a waiter
     // for such a position is answered by this batch, or by the head when nothing was captured.
     const reached = Math.max(read.reached(), lastId);
-    if (lastId === 0) {
+    if (held === null) {
       if (reached <= checkpoint) return 0;
       await d.meta.setCapture({ checkpoint: reached, lsn: spool.head, epoch: spool.last?.epoch ?? epoch });
       progress.advanced(reached, spool.head);
       await confirm(reached);
       return 0;
     }
-    const data = take();
+    const data = held.data;
 
     // Cached per epoch: a node promoted again may have applied DDL as a replica in between.
     if (ddl || fp === null || fpEpoch !== epoch) {

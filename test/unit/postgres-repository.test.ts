@@ -18,7 +18,8 @@ import { PostgresRepository } from "../../src/storage/repository/postgres/reposi
 import { FerryError } from "../../src/errors.js";
 import { findPgBin } from "../../src/local/postgres.js";
 import { keyOfRow } from "../../src/storage/sync.js";
-import type { Change, EncodedChange, WriteGate } from "../../src/storage/repository/types.js";
+import type { Change, WriteGate } from "../../src/storage/repository/types.js";
+import type { EncodedChange } from "../../src/storage/repository/parts.js";
 import { newWriteGate, setAccepting } from "../../src/storage/repository/write-gate.js";
 import type { PgServer } from "../../src/local/postgres.js";
 
@@ -68,10 +69,15 @@ function openGate(): WriteGate {
   return g;
 }
 
+/** readChanges collected in parts of one change each, as [position, op, the Change as JSON]. */
 async function readAll(r: PostgresRepository, from: number, upto?: number): Promise<{ changes: EncodedChange[]; reached: number }> {
-  const read = r.readChanges(from, upto);
+  const read = r.readChanges(from, { upto, partBytes: 1 });
   const changes: EncodedChange[] = [];
-  for await (const chunk of read) changes.push(...chunk);
+  for await (const part of read) {
+    const [c, ...more] = JSON.parse(Buffer.from(part.data).toString()) as Change[];
+    assert.equal([more.length, part.count, part.first, part.ddl], [0, 1, part.last, c[1] === "X"], `part ending at ${part.last}`);
+    changes.push([part.last, c[1], JSON.stringify(c)]);
+  }
   return { changes, reached: read.reached() };
 }
 
@@ -594,16 +600,16 @@ test("pgbench -i and pgbench runs on a captured master: shipped in batches, the 
   const shipAll = async () => {
     let total = 0;
     for (;;) {
-      const read = master.readChanges(from);
+      const read = master.readChanges(from, { partBytes: 256 * 1024 });
       let batch: Change[] = [];
       const flush = async () => {
         if (batch.length > 0) await replica.applyBatches([{ lsn: ++lsn, epoch: 1, changes: batch }]);
         batch = [];
       };
       let n = 0;
-      for await (const chunk of read) {
-        for (const [, , json] of chunk) batch.push(JSON.parse(json) as Change);
-        n += chunk.length;
+      for await (const part of read) {
+        batch.push(...(JSON.parse(Buffer.from(part.data).toString()) as Change[]));
+        n += part.count;
         if (batch.length >= 5000) await flush();
       }
       await flush();

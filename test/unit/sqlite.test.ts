@@ -14,7 +14,7 @@ import Database from "better-sqlite3";
 import { SqliteRepository, dumpFile } from "../../src/storage/repository/sqlite/repository.js";
 import { newWriteGate, setAccepting } from "../../src/storage/repository/write-gate.js";
 import { RepositoryError, FerryError } from "../../src/errors.js";
-import type { Change } from "../../src/storage/repository/types.js";
+import type { CapturedPart, Change } from "../../src/storage/repository/types.js";
 
 let dir = "";
 const open: SqliteRepository[] = [];
@@ -44,18 +44,16 @@ function conn(r: SqliteRepository, opts: Database.Options = {}): Database.Databa
 }
 
 /**
- * readChanges collected: [position, Change] pairs from every chunk (the Change parsed from the JSON
- * the sequencer spools, whose op must match the encoded op), and the position the read reached.
+ * readChanges collected: [position, Change] pairs, read in parts of one change each (a part's
+ * count, first and last must say so), and the position the read reached.
  */
 async function readAll(r: SqliteRepository, from: number, upto?: number): Promise<{ changes: [number, Change][]; reached: number }> {
-  const read = r.readChanges(from, upto);
+  const read = r.readChanges(from, { upto, partBytes: 1 });
   const changes: [number, Change][] = [];
-  for await (const chunk of read) {
-    for (const [pos, op, json] of chunk) {
-      const c = JSON.parse(json) as Change;
-      assert.is(c[1], op, `the encoded op of change ${pos}`);
-      changes.push([pos, c]);
-    }
+  for await (const part of read) {
+    const [c, ...more] = JSON.parse(Buffer.from(part.data).toString()) as Change[];
+    assert.equal([more.length, part.count, part.first, part.ddl], [0, 1, part.last, c[1] === "X"], `part ending at ${part.last}`);
+    changes.push([part.last, c]);
   }
   return { changes, reached: read.reached() };
 }
@@ -483,6 +481,32 @@ test("readChanges ranges, pendingChanges, confirmCapture and changeSeq", async (
   assert.is(await master.changeSeq(), all[5], "ids are never reused after a prune");
 });
 
+test("readChanges parts: at most partBytes each (or one change), contiguous, together the changes one by one, and DDL flagged where it is", async () => {
+  const { sql, master } = await pair();
+  sql("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)");
+  sql("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000) INSERT INTO t SELECT i, printf('%.*c', i % 200, 'x') FROM n");
+  sql("INSERT INTO t VALUES (-1, printf('%.*c', 5000, 'é'))");
+  sql("CREATE INDEX t_v ON t(v)");
+  const one = await changesOf(master, 0);
+  const partBytes = 4096;
+  const parts: CapturedPart[] = [];
+  const read = master.readChanges(0, { partBytes });
+  for await (const p of read) parts.push(p);
+  const joined: Change[] = parts.flatMap((p) => JSON.parse(Buffer.from(p.data).toString()) as Change[]);
+  assert.equal(joined, one.map(([, c]) => c), "the parts hold every change, in order");
+  assert.is(read.reached(), one[one.length - 1][0]);
+  for (const [i, p] of parts.entries()) {
+    assert.ok(p.data.length <= partBytes || p.count === 1, `part ${i}: ${p.data.length} bytes, ${p.count} changes`);
+    assert.is(p.ddl, (JSON.parse(Buffer.from(p.data).toString()) as Change[]).some((c) => c[1] === "X"), `part ${i}: DDL flag`);
+    assert.is(p.first, i === 0 ? one[0][0] : parts[i - 1].last + 1, `part ${i} follows the one before`);
+  }
+  assert.is(parts.reduce((n, p) => n + p.count, 0), one.length);
+  assert.is(parts.filter((p) => p.ddl).length, 2, "the CREATE TABLE's and the CREATE INDEX's parts");
+  const big = parts.find((p) => p.count === 1 && p.data.length > partBytes);
+  assert.ok(big, "a change larger than a part is a part of its own");
+  assert.ok(parts.length < one.length / 10, `${parts.length} parts for ${one.length} changes: parts are filled, not one change each`);
+});
+
 test("confirmCapture releases at most 10,000 changes at a time and comes back at once while it is behind", async () => {
   const { sql, master } = await pair();
   sql("CREATE TABLE t(id INTEGER PRIMARY KEY)");
@@ -516,8 +540,8 @@ test("a restore discards captured changes but keeps the sequence: ids go on abov
   assert.is(await master.changeSeq(), before, "the sequence stays where it was");
   assert.is(await master.pendingChanges(0), 0, "nothing captured is left to replicate");
   assert.equal(await idsOf(master, 0), [], "the placeholder is not read as a change");
-  const read = master.readChanges(0);
-  for await (const chunk of read) assert.unreachable(`no change expected, got ${chunk.length}`);
+  const read = master.readChanges(0, { partBytes: 1 << 20 });
+  for await (const part of read) assert.unreachable(`no change expected, got ${part.count}`);
   assert.is(read.reached(), before, "a read past the placeholder reaches it, so capture moves on");
   await master.installCapture();
   sql("INSERT INTO t VALUES (8, 'y')");

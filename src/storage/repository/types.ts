@@ -22,10 +22,19 @@ export type ChangeOp = "I" | "U" | "D" | "X";
 export type Change = [tbl: string | null, op: ChangeOp, rid: string | null, row: string | null];
 
 /**
- * A captured change as the sequencer spools it: [capture position, op, the Change as JSON text].
- * Changes of one transaction share or follow positions; the JSON is what the spool stores.
+ * Captured changes as the spool stores them: `data` is `[change,change,...]` in UTF-8, each
+ * change a `Change` as JSON, in commit order. A part holds at most the read's `partBytes` bytes,
+ * or a single change that alone is larger.
  */
-export type EncodedChange = [pos: number, op: ChangeOp, json: string];
+export interface CapturedPart {
+  /** Capture positions of its first and last change. */
+  first: number;
+  last: number;
+  /** How many changes it holds, and whether DDL is among them. */
+  count: number;
+  ddl: boolean;
+  data: Uint8Array;
+}
 
 export interface Position {
   lsn: number;
@@ -232,11 +241,12 @@ export interface Repository {
   /** A capture position at or past every committed change (the probe for "is there more?"). */
   changeSeq(): Promise<number>;
   /**
-   * Committed changes with from < position <= upto, in commit order, whole transactions, in chunks.
-   * `reached` is the position the read has covered when the iteration ends: every committed change
-   * at or before it was yielded or lies at or before `from` (it may pass the last change yielded).
+   * Committed changes with from < position <= upto (default: all), in commit order, whole
+   * transactions, encoded in parts of at most `partBytes`. `reached` is the position the read has
+   * covered when the iteration ends: every committed change at or before it was yielded or lies at
+   * or before `from` (it may pass the last change yielded).
    */
-  readChanges(from: number, upto?: number): ChangeRead;
+  readChanges(from: number, opts: { upto?: number; partBytes: number }): ChangeRead;
   /** Tells capture that every change up to `upto` is in the synced spool (it may release them). */
   confirmCapture(upto: number): Promise<void>;
   /** Captured changes of user tables not yet sequenced (after `after`); heartbeat rows do not count. */
@@ -277,7 +287,7 @@ export interface Repository {
   close(): Promise<void>;
 }
 
-export interface ChangeRead extends AsyncIterable<EncodedChange[]> {
+export interface ChangeRead extends AsyncIterable<CapturedPart> {
   /** Valid once the iteration has ended. */
   reached(): number;
 }

@@ -22,12 +22,11 @@ import { clientConfig, lsnNumber, lsnText, one, quoteId, quoteLit, rows, type Ta
 import { TxnDecoder } from "./changes.js";
 import { checkReplicable, ownedSequences } from "./schema.js";
 import { SlotStream } from "./stream.js";
-import type { ChangeRead, EncodedChange } from "../types.js";
+import type { CapturedPart, ChangeRead } from "../types.js";
+import { packParts, type EncodedChange } from "../parts.js";
 
 export const PUBLICATION = "ferry_pub";
 const FETCH_ROWS = 2_000;
-/** Changes per chunk handed to the sequencer. */
-const CHUNK = 1_000;
 /** How long closing the stream waits for the walsender to release the slot. */
 const SLOT_RELEASE_MS = 5_000;
 /** How long a read waits for the stream to pass what was flushed when it started: then it takes what has come. */
@@ -240,25 +239,22 @@ export class Capture {
    * unless the stream lags past the wait; `reached` is how far the read is complete (past its last
    * transaction when the walsender has said it decoded further).
    */
-  read(from: number, upto = Number.MAX_SAFE_INTEGER): ChangeRead {
+  read(from: number, upto: number, partBytes: number): ChangeRead {
     let reached = from;
     const self = this;
     return {
       reached: () => reached,
-      async *[Symbol.asyncIterator](): AsyncGenerator<EncodedChange[]> {
+      async *[Symbol.asyncIterator](): AsyncGenerator<CapturedPart> {
         const stream = await self.open();
         if (stream === null) return;
         const flushed = lsnNumber((await one<{ p: string }>(self.pool, `SELECT pg_current_wal_flush_lsn() AS p`))!.p);
         await stream.wait(Math.min(flushed, upto), upto < Number.MAX_SAFE_INTEGER ? BOUNDED_WAIT_MS : READ_WAIT_MS);
         const { txns, sent } = stream.take(from, upto);
-        let last = 0;
-        for (const txn of txns) {
-          for (let i = 0; i < txn.changes.length; i += CHUNK) {
-            yield txn.changes.slice(i, i + CHUNK).map(([op, , json]): EncodedChange => [txn.end, op, json]);
-          }
-          last = txn.end;
-        }
-        reached = Math.max(from, last, Math.min(sent, upto));
+        const encoded = function* (): Generator<EncodedChange> {
+          for (const txn of txns) for (const [op, , json] of txn.changes) yield [txn.end, op, json];
+        };
+        yield* packParts(encoded(), partBytes);
+        reached = Math.max(from, txns.at(-1)?.end ?? 0, Math.min(sent, upto));
       },
     };
   }

@@ -192,8 +192,8 @@ export class PostgresRepository implements Repository {
     });
   }
 
-  readChanges(from: number, upto?: number): ChangeRead {
-    const read = this.capture.read(from, upto);
+  readChanges(from: number, { upto = Number.MAX_SAFE_INTEGER, partBytes }: { upto?: number; partBytes: number }): ChangeRead {
+    const read = this.capture.read(from, upto, partBytes);
     const where = this.location.id;
     return {
       reached: () => read.reached(),

@@ -1,0 +1,28 @@
+/** packParts: encoded changes into the spool's parts (PostgreSQL's capture packs with it). */
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { packParts, type EncodedChange } from "../../src/storage/repository/parts.js";
+import type { Change } from "../../src/storage/repository/types.js";
+
+const change = (pos: number, op: "I" | "X", row: string): EncodedChange => [pos, op, JSON.stringify(["t", op, null, row] satisfies Change)];
+
+test("parts hold at most partBytes (UTF-8 bytes) or one change, in order, with their first and last position and DDL", () => {
+  const changes = [change(10, "I", "a"), change(10, "I", "é".repeat(40)), change(12, "X", "CREATE INDEX i ON t(v)"), change(13, "I", "x".repeat(500)), change(14, "I", "b"), change(15, "I", "c")];
+  const parts = [...packParts(changes, 100)];
+  const decoded = parts.map((p) => JSON.parse(Buffer.from(p.data).toString()) as Change[]);
+  assert.equal(decoded.flat(), changes.map(([, , json]) => JSON.parse(json)), "every change once, in order");
+  for (const p of parts) assert.ok(p.data.length <= 100 || p.count === 1, `${p.data.length} bytes in ${p.count} changes`);
+  assert.equal(
+    parts.map((p) => [p.first, p.last, p.count, p.ddl]),
+    [
+      [10, 10, 1, false], // the second change's 80 bytes of é do not fit beside the first
+      [10, 10, 1, false], // 100 bytes with the brackets: exactly a part
+      [12, 12, 1, true],
+      [13, 13, 1, false], // larger than a part: alone
+      [14, 15, 2, false],
+    ],
+  );
+  assert.equal([...packParts([], 100)], [], "no change, no part");
+});
+
+test.run();
