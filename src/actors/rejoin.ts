@@ -63,6 +63,8 @@ export async function repairAfterRejoin(rt: Runtime, tables: string[], done: (ch
     } catch (err) {
       last = (err as Error).message;
       if ((err as { code?: string }).code === "REPAIR_TOO_LARGE") break;
+      // A process that stops leaves the node marked for resync: it does not retry past its own NATS connection.
+      if (rt.nc.isClosed()) return;
       rt.log.debug({ err: last, attempt }, "rejoin repair: retrying");
       await new Promise((r) => setTimeout(r, 1000));
     }

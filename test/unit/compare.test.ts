@@ -33,6 +33,24 @@ test("row images that differ only in type or precision hash apart", () => {
   assert.is(new Set(lanes).size, 4, "four independent lanes even for a short image");
 });
 
+test("a range of a string hashes as the substring does, at every length and offset", () => {
+  const text = Array.from({ length: 40 }, (_, i) => `[${i},"ü${"x".repeat(i)}",${i}.5]`).join("\n");
+  for (let start = 0; start < 24; start += 3) {
+    for (let end = start; end <= start + 37; end++) {
+      assert.equal(Array.from(murmur128(text, start, end)), Array.from(murmur128(text.slice(start, end))), `${start}..${end}`);
+    }
+  }
+  const whole = new RowSum();
+  const ranged = new RowSum();
+  let from = 0;
+  for (const row of text.split("\n")) {
+    whole.add(row);
+    ranged.add(text, from, from + row.length);
+    from += row.length + 1;
+  }
+  assert.is(ranged.digest(), whole.digest());
+});
+
 test("chunks cut only between different keys, the last one ending where the range ends", () => {
   const c = new Chunker(2, null);
   for (const k of ["[1]", "[2]", "[2]", "[2]", "[3]", "[4]", "[5]"]) c.add(k, `${k}x`, 100);

@@ -14,7 +14,7 @@ import Database from "better-sqlite3";
 import { SqliteRepository, dumpFile } from "../../src/storage/repository/sqlite/repository.js";
 import { newWriteGate, setAccepting } from "../../src/storage/repository/write-gate.js";
 import { RepositoryError, FerryError } from "../../src/errors.js";
-import type { CapturedPart, Change } from "../../src/storage/repository/types.js";
+import type { CapturedPart, Change, ChunkSum } from "../../src/storage/repository/types.js";
 
 let dir = "";
 const open: SqliteRepository[] = [];
@@ -505,6 +505,50 @@ test("readChanges parts: at most partBytes each (or one change), contiguous, tog
   const big = parts.find((p) => p.count === 1 && p.data.length > partBytes);
   assert.ok(big, "a change larger than a part is a part of its own");
   assert.ok(parts.length < one.length / 10, `${parts.length} parts for ${one.length} changes: parts are filled, not one change each`);
+});
+
+test("compare of a rowid table: chunks of chunkRows in pages of maxChunks cover every row, another node's sums of those ranges agree, and one changed row shows in its range only", async () => {
+  const a = await repo("cmp-a.db");
+  const b = await repo("cmp-b.db");
+  const rowids = [-9223372036854775808n, -5n, 0n, 9007199254740993n, 9223372036854775807n];
+  for (let i = 1n; i <= 1000n; i++) rowids.push(i * 1000n);
+  const fill = (r: SqliteRepository) => {
+    const c = conn(r);
+    c.exec("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT, b BLOB, x REAL); CREATE TABLE plain(v TEXT); INSERT INTO plain VALUES ('a'), ('b')");
+    const ins = c.prepare("INSERT INTO t VALUES (?, ?, ?, ?)");
+    c.transaction(() => rowids.forEach((id, i) => ins.run(id, i % 7 ? `v\n${id}` : null, i % 5 ? null : Buffer.from([i & 255]), i / 4)))();
+    return c;
+  };
+  fill(a);
+  const cb = fill(b);
+  const ra = await a.openCompareRead();
+  const chunks: ChunkSum[] = [];
+  for (let after: string | null = null; ; ) {
+    const page = await ra.chunks("t", { chunkRows: 251, after, upto: null, maxChunks: 3 });
+    chunks.push(...page.chunks);
+    if (page.done) break;
+    assert.is(page.chunks.length, 3, "a page that is not the last holds maxChunks chunks");
+    after = page.chunks[2].upto;
+  }
+  const plain = await ra.chunks("plain", { chunkRows: 1, after: null, upto: null, maxChunks: 10 });
+  assert.equal(plain.chunks.map((c) => [c.upto, c.rows]), [["[1]", 1], [null, 1]], "a table without a key is cut by its rowid; the last chunk is open");
+  await ra.close();
+  assert.is(chunks.reduce((n, c) => n + c.rows, 0), rowids.length, "every row in one chunk");
+  assert.equal(chunks.map((c) => c.rows), [251, 251, 251, 251, 1]);
+  assert.equal(chunks.slice(1).map((c) => c.after), chunks.slice(0, -1).map((c) => c.upto), "contiguous ranges");
+  assert.equal(chunks[3].upto, "[9007199254740993]", "rowids beyond 2^53 cut exactly");
+  assert.is(chunks[chunks.length - 1].upto, null, "the last chunk is open");
+  const sumsB = async () => {
+    const rb = await b.openCompareRead();
+    const s = await rb.sums("t", chunks.map(({ after, upto }) => ({ after, upto })));
+    await rb.close();
+    return s;
+  };
+  assert.equal(await sumsB(), chunks, "the other node's sums of the same ranges are the same");
+  cb.prepare("UPDATE t SET x = 1.0 WHERE id = ?").run(500_000n);
+  const differ = (await sumsB()).flatMap((s, i) => (s.sum === chunks[i].sum ? [] : [i]));
+  const holding = chunks.findIndex((c) => c.upto === null || BigInt(JSON.parse(c.upto)[0]) >= 500_000n);
+  assert.equal(differ, [holding], "only the range holding the changed row differs");
 });
 
 test("confirmCapture releases at most 10,000 changes at a time and comes back at once while it is behind", async () => {

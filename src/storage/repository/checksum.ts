@@ -15,8 +15,9 @@ export class RowSum {
   rows = 0;
   private lanes = [0, 0, 0, 0];
 
-  add(image: string): void {
-    const h = murmur128(image);
+  /** Adds the row image `image`, or the one from `start` to `end` in it. */
+  add(image: string, start = 0, end = image.length): void {
+    const h = murmur128(image, start, end);
     for (let i = 0; i < 4; i++) this.lanes[i] = (this.lanes[i] + h[i]) % LANE;
     this.rows++;
   }
@@ -32,19 +33,25 @@ const C3 = 0x38b34ae5;
 const C4 = 0xa1e38b93;
 const out = new Uint32Array(4);
 
-/** MurmurHash3 x86_128 of the string's code units taken two to a 32-bit word, with four lane seeds. */
-export function murmur128(s: string): Uint32Array {
-  const words = (s.length + 1) >>> 1;
-  const word = (i: number) => s.charCodeAt(2 * i) | ((2 * i + 1 < s.length ? s.charCodeAt(2 * i + 1) : 0) << 16);
+/**
+ * MurmurHash3 x86_128 of the string's code units from `start` to `end` (the whole string by
+ * default) taken two to a 32-bit word, with four lane seeds. A range hashes as its substring would,
+ * so rows concatenated in one string are hashed without a string each.
+ */
+export function murmur128(s: string, start = 0, end = s.length): Uint32Array {
+  const length = end - start;
+  const words = (length + 1) >>> 1;
+  const word = (i: number) => s.charCodeAt(start + 2 * i) | ((2 * i + 1 < length ? s.charCodeAt(start + 2 * i + 1) : 0) << 16);
   // Four different starting lanes (the reference starts all four at the seed, which leaves three
   // lanes equal for inputs of under 16 bytes).
   let h1 = 0x9747b28c | 0, h2 = 0x1b873593, h3 = 0x85ebca6b | 0, h4 = 0xc2b2ae35 | 0;
   const blocks = words >>> 2;
-  for (let b = 0, i = 0; b < blocks; b++, i += 8) {
+  for (let b = 0, i = start; b < blocks; b++, i += 8) {
     let k1 = s.charCodeAt(i) | (s.charCodeAt(i + 1) << 16);
     let k2 = s.charCodeAt(i + 2) | (s.charCodeAt(i + 3) << 16);
     let k3 = s.charCodeAt(i + 4) | (s.charCodeAt(i + 5) << 16);
-    let k4 = s.charCodeAt(i + 6) | (s.charCodeAt(i + 7) << 16);
+    // An odd length's last unit is padding: past `end` the string goes on when a range is hashed.
+    let k4 = s.charCodeAt(i + 6) | ((i + 7 < end ? s.charCodeAt(i + 7) : 0) << 16);
     k1 = Math.imul(k1, C1); k1 = (k1 << 15) | (k1 >>> 17); k1 = Math.imul(k1, C2); h1 ^= k1;
     h1 = (h1 << 19) | (h1 >>> 13); h1 = (h1 + h2) | 0; h1 = (Math.imul(h1, 5) + 0x561ccd1b) | 0;
     k2 = Math.imul(k2, C2); k2 = (k2 << 16) | (k2 >>> 16); k2 = Math.imul(k2, C3); h2 ^= k2;
@@ -65,7 +72,7 @@ export function murmur128(s: string): Uint32Array {
     k1 = Math.imul(k1, C1); k1 = (k1 << 15) | (k1 >>> 17); k1 = Math.imul(k1, C2); h1 ^= k1;
   }
   // The length in code units: strings that differ only by a trailing NUL do not collide.
-  const len = s.length * 2;
+  const len = length * 2;
   h1 ^= len; h2 ^= len; h3 ^= len; h4 ^= len;
   h1 = (h1 + h2 + h3 + h4) | 0; h2 = (h2 + h1) | 0; h3 = (h3 + h1) | 0; h4 = (h4 + h1) | 0;
   h1 = fmix(h1); h2 = fmix(h2); h3 = fmix(h3); h4 = fmix(h4);
