@@ -19,7 +19,7 @@ import { checkScript, type RefusedVerbs } from "../script.js";
 import { splitSql } from "./sql-split.js";
 import { dec, enc, quoteId } from "./sql-text.js";
 import { openCompareRead } from "./compare.js";
-import { CHANGE_TABLE, PENDING_SQL, PLACEHOLDER, PRUNE_SQL, SEQ_SQL, discardChanges, migrateChangeTable } from "./change-table.js";
+import { CHANGE_TABLE, PENDING_SQL, PLACEHOLDER, SEQ_SQL, discardChanges, migrateChangeTable, pruneChanges } from "./change-table.js";
 import { partitionOf, splitJsonArray } from "../../sync.js";
 import { partitionSql } from "./partition.js";
 import { SqliteSqlRunner } from "./sql-runner.js";
@@ -335,7 +335,7 @@ export class SqliteRepository implements Repository {
     const t = Date.now();
     if ((t - this.lastPrune <= PRUNE_EVERY_MS && !this.pruneBehind) || upto <= this.pruned) return;
     this.lastPrune = t;
-    this.pruneBehind = this.guard(() => cached(this.db, PRUNE_SQL).run(upto, PRUNE_ROWS).changes) === PRUNE_ROWS;
+    this.pruneBehind = this.guard(() => pruneChanges(this.db, upto, PRUNE_ROWS));
     if (!this.pruneBehind) this.pruned = upto;
   }
   private lastPrune = 0;
