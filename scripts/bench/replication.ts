@@ -249,6 +249,7 @@ export async function run(argv: string[] = []): Promise<object> {
         return { w, reached, seconds: (Date.now() - t0) / 1000 };
       });
       const mem = rss.stop();
+      nextId = t4.result.w.lastId + 1;
       const backlogEnd = Number((await cl.member("s2").catch(() => undefined))?.backlogBytes ?? 0);
       results.memory = {
         backlogTargetBytes: backlogTarget,
