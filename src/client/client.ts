@@ -25,6 +25,11 @@ export async function openClient(config: Config, name = "ferry-cli"): Promise<Cl
   const nc = await connectNats(config, { name });
   let b: Buckets | null = null;
   let m: MasterFollower | "denied" | null = null;
+  // The follower being opened. One that opens after the deadline is kept for the next call, or
+  // closed when the client already is: left open, its watch would retry forever and keep a
+  // finished command's process alive.
+  let opening: Promise<MasterFollower> | null = null;
+  let closed = false;
   return {
     config,
     nc,
@@ -32,10 +37,21 @@ export async function openClient(config: Config, name = "ferry-cli"): Promise<Cl
     buckets: async () => (b ??= await openBuckets(nc, config.cluster, config.nats.kvReplicas)),
     master: async () => {
       if (m) return m === "denied" ? null : m;
+      opening ??= openLeases(nc, config.cluster)
+        .then(MasterFollower.open)
+        .then(
+          (f) => {
+            if (closed) f.close();
+            else m = f;
+            return f;
+          },
+          (err) => {
+            opening = null;
+            throw err;
+          },
+        );
       try {
-        const f = await withDeadline(openLeases(nc, config.cluster).then(MasterFollower.open), config.nats.requestTimeoutMs, "reading the master lease");
-        m = f;
-        return f;
+        return await withDeadline(opening, config.nats.requestTimeoutMs, "reading the master lease");
       } catch (err) {
         // Denied stays denied; anything else (no cluster yet, a slow server) is tried again next time.
         if (/permission/i.test(String((err as Error)?.message ?? err))) m = "denied";
@@ -43,6 +59,7 @@ export async function openClient(config: Config, name = "ferry-cli"): Promise<Cl
       }
     },
     close: async () => {
+      closed = true;
       if (m instanceof MasterFollower) m.close();
       await nc.close();
     },

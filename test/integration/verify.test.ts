@@ -89,10 +89,16 @@ test("a slave changed behind ferry's back: alert within two intervals, diverged 
 
   await cl.waitMember("s1", "streaming from s2", (x) => x.replica === "streaming");
   // The watchdog's own compare may hold s1 for a moment: a repair then answers IN_PROGRESS and is asked again.
-  const repaired = await cl.until("ferry repair --node s1", async () => {
-    const r = await cl.cli(["repair", "--node", "s1", "--json"]);
-    return r.code === 0 ? r : null;
-  });
+  let lastRepair = "";
+  const repaired = await cl
+    .until("ferry repair --node s1", async () => {
+      const r = await cl.cli(["repair", "--node", "s1", "--json"]);
+      lastRepair = `exit ${r.code}: ${r.stderr.trim()}`;
+      return r.code === 0 ? r : null;
+    })
+    .catch((err: Error) => {
+      throw new Error(`${err.message}; the last repair: ${lastRepair}`, { cause: err });
+    });
   assert.is(JSON.parse(repaired.stdout).changed, 2);
   const cleared = await cl.status();
   assert.is(member(cleared, "s1").diverged, undefined, "repair clears the mark");
