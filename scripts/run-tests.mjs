@@ -47,28 +47,10 @@ async function reportTypecheck() {
   process.stdout.write(`${code === 0 ? "ok  " : "FAIL"} typecheck (${(ms / 1000).toFixed(1)} s)\n`);
 }
 
-/**
- * Integration files that time nothing and load the machine lightly run two at a time, each one's
- * output printed when it ends; the rest (failover, faults, chaos, pgbench: deadlines a busy core
- * could break, and those that run many short CLI commands) run alone, after them. Two at a time
- * saves about two minutes of a CI run.
- */
-const PAIRED = [
-  "sync-formats",
-  "sync.test",
-  "postgres-sync",
-  "postgres-compare",
-  "replication",
-  "write-keys",
-  "postgres-launcher",
-  "diverged-marks",
-];
-const paired = (f) => !f.includes("/unit/") && PAIRED.some((p) => f.includes(`/${p}`));
-
-async function runFile(file, stream) {
+for (const file of files) {
+  if (!file.includes("/unit/")) await reportTypecheck();
   const started = Date.now();
-  const { code, out, timedOut, lingered } = await run(file, stream);
-  if (!stream) process.stdout.write(out);
+  const { code, out, timedOut, lingered } = await run(file);
   const total = Number(/Total:\s+(\d+)/.exec(out)?.[1] ?? 0);
   const ok = Number(/Passed:\s+(\d+)/.exec(out)?.[1] ?? 0);
   const skipped = Number(/Skipped:\s+(\d+)/.exec(out)?.[1] ?? 0);
@@ -82,16 +64,6 @@ async function runFile(file, stream) {
   if (bad > 0) failedFiles.push(file);
   process.stdout.write(`${bad > 0 ? "FAIL" : "ok  "} ${file} (${ok}/${total}${skipped ? `, ${skipped} skipped` : ""}${timedOut ? ", timed out" : ""}${lingered ? ", did not exit after its summary" : ""}, ${((Date.now() - started) / 1000).toFixed(1)} s)\n`);
 }
-
-for (const file of files.filter((f) => f.includes("/unit/"))) await runFile(file, true);
-await reportTypecheck();
-const pairs = files.filter(paired);
-await Promise.all(
-  [0, 1].map(async () => {
-    for (let file = pairs.shift(); file; file = pairs.shift()) await runFile(file, false);
-  }),
-);
-for (const file of files.filter((f) => !f.includes("/unit/") && !paired(f))) await runFile(file, true);
 await reportTypecheck();
 if (failedFiles.length) process.stdout.write(`failed files:\n${failedFiles.map((f) => `  ${f}`).join("\n")}\n`);
 process.stdout.write(`${passed} passed, ${failed} failed\n`);
