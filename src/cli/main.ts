@@ -38,3 +38,7 @@ try {
     process.exitCode = err.exitCode === 0 ? 0 : 2;
   } else throw err;
 }
+// A command is over when its action is (a node's `start` only once it has stopped): whatever it
+// left behind (a timer of a library, a late watch) must not keep the process alive, as it did a
+// `ferry sql` now and then after its answer. A second lets asynchronous log writes finish.
+setTimeout(() => process.exit(), 1000).unref();
