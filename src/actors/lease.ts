@@ -51,6 +51,8 @@ export function leaseLogic(rt: Runtime, kv: KV, opts: LeaseOpts) {
               sendBack({ type: "SEEN", entry: toEntry(first) });
               const w = await kv.watch({ key: opts.key });
               iter = w;
+              // Stopped while it opened (its consumer's timer would outlive the process's work).
+              if (stopped) return w.stop();
               for await (const e of w) {
                 if (stopped) break;
                 sendBack({ type: "SEEN", entry: toEntry(e) });

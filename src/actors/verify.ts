@@ -59,7 +59,11 @@ export function divergedLogic(rt: Runtime) {
     void (async () => {
       while (!stopped) {
         try {
-          await watchDiverged(rt.buckets.leases, (marks) => sendBack({ type: "DIVERGED", marks }), (s) => (stop = s));
+          await watchDiverged(rt.buckets.leases, (marks) => sendBack({ type: "DIVERGED", marks }), (s) => {
+            stop = s;
+            // Stopped while it opened (its consumer's timer would outlive the process's work).
+            if (stopped) s();
+          });
         } catch (err) {
           if (!stopped) rt.log.warn({ err: String(err) }, "diverged records watch interrupted; retrying");
         }

@@ -39,6 +39,9 @@ try {
   } else throw err;
 }
 // A command is over when its action is (a node's `start` only once it has stopped): whatever it
-// left behind (a timer of a library, a late watch) must not keep the process alive, as it did a
-// `ferry sql` now and then after its answer. A second lets asynchronous log writes finish.
-setTimeout(() => process.exit(), 1000).unref();
+// left behind must not keep the process alive (a watch's timer did, see MasterFollower.close).
+// A second lets asynchronous log writes finish; FERRY_DEBUG=1 names what was still running.
+setTimeout(() => {
+  if (process.env.FERRY_DEBUG) process.stderr.write(`ferry: still running after the command ended: ${process.getActiveResourcesInfo().join(", ")}\n`);
+  process.exit();
+}, 1000).unref();

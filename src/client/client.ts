@@ -41,7 +41,7 @@ export async function openClient(config: Config, name = "ferry-cli"): Promise<Cl
         .then(MasterFollower.open)
         .then(
           (f) => {
-            if (closed) f.close();
+            if (closed) void f.close();
             else m = f;
             return f;
           },
@@ -60,7 +60,9 @@ export async function openClient(config: Config, name = "ferry-cli"): Promise<Cl
     },
     close: async () => {
       closed = true;
-      if (m instanceof MasterFollower) m.close();
+      // The follower ends before the connection does (MasterFollower.close says why).
+      const f = await opening?.catch(() => null);
+      await f?.close();
       await nc.close();
     },
   };

@@ -19,6 +19,7 @@ export class MasterFollower {
   private listeners: ((to: MasterView | null, from: MasterView | null) => void)[] = [];
   private stopped = false;
   private iter: { stop(): void } | null = null;
+  private following: Promise<void> = Promise.resolve();
 
   private constructor(private readonly kv: KV) {}
 
@@ -27,7 +28,7 @@ export class MasterFollower {
     const f = new MasterFollower(kv);
     const first = await kv.get(LEASE_KEY.master);
     f.seen(first?.operation === "PUT" ? decodeLease(first.value) : null, first?.revision ?? 0);
-    void f.follow();
+    f.following = f.follow();
     return f;
   }
 
@@ -61,10 +62,17 @@ export class MasterFollower {
     this.listeners.push(fn);
   }
 
-  close(): void {
+  /**
+   * Stops following; resolves once no watch is being opened. Close the connection only then:
+   * nats.js starts a watch consumer's heartbeat timer before it subscribes, so a watch whose
+   * subscribe meets a closed connection leaves that timer running for good (it kept a finished
+   * `ferry sql` alive now and then).
+   */
+  async close(): Promise<void> {
     this.stopped = true;
     this.iter?.stop();
     for (const w of this.waiters.splice(0)) w();
+    await this.following;
   }
 
   private seen(v: LeaseRecord | null, revision: number): void {
@@ -81,6 +89,7 @@ export class MasterFollower {
       try {
         const w = await this.kv.watch({ key: LEASE_KEY.master });
         this.iter = w;
+        if (this.stopped) return w.stop();
         for await (const e of w as AsyncIterable<KvWatchEntry>) {
           if (this.stopped) break;
           this.seen(e.operation === "PUT" ? decodeLease(e.value) : null, e.revision);
