@@ -30,6 +30,12 @@ const rowidOf = (image: string): number | bigint => {
   return digits.length < 16 ? Number(digits) : BigInt(digits);
 };
 
+/** The WHERE clause (or "") and its parameters for from < rowid <= upto, null meaning open. */
+function rowidRange(rowid: string, from: number | bigint | null, upto: number | bigint | null): [string, (number | bigint)[]] {
+  const where = [from === null ? "" : `${rowid} > ?`, upto === null ? "" : `${rowid} <= ?`].filter(Boolean);
+  return [where.length ? ` WHERE ${where.join(" AND ")}` : "", [from, upto].filter((b) => b !== null)];
+}
+
 export function openCompareRead(conn: DB, header: { seq: number; applied: Position }, tables: CompareTable[], close: () => void): CompareRead {
   const byName = new Map(tables.map((t) => [t.name, t]));
   const table = (name: string) => {
@@ -87,13 +93,18 @@ export function openCompareRead(conn: DB, header: { seq: number; applied: Positi
    */
   const images = (t: CompareTable, from: number | bigint | null, upto: number | bigint | null, limit: number): [number, bigint | null, string | null] => {
     const k = quoteId(t.key[0]);
-    const where = [from === null ? "" : `${k} > ?`, upto === null ? "" : `${k} <= ?`].filter(Boolean);
     const img = `json_array(${t.image.map((c) => enc(quoteId(c))).join(",")})`;
-    const sql = `SELECT count(*), max(k), group_concat(img, char(10)) FROM (SELECT ${k} AS k, ${img} AS img FROM ${quoteId(t.name)}${where.length ? ` WHERE ${where.join(" AND ")}` : ""} ORDER BY ${k} LIMIT ?)`;
+    const [where, params] = rowidRange(k, from, upto);
+    const sql = `SELECT count(*), max(k), group_concat(img, char(10)) FROM (SELECT ${k} AS k, ${img} AS img FROM ${quoteId(t.name)}${where} ORDER BY ${k} LIMIT ?)`;
     const [rows, last, text] = prepared(sql)
       .safeIntegers(true)
-      .get(...[from, upto].filter((b) => b !== null), limit) as [bigint, bigint | null, string | null];
+      .get(...params, limit) as [bigint, bigint | null, string | null];
     return [Number(rows), last, text];
+  };
+  /** Whether a row follows rowid `from` (up to `upto`): the last chunk stays open-ended, as Chunker's. */
+  const more = (t: CompareTable, from: bigint | null, upto: number | bigint | null): boolean => {
+    const [where, params] = rowidRange(quoteId(t.key[0]), from, upto);
+    return prepared(`SELECT 1 FROM ${quoteId(t.name)}${where} LIMIT 1`).get(...params) !== undefined;
   };
   const addImages = (sum: RowSum, text: string | null) => {
     if (text === null) return;
@@ -113,7 +124,7 @@ export function openCompareRead(conn: DB, header: { seq: number; applied: Positi
       const sum = new RowSum();
       addImages(sum, text);
       // The last chunk ends where the range ends (rows past the last key elsewhere fall into it).
-      if (rows < chunkRows || !images(t, last, end, 1)[0]) {
+      if (rows < chunkRows || !more(t, last, end)) {
         chunks.push({ after: from, upto, rows, sum: sum.digest() });
         return { chunks, done: true };
       }
@@ -129,9 +140,10 @@ export function openCompareRead(conn: DB, header: { seq: number; applied: Positi
     header,
     tables: tables.map((t): TableColumns => ({ name: t.name, db: "main", columns: t.image, key: t.key })),
     async chunks(name, { chunkRows, after, upto, maxChunks }) {
-      if (table(name).rowid) return rowidChunks(table(name), { chunkRows, after, upto, maxChunks });
+      const t = table(name);
+      if (t.rowid) return rowidChunks(t, { chunkRows, after, upto, maxChunks });
       const chunker = new Chunker(chunkRows, after);
-      const done = await each(table(name), { after, upto }, (key, row) => chunker.add(key, row, maxChunks));
+      const done = await each(t, { after, upto }, (key, row) => chunker.add(key, row, maxChunks));
       return { chunks: done ? chunker.end(upto) : chunker.chunks, done };
     },
     async sums(name, ranges) {
