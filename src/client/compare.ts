@@ -128,9 +128,10 @@ async function compareCluster(c: Client, opts: CompareOpts, use?: (report: Compa
       const acc = new Map(sessions.map((s) => [s.node, { table: t.name, node: s.node, chunks: 0, rows: 0, differingChunks: 0, diffs: [] as RowDiff[], ms: 0 }]));
       let after: string | null = null;
       let read = 0;
-      // Throttled, a page is a tenth of a second's rows, so the reads come in small steps.
+      // Throttled, a page is a hundredth of a second's rows (one chunk at least): the reads come in
+      // steps short beside a write's latency, and the workload never meets a burst of all nodes at once.
       const rate = c.config.compare.rowsPerSecond;
-      const perPage = rate > 0 ? Math.max(1, Math.min(RANGES_PER_REQUEST, Math.floor(rate / 10 / c.config.compare.chunkRows))) : RANGES_PER_REQUEST;
+      const perPage = rate > 0 ? Math.max(1, Math.min(RANGES_PER_REQUEST, Math.floor(rate / 100 / c.config.compare.chunkRows))) : RANGES_PER_REQUEST;
       // The master cuts the next page while the replicas sum this one.
       let next = masterChunks(t.name, { after: null, upto: null }, c.config.compare.chunkRows, perPage);
       for (let done = false; !done; ) {
