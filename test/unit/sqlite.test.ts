@@ -551,19 +551,32 @@ test("compare of a rowid table: chunks of chunkRows in pages of maxChunks cover 
   assert.equal(differ, [holding], "only the range holding the changed row differs");
 });
 
-test("confirmCapture releases at most 10,000 changes at a time and comes back at once while it is behind", async () => {
+test("confirmCapture with many changes after the confirmed ones deletes at most 10,000 at a time and comes back at once while it is behind", async () => {
   const { sql, master } = await pair();
   sql("CREATE TABLE t(id INTEGER PRIMARY KEY)");
-  sql("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10005) INSERT INTO t SELECT i FROM n");
+  sql("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 30005) INSERT INTO t SELECT i FROM n");
   const all = await idsOf(master, 0);
-  assert.is(all.length, 10_006, "the CREATE and 10,005 rows");
-  const seq = await master.changeSeq();
-  assert.is(seq, all[all.length - 1]);
-  await master.confirmCapture(seq);
+  assert.is(all.length, 30_006, "the CREATE and 30,005 rows");
+  // 15,000 confirmed, 15,006 after them: too many to put back, so the oldest go a slice at a time.
+  const upto = all[14_999];
+  await master.confirmCapture(upto);
   assert.equal(await idsOf(master, 0), all.slice(10_000), "a slice of the oldest 10,000");
-  await master.confirmCapture(seq);
-  assert.equal(await idsOf(master, 0), [seq], "behind: the rest goes on the next call, not 5 s later; the highest row stays (it holds the sequence)");
-  sql("INSERT INTO t VALUES (0)");
+  await master.confirmCapture(upto);
+  assert.equal(await idsOf(master, 0), all.slice(15_000), "behind: the rest goes on the next call, not 5 s later");
+});
+
+test("confirmCapture with few changes after the confirmed ones empties the table at once and puts those back unchanged", async () => {
+  const { sql, master } = await pair();
+  sql("CREATE TABLE t(id INTEGER PRIMARY KEY, v)");
+  sql("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000) INSERT INTO t SELECT i, 'v' || i FROM n");
+  sql("INSERT INTO t VALUES (-1, x'00ff'), (-2, 1.0), (-3, NULL); UPDATE t SET v = 9223372036854775807 WHERE id = 5; DELETE FROM t WHERE id = 6");
+  const before = await changesOf(master, 0);
+  const upto = before[before.length - 6][0];
+  await master.confirmCapture(upto);
+  assert.equal(await changesOf(master, 0), before.slice(-5), "past 10,000 at once: only the five changes after the confirmed ones are left, as they were");
+  const seq = await master.changeSeq();
+  assert.is(seq, before[before.length - 1][0], "the highest row stays (it holds the sequence)");
+  sql("INSERT INTO t VALUES (0, 0)");
   await master.confirmCapture(await master.changeSeq());
   assert.is(await master.pendingChanges(seq), 1, "caught up: the next prune waits");
   assert.is(await master.changeSeq(), seq + 1, "ids are never reused after a prune");
