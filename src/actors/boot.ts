@@ -6,7 +6,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { join, resolve } from "node:path";
-import type { NatsConnection } from "@nats-io/transport-node";
+import { errors, type NatsConnection } from "@nats-io/transport-node";
 import type { Config, Role } from "../config.js";
 import { ConfigError } from "../errors.js";
 import { createLogger } from "../log.js";
@@ -72,7 +72,7 @@ export async function bootProcess(config: Config, opts: BootOptions): Promise<Bo
     const nc = await connectNats(config, { waitForServer: true, name: `ferry-${opts.role}-${id}` });
     onStop(() => nc.close());
     step("opening the KV buckets");
-    const buckets = await openBuckets(nc, config.cluster, config.nats.kvReplicas);
+    const buckets = await untilAnswered(() => openBuckets(nc, config.cluster, config.nats.kvReplicas), (err) => step(`opening the KV buckets (JetStream did not answer: ${err.message}; trying again)`));
     const instance = randomUUID();
     await opts.prepare?.({ id, nc, buckets, instance, dataDir, step, onStop });
     const subj = subjects(config.cluster);
@@ -103,5 +103,22 @@ export async function bootProcess(config: Config, opts: BootOptions): Promise<Bo
   } catch (err) {
     await closeAll();
     throw err;
+  }
+}
+
+/**
+ * `open()`, tried again while JetStream does not answer in time (a server just started or busy, a
+ * cluster electing its leader): a node waits for JetStream as it waits for the server, instead of
+ * exiting on a timeout. Any other error ends the start.
+ */
+async function untilAnswered<T>(open: () => Promise<T>, waiting: (err: Error) => void): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await open();
+    } catch (err) {
+      if (!(err instanceof errors.TimeoutError)) throw err;
+      waiting(err);
+      await new Promise((r) => setTimeout(r, Math.min(250 * attempt, 2000)));
+    }
   }
 }

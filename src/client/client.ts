@@ -21,6 +21,9 @@ export interface Client {
   close(): Promise<void>;
 }
 
+/** The least a close waits for the lease follower (a 1 ms request deadline must not cut it short). */
+const CLOSE_WAIT_MIN_MS = 2000;
+
 export async function openClient(config: Config, name = "ferry-cli"): Promise<Client> {
   const nc = await connectNats(config, { name });
   let b: Buckets | null = null;
@@ -60,9 +63,11 @@ export async function openClient(config: Config, name = "ferry-cli"): Promise<Cl
     },
     close: async () => {
       closed = true;
-      // The follower ends before the connection does (MasterFollower.close says why).
-      const f = await opening?.catch(() => null);
-      await f?.close();
+      // The follower ends before the connection does (MasterFollower.close says why), but a server
+      // that does not answer must not hold the close: each wait has a deadline.
+      const ms = Math.max(config.nats.requestTimeoutMs, CLOSE_WAIT_MIN_MS);
+      const f = opening ? await withDeadline(opening, ms, "opening the master lease").catch(() => null) : null;
+      if (f) await withDeadline(f.close(), ms, "closing the master lease's watch").catch(() => {});
       await nc.close();
     },
   };
