@@ -6,8 +6,7 @@ import { fromCallback, fromPromise } from "xstate";
 import type { KV } from "@nats-io/kv";
 import { asFerryError } from "../errors.js";
 import { leaseMachine, LeaseConflict, type LeaseEntry, type LeaseEvent, type LeaseValue, type Renewal } from "../machines/lease.js";
-import { withDeadline } from "../nats/buckets.js";
-import { isWrongSequence } from "../nats/buckets.js";
+import { isWrongSequence, openWatch, withDeadline } from "../nats/buckets.js";
 import { ENDPOINTS } from "../nats/protocol.js";
 import { decodeLease } from "../nats/records.js";
 import { call } from "../nats/rpc.js";
@@ -49,10 +48,9 @@ export function leaseLogic(rt: Runtime, kv: KV, opts: LeaseOpts) {
               // A read that never answers would leave this observer without a view of the lease for good.
               const first = await withDeadline(kv.get(opts.key), rt.config.nats.requestTimeoutMs, `reading lease ${opts.key}`);
               sendBack({ type: "SEEN", entry: toEntry(first) });
-              const w = await kv.watch({ key: opts.key });
+              const w = await openWatch(kv, { key: opts.key }, () => stopped);
+              if (!w) return;
               iter = w;
-              // Stopped while it opened (its consumer's timer would outlive the process's work).
-              if (stopped) return w.stop();
               for await (const e of w) {
                 if (stopped) break;
                 sendBack({ type: "SEEN", entry: toEntry(e) });

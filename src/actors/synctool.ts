@@ -9,7 +9,7 @@
  * nodes to choose a collector for each subtask: an active one whose replica has applied the
  * subtask's position, on a slave before the master, the least loaded first.
  */
-import { isWrongSequence, listKeys } from "../nats/buckets.js";
+import { isWrongSequence, listKeys, openWatch } from "../nats/buckets.js";
 import { randomUUID } from "node:crypto";
 import { isAbsolute, resolve } from "node:path";
 import type { Subscription } from "@nats-io/transport-node";
@@ -216,9 +216,9 @@ class Manager {
   private async watch(): Promise<void> {
     while (!this.stopped) {
       try {
-        const w = await this.rt.buckets.tasks.watch();
+        const w = await openWatch(this.rt.buckets.tasks, {}, () => this.stopped);
+        if (!w) return;
         this.watcher = w;
-        if (this.stopped) return w.stop();
         for await (const e of w) {
           if (this.stopped) break;
           if (e.operation === "PUT") {

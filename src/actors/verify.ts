@@ -59,11 +59,7 @@ export function divergedLogic(rt: Runtime) {
     void (async () => {
       while (!stopped) {
         try {
-          await watchDiverged(rt.buckets.leases, (marks) => sendBack({ type: "DIVERGED", marks }), (s) => {
-            stop = s;
-            // Stopped while it opened (its consumer's timer would outlive the process's work).
-            if (stopped) s();
-          });
+          await watchDiverged(rt.buckets.leases, (marks) => sendBack({ type: "DIVERGED", marks }), () => stopped, (s) => (stop = s));
         } catch (err) {
           if (!stopped) rt.log.warn({ err: String(err) }, "diverged records watch interrupted; retrying");
         }

@@ -4,6 +4,7 @@
  * to the old holder is abandoned at once (changed() resolves) instead of waiting out its timeout.
  */
 import type { KV, KvWatchEntry } from "@nats-io/kv";
+import { openWatch } from "../nats/buckets.js";
 import { decodeLease, LEASE_KEY, type LeaseRecord } from "../nats/records.js";
 
 export interface MasterView {
@@ -87,9 +88,9 @@ export class MasterFollower {
   private async follow(): Promise<void> {
     while (!this.stopped) {
       try {
-        const w = await this.kv.watch({ key: LEASE_KEY.master });
+        const w = await openWatch(this.kv, { key: LEASE_KEY.master }, () => this.stopped);
+        if (!w) return;
         this.iter = w;
-        if (this.stopped) return w.stop();
         for await (const e of w as AsyncIterable<KvWatchEntry>) {
           if (this.stopped) break;
           this.seen(e.operation === "PUT" ? decodeLease(e.value) : null, e.revision);

@@ -1,4 +1,4 @@
-import { Kvm, type KV } from "@nats-io/kv";
+import { Kvm, type KV, type KvWatchOptions } from "@nats-io/kv";
 import { TimeoutError } from "../errors.js";
 import type { NatsConnection } from "@nats-io/transport-node";
 
@@ -42,6 +42,18 @@ export async function openBuckets(nc: NatsConnection, cluster: string, replicas 
     kvm.create(names.tasks, { history: 5, replicas }),
   ]);
   return { leases, members, tasks };
+}
+
+/**
+ * `kv.watch(opts)`, or null when its owner stopped while it was opening: then it is stopped at
+ * once. nats.js starts a watch consumer's heartbeat timer before it subscribes, and only stopping
+ * the watch ends that timer, which would otherwise keep the process alive for good.
+ */
+export async function openWatch(kv: KV, opts: KvWatchOptions, stopped: () => boolean): Promise<Awaited<ReturnType<KV["watch"]>> | null> {
+  const w = await kv.watch(opts);
+  if (!stopped()) return w;
+  w.stop();
+  return null;
 }
 
 /** The leases bucket as a client reads it: opened, never created (a client may not have the right to). */

@@ -5,7 +5,7 @@
 import type { KV } from "@nats-io/kv";
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import { z } from "zod";
-import { isWrongSequence, listKeys } from "./buckets.js";
+import { isWrongSequence, listKeys, openWatch } from "./buckets.js";
 import type { Subjects } from "./subjects.js";
 
 /** Keys of the leases bucket. */
@@ -169,11 +169,13 @@ export async function clearDiverged(kv: KV, node: string, table?: string, since?
 /**
  * Follows every diverged record: `onChange` gets the whole set after each record seen (the last
  * value of every key first, a deleted one as its delete marker, then each change). Resolves when
- * the watch ends (stop(), or the connection's end); the caller starts it again.
+ * the watch ends (stop(), the connection's end, or `stopped()` already true once it opened); the
+ * caller starts it again.
  */
-export async function watchDiverged(kv: KV, onChange: (records: DivergedRecord[]) => void, started: (stop: () => void) => void): Promise<void> {
+export async function watchDiverged(kv: KV, onChange: (records: DivergedRecord[]) => void, stopped: () => boolean, started: (stop: () => void) => void): Promise<void> {
   const seen = new Map<string, DivergedRecord>();
-  const w = await kv.watch({ key: `${DIVERGED_PREFIX}>` });
+  const w = await openWatch(kv, { key: `${DIVERGED_PREFIX}>` }, stopped);
+  if (!w) return;
   started(() => w.stop());
   for await (const e of w) {
     const r = e.operation === "PUT" ? decodeDiverged(e.value) : null;
