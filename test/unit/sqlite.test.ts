@@ -551,18 +551,22 @@ test("compare of a rowid table: chunks of chunkRows in pages of maxChunks cover 
   assert.equal(differ, [holding], "only the range holding the changed row differs");
 });
 
-test("confirmCapture with many changes after the confirmed ones deletes at most 10,000 at a time and comes back at once while it is behind", async () => {
+test("confirmCapture with many changes after the confirmed ones deletes at most 10,000 at a time and comes back at once while it is behind; all confirmed, only the highest row stays", async () => {
   const { sql, master } = await pair();
   sql("CREATE TABLE t(id INTEGER PRIMARY KEY)");
-  sql("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 30005) INSERT INTO t SELECT i FROM n");
+  sql("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 40005) INSERT INTO t SELECT i FROM n");
   const all = await idsOf(master, 0);
-  assert.is(all.length, 30_006, "the CREATE and 30,005 rows");
-  // 15,000 confirmed, 15,006 after them: too many to put back, so the oldest go a slice at a time.
-  const upto = all[14_999];
+  assert.is(all.length, 40_006, "the CREATE and 40,005 rows");
+  const seq = await master.changeSeq();
+  assert.is(seq, all[all.length - 1]);
+  // 22,000 confirmed, 18,006 after them: too many to put back, so the oldest go a slice at a time.
+  const upto = all[21_999];
   await master.confirmCapture(upto);
   assert.equal(await idsOf(master, 0), all.slice(10_000), "a slice of the oldest 10,000");
   await master.confirmCapture(upto);
-  assert.equal(await idsOf(master, 0), all.slice(15_000), "behind: the rest goes on the next call, not 5 s later");
+  assert.equal(await idsOf(master, 0), all.slice(20_000), "behind: the next slice goes on the next call, not 5 s later");
+  await master.confirmCapture(seq);
+  assert.equal(await idsOf(master, 0), [seq], "still behind, and now all confirmed: the highest row stays (it holds the sequence)");
 });
 
 test("confirmCapture with few changes after the confirmed ones empties the table at once and puts those back unchanged", async () => {
