@@ -14,6 +14,7 @@
  * Replay: every snapshot file, then the stream files in name order, each record as an upsert or a
  * delete by key. Names sort in that order.
  */
+import { randomUUID } from "node:crypto";
 import { mkdir, open, readdir, rename, stat, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { SyncError } from "../errors.js";
@@ -182,12 +183,14 @@ async function syncDir(dir: string): Promise<void> {
   }
 }
 
+const PROBE_PREFIX = ".ferry-probe-";
+
 /** Refuses a destination that cannot be written or already holds files of a table (a second task would double rows). */
 export async function checkDestination(root: string, table: string): Promise<void> {
   const dir = join(root, table);
   try {
     await mkdir(dir, { recursive: true });
-    const probe = join(dir, `.ferry-probe-${process.pid}.tmp`);
+    const probe = join(dir, `${PROBE_PREFIX}${process.pid}-${randomUUID()}.tmp`);
     const fh = await open(probe, "w");
     await fh.close();
     await unlink(probe);
@@ -195,6 +198,8 @@ export async function checkDestination(root: string, table: string): Promise<voi
     throw unwritable(dir, err);
   }
   for (const entry of await readdir(dir, { withFileTypes: true })) {
+    // Two creates at once (a repeated request) probe the same directory: another's probe is not a file of a task.
+    if (entry.name.startsWith(PROBE_PREFIX)) continue;
     const inner = entry.isDirectory() ? await readdir(join(dir, entry.name)) : [entry.name];
     if (inner.length > 0) {
       throw new SyncError("DESTINATION_NOT_EMPTY", `${dir} already holds files (${entry.name}${entry.isDirectory() ? "/..." : ""})`, {

@@ -19,7 +19,7 @@ import {
   comparePositions,
   type SyncPosition,
 } from "../../src/storage/sync.js";
-import { PartitionDir, parseFileName, positionFromFiles, snapshotFileName, streamFileName } from "../../src/storage/destination.js";
+import { checkDestination, PartitionDir, parseFileName, positionFromFiles, snapshotFileName, streamFileName } from "../../src/storage/destination.js";
 import { openSink, SINK_FORMATS } from "../../src/storage/sink/index.js";
 import { cleanup, tempDir } from "../helpers/procs.js";
 
@@ -195,6 +195,16 @@ test("positions order: snapshot < stream < done, each by its counter", () => {
   assert.ok(comparePositions(stream(3, 1, 0), stream(3, 0, 99)) > 0);
   assert.ok(comparePositions({ phase: "done" }, stream(1e9)) > 0);
   assert.is(comparePositions(stream(2), stream(2)), 0);
+});
+
+test("a destination checked by many creates at once is empty to each, and a file in it refuses every one", async () => {
+  const root = tempDir("ferry-dest-");
+  // One process answers repeated creates concurrently; each probes the same directory.
+  for (let round = 0; round < 20; round++) await Promise.all(Array.from({ length: 8 }, () => checkDestination(root, "t")));
+  assert.equal(readdirSync(join(root, "t")), [], "no probe left behind");
+  writeFileSync(join(root, "t", "rows.jsonl"), "{}\n");
+  const results = await Promise.allSettled(Array.from({ length: 4 }, () => checkDestination(root, "t")));
+  assert.ok(results.every((r) => r.status === "rejected" && (r.reason as { code?: string }).code === "DESTINATION_NOT_EMPTY"));
 });
 
 test.run();
