@@ -258,6 +258,36 @@ test("applyBatches is one transaction that records the position; a failing chang
   assert.equal(await replica.appliedPosition(), { lsn: 3, epoch: 2 });
 });
 
+test("upserts bound many rows per statement keep the order of changes: repeated keys, deletes and key changes between them, DDL in the batch", async () => {
+  const { ship, sql, replica, same } = await pair();
+  sql("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT, b BLOB); CREATE TABLE u(a INTEGER, b TEXT, PRIMARY KEY(a, b)) WITHOUT ROWID; CREATE TABLE r(x)");
+  await ship();
+  // 203 rows in one run (64 + 64 + 64 + 8 + 2 + 1 rows per statement), the last ones written twice.
+  let script = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200) INSERT INTO t SELECT i, 'v' || i, CASE WHEN i % 7 = 0 THEN x'00ff' END FROM n;";
+  script += "INSERT OR REPLACE INTO t VALUES (199, 'again', NULL), (200, 'again', 1.0), (201, 'new', 9223372036854775807);";
+  script += "INSERT INTO u VALUES (1, 'a'), (2, 'b'); DELETE FROM t WHERE id = 5; INSERT INTO t VALUES (5, 'back', NULL); DELETE FROM t WHERE id = 7;";
+  script += "UPDATE t SET id = 1000 WHERE id = 6; INSERT INTO t VALUES (6, 'six again', NULL); INSERT INTO r VALUES (1), (1), (2); DELETE FROM r WHERE rowid = 2;";
+  script += "ALTER TABLE t ADD COLUMN w REAL; INSERT INTO t VALUES (2000, 'wide', NULL, 0.5); UPDATE t SET w = 2.0 WHERE id < 4;";
+  sql(script);
+  const shipped = await ship();
+  assert.ok(shipped.length > 200, `${shipped.length} changes in one batch`);
+  same();
+  const rows = conn(replica, { readonly: true });
+  assert.equal(rows.prepare("SELECT id, v, w FROM t WHERE id IN (5, 6, 7, 199, 1000, 2000) ORDER BY id").all(), [
+    { id: 5, v: "back", w: null },
+    { id: 6, v: "six again", w: null },
+    { id: 199, v: "again", w: null },
+    { id: 1000, v: "v6", w: null },
+    { id: 2000, v: "wide", w: 0.5 },
+  ]);
+  // A row image that does not fit the replica's table applies nothing.
+  const before = dumpFile(replica.path);
+  const fits: Change = ["t", "I", null, JSON.stringify([3000, "fits", null, null])];
+  const short: Change = ["t", "I", null, JSON.stringify([3001, "short"])];
+  await rejectsCode(() => replica.applyBatches([{ lsn: 99, epoch: 1, changes: [fits, short] }]), "SCHEMA_MISMATCH", "has 2 values, the table 4");
+  assert.fixture(dumpFile(replica.path), before);
+});
+
 test("a replica applies an updated parent row without cascading to its children (foreign keys)", async () => {
   const { ship, sql, same } = await pair();
   sql(`CREATE TABLE p(id INTEGER PRIMARY KEY, n TEXT);

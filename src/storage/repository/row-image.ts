@@ -20,8 +20,8 @@ export type SqlValue = bigint | number | string | Buffer | null;
 /** Where decodeImage is in its text: one cursor, not a [value, next] pair a value (the allocations showed in replicas' profiles). */
 let at = 0;
 
-export function decodeImage(json: string): SqlValue[] {
-  const out: SqlValue[] = [];
+/** The image's values, appended to `out` when given (a caller binding many rows at once). */
+export function decodeImage(json: string, out: SqlValue[] = []): SqlValue[] {
   at = skipWs(json, 0);
   if (json.charCodeAt(at) !== 0x5b) throw bad(json, at);
   at = skipWs(json, at + 1);

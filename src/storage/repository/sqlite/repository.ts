@@ -23,6 +23,7 @@ import { CHANGE_TABLE, PENDING_SQL, PLACEHOLDER, SEQ_SQL, discardChanges, migrat
 import { partitionOf, splitJsonArray } from "../../sync.js";
 import { partitionSql } from "./partition.js";
 import { SqliteSqlRunner } from "./sql-runner.js";
+import { upsertSql, Upserts, type UpsertTarget } from "./upserts.js";
 import type {
   Change,
   ChangeRead,
@@ -135,7 +136,18 @@ export class SqliteRepository implements Repository {
   private capture: DB | null = null;
   private stat: Stats;
   private tables = new Map<string, TableInfo>();
-  private applyStmts = new Map<string, { upsert: Database.Statement; del: Database.Statement }>();
+  private applyStmts = new Map<string, { upsert: Database.Statement; del: Database.Statement; many: Map<number, Database.Statement> }>();
+  /** Upserts into the tables of this repository, many rows per statement. */
+  private upsertTarget: UpsertTarget = {
+    statement: (table, rows) => {
+      const s = this.stmtsFor(table);
+      if (rows === 1) return s.upsert;
+      let st = s.many.get(rows);
+      if (!st) s.many.set(rows, (st = this.db.prepare(upsertSql(quoteId(table), this.tableInfo(table).image.map(quoteId), rows))));
+      return st;
+    },
+    width: (table) => this.tableInfo(table).image.length,
+  };
   private dataVersion = 0;
   private schemaVersion = -1;
 
@@ -453,11 +465,11 @@ export class SqliteRepository implements Repository {
     let s = this.applyStmts.get(table);
     if (!s) {
       const t = this.tableInfo(table);
-      const cols = t.image.map(quoteId).join(",");
       const where = t.key.map((k) => `${quoteId(k)} IS ?`).join(" AND ");
       s = {
-        upsert: this.db.prepare(`INSERT OR REPLACE INTO ${quoteId(table)}(${cols}) VALUES (${t.image.map(() => "?").join(",")})`),
+        upsert: this.db.prepare(upsertSql(quoteId(table), t.image.map(quoteId), 1)),
         del: this.db.prepare(`DELETE FROM ${quoteId(table)} WHERE ${where}`),
+        many: new Map(),
       };
       this.applyStmts.set(table, s);
     }
@@ -492,9 +504,15 @@ export class SqliteRepository implements Repository {
     };
   }
 
-  private applyChange([tbl, op, rid, row]: Change, triggers: { suspend(): void; restore(): void }): boolean {
+  private applyChange([tbl, op, rid, row]: Change, triggers: { suspend(): void; restore(): void }, upserts: Upserts): boolean {
+    if (op !== "X" && op !== "D" && rid === null) {
+      upserts.add(tbl!, row!);
+      return false;
+    }
+    upserts.flush();
     if (op === "X") {
       // Replicated DDL (CREATE/DROP TRIGGER among it) meets the schema as the master had it.
+      upserts.forget();
       triggers.restore();
       this.db.exec(row!);
       triggers.suspend();
@@ -515,7 +533,9 @@ export class SqliteRepository implements Repository {
     if (batches.length === 0) return { ddl: false };
     let ddl = false;
     this.applying((triggers) => {
-      for (const b of batches) for (const c of b.changes) ddl = this.applyChange(c, triggers) || ddl;
+      const upserts = new Upserts(this.upsertTarget);
+      for (const b of batches) for (const c of b.changes) ddl = this.applyChange(c, triggers, upserts) || ddl;
+      upserts.flush();
       const last = batches[batches.length - 1];
       this.setPosition({ lsn: last.lsn, epoch: last.epoch });
     });
@@ -764,9 +784,10 @@ export class SqliteRepository implements Repository {
     });
     return {
       rows: async (table, rows) => {
-        const s = this.guard(() => this.stmtsFor(table));
         this.guard(() => {
-          for (const r of rows) s.upsert.run(...decodeImage(r));
+          const upserts = new Upserts(this.upsertTarget);
+          for (const r of rows) upserts.add(table, r);
+          upserts.flush();
         });
       },
       commit: async (at) => {
