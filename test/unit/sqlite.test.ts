@@ -12,6 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { SqliteRepository, dumpFile } from "../../src/storage/repository/sqlite/repository.js";
+import { idsAscend } from "../../src/storage/repository/sqlite/change-table.js";
 import { newWriteGate, setAccepting } from "../../src/storage/repository/write-gate.js";
 import { RepositoryError, FerryError } from "../../src/errors.js";
 import type { CapturedPart, Change, ChunkSum } from "../../src/storage/repository/types.js";
@@ -535,6 +536,11 @@ test("readChanges parts: at most partBytes each (or one change), contiguous, tog
   const big = parts.find((p) => p.count === 1 && p.data.length > partBytes);
   assert.ok(big, "a change larger than a part is a part of its own");
   assert.ok(parts.length < one.length / 10, `${parts.length} parts for ${one.length} changes: parts are filled, not one change each`);
+});
+
+test("a part's ids, joined in the order SQLite aggregated its rows, prove that order or send the read to the sorting query", () => {
+  for (const ids of ["1", "1,2,3", "9,10,11", "7,100,101,100000"]) assert.ok(idsAscend(ids), ids);
+  for (const ids of ["2,1", "1,3,2", "10,9", "5,5", "100,11"]) assert.not.ok(idsAscend(ids), ids);
 });
 
 test("compare of a rowid table: chunks of chunkRows in pages of maxChunks cover every row, another node's sums of those ranges agree, and one changed row shows in its range only", async () => {

@@ -55,6 +55,23 @@ export function pruneChanges(db: DB, upto: number, rows: number): boolean {
   return cut < end;
 }
 
+/** Whether a comma-separated list of change ids (SQLite's group_concat of them) ascends. */
+export function idsAscend(ids: string): boolean {
+  let prev = -1;
+  let n = 0;
+  for (let i = 0; i <= ids.length; i++) {
+    const c = i < ids.length ? ids.charCodeAt(i) : 0x2c;
+    if (c !== 0x2c) {
+      n = n * 10 + (c - 0x30);
+      continue;
+    }
+    if (n <= prev) return false;
+    prev = n;
+    n = 0;
+  }
+  return true;
+}
+
 /** Changes past the parameter that are ferry's to replicate (heartbeat rows and placeholders are not). */
 export const PENDING_SQL = `SELECT count(*) AS n FROM ferry_changes WHERE id > ? AND op <> '${PLACEHOLDER}' AND (tbl IS NULL OR tbl <> 'ferry_heartbeat')`;
 

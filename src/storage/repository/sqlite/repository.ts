@@ -19,7 +19,7 @@ import { checkScript, type RefusedVerbs } from "../script.js";
 import { splitSql } from "./sql-split.js";
 import { dec, enc, quoteId } from "./sql-text.js";
 import { openCompareRead } from "./compare.js";
-import { CHANGE_TABLE, PENDING_SQL, PLACEHOLDER, SEQ_SQL, discardChanges, migrateChangeTable, pruneChanges } from "./change-table.js";
+import { CHANGE_TABLE, PENDING_SQL, PLACEHOLDER, SEQ_SQL, discardChanges, idsAscend, migrateChangeTable, pruneChanges } from "./change-table.js";
 import { partitionOf, splitJsonArray } from "../../sync.js";
 import { partitionSql } from "./partition.js";
 import { SqliteSqlRunner } from "./sql-runner.js";
@@ -76,12 +76,22 @@ const DDL_VERBS = new Set(["CREATE", "ALTER", "DROP"]);
 /**
  * One part of captured changes past the first parameter, up to the second, from at most the third
  * many rows: [rows read, last id read, first and last change's id, changes, DDL among them, the
- * part's bytes]. Placeholders are read (they move the position) but are not changes.
+ * part's bytes, the ids in the order the part holds them]. Placeholders are read (they move the
+ * position) but are not changes.
+ *
+ * The aggregate joins the rows in the order the ordered subquery hands them over. SQLite does not
+ * promise that order, so the ids come along, joined in the same pass, and a part whose ids do not
+ * ascend is read again with ORDER BY in the aggregate, which always sorts (a temporary B-tree of
+ * every row image: a third of the read's CPU, measured 0.69–0.78 against 0.45–0.51 µs per row).
  */
-const PART_SQL = `SELECT count(*), max(id), min(CASE WHEN op <> '${PLACEHOLDER}' THEN id END), max(CASE WHEN op <> '${PLACEHOLDER}' THEN id END), coalesce(sum(op <> '${PLACEHOLDER}'), 0), max(op = 'X'),
-  CAST('[' || group_concat(CASE WHEN op <> '${PLACEHOLDER}' THEN json_array(tbl, op, rid, row) END, ',' ORDER BY id) || ']' AS BLOB)
+const partSql = (ordered: boolean) => `SELECT count(*), max(id), min(CASE WHEN op <> '${PLACEHOLDER}' THEN id END), max(CASE WHEN op <> '${PLACEHOLDER}' THEN id END), coalesce(sum(op <> '${PLACEHOLDER}'), 0), max(op = 'X'),
+  CAST('[' || group_concat(CASE WHEN op <> '${PLACEHOLDER}' THEN json_array(tbl, op, rid, row) END, ','${ordered ? " ORDER BY id" : ""}) || ']' AS BLOB),
+  ${ordered ? "NULL" : "group_concat(id)"}
   FROM (SELECT * FROM ferry_changes WHERE id > ? AND id <= ? ORDER BY id LIMIT ?)`;
-type PartRow = [rows: number, read: number, first: number | null, last: number | null, count: number, ddl: number | null, data: Buffer | null];
+const PART_SQL = partSql(false);
+const ORDERED_PART_SQL = partSql(true);
+type PartRow = [rows: number, read: number, first: number | null, last: number | null, count: number, ddl: number | null, data: Buffer | null, ids: string | null];
+
 const FIRST_PART_ROWS = 64;
 const MAX_PART_ROWS = 100_000;
 const PRUNE_EVERY_MS = 5000;
@@ -317,7 +327,9 @@ export class SqliteRepository implements Repository {
         // Rows per part, from the size of the last one read; a part past partBytes is read again shorter.
         let limit = self.partRows;
         for (;;) {
-          const [rows, upTo, first, last, count, ddl, data] = read.get(reached, upto, limit) as PartRow;
+          let row = read.get(reached, upto, limit) as PartRow;
+          if (row[7] !== null && !idsAscend(row[7])) row = cached(db, ORDERED_PART_SQL).raw().get(reached, upto, limit) as PartRow;
+          const [rows, upTo, first, last, count, ddl, data] = row;
           if (rows === 0) return;
           if (data !== null && data.length > partBytes && count > 1) {
             limit = Math.max(1, Math.floor((rows * partBytes * 0.9) / data.length));
