@@ -768,8 +768,15 @@ test("fingerprint: equal for equal schemas, changes with the schema, not with da
   await ship();
   assert.is(await replica.fingerprint(), one, "the replica (no capture triggers) has the master's fingerprint");
   sql("CREATE INDEX t_v ON t(v)");
-  assert.is.not(await master.fingerprint(), one);
+  const indexed = await master.fingerprint();
+  assert.is.not(indexed, one);
   assert.match(one, /^[0-9a-f]{16}$/);
+  // Kept between capture cycles, but DDL by another connection (an operator's sqlite3) shows at once.
+  conn(master).exec("ALTER TABLE t ADD COLUMN w REAL");
+  const altered = await master.fingerprint();
+  assert.is.not(altered, indexed);
+  conn(master).exec("ALTER TABLE t DROP COLUMN w");
+  assert.is(await master.fingerprint(), indexed, "the schema back as it was, the fingerprint too");
 });
 
 test("checkAvailable: a missing file is REPO_UNAVAILABLE; so is a file replaced by another", async () => {

@@ -107,6 +107,10 @@ function cached(db: DB, sql: string): Database.Statement {
   if (!st) m.set(sql, (st = db.prepare(sql)));
   return st;
 }
+/** A pragma's value through a statement kept per connection: db.pragma() prepares one per call, which showed in profiles. */
+function pragmaValue(db: DB, name: string): number {
+  return cached(db, `PRAGMA ${name}`).pluck().get() as number;
+}
 const quoteStr = (s: string) => `'${s.replace(/'/g, "''")}'`;
 
 interface TableInfo {
@@ -198,7 +202,7 @@ export class SqliteRepository implements Repository {
 
   /** Another connection (the SQL worker, an operator) may have changed the schema: drop what is stale. */
   private freshSchema(): void {
-    const v = this.reader.pragma("schema_version", { simple: true }) as number;
+    const v = pragmaValue(this.reader, "schema_version");
     if (v === this.schemaVersion) return;
     this.schemaVersion = v;
     this.tables.clear();
@@ -592,9 +596,15 @@ export class SqliteRepository implements Repository {
     return this.guard(() => (cached(this.reader, `SELECT max(ts) AS ts FROM ferry_heartbeat`).get() as { ts: number | null }).ts ?? 0);
   }
 
+  /** Read every capture cycle: kept until the schema version moves. */
   async fingerprint(): Promise<string> {
-    return this.guard(() => fingerprintOf(this.reader));
+    return this.guard(() => {
+      const version = pragmaValue(this.reader, "schema_version");
+      if (this.fp?.version !== version) this.fp = { version, value: fingerprintOf(this.reader) };
+      return this.fp.value;
+    });
   }
+  private fp: { version: number; value: string } | null = null;
 
   async hasUserData(): Promise<boolean> {
     return this.guard(() => {
@@ -606,7 +616,7 @@ export class SqliteRepository implements Repository {
   }
 
   private currentDataVersion(): number {
-    return this.db.pragma("data_version", { simple: true }) as number;
+    return pragmaValue(this.db, "data_version");
   }
 
   async outsideCommits(): Promise<number> {
@@ -926,10 +936,10 @@ function isWithoutRowid(db: DB, table: string): boolean {
  * a child restored before its parent would be refused. Off for the apply, then as it was.
  */
 function foreignKeysOff(db: DB): () => void {
-  const was = db.pragma("foreign_keys", { simple: true }) as number;
-  if (was) db.pragma("foreign_keys = OFF");
+  const was = pragmaValue(db, "foreign_keys");
+  if (was) cached(db, "PRAGMA foreign_keys = OFF").run();
   return () => {
-    if (was && db.open) db.pragma("foreign_keys = ON");
+    if (was && db.open) cached(db, "PRAGMA foreign_keys = ON").run();
   };
 }
 
