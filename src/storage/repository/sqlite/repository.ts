@@ -164,6 +164,8 @@ export class SqliteRepository implements Repository {
   };
   private dataVersion = 0;
   private schemaVersion = -1;
+  /** The schema fingerprint and the schema version it was computed at. */
+  private fp: { version: number; value: string } | null = null;
 
   /**
    * `busyTimeoutMs` is how long the writing connection waits, synchronously, for another writer's
@@ -525,7 +527,6 @@ export class SqliteRepository implements Repository {
       upserts.add(tbl!, row!);
       return false;
     }
-    upserts.flush();
     if (op === "X") {
       // Replicated DDL (CREATE/DROP TRIGGER among it) meets the schema as the master had it.
       upserts.forget();
@@ -536,6 +537,7 @@ export class SqliteRepository implements Repository {
       this.applyStmts.clear();
       return true;
     }
+    upserts.flush();
     const s = this.stmtsFor(tbl!);
     if (op === "D") s.del.run(...decodeImage(rid!));
     else {
@@ -604,7 +606,6 @@ export class SqliteRepository implements Repository {
       return this.fp.value;
     });
   }
-  private fp: { version: number; value: string } | null = null;
 
   async hasUserData(): Promise<boolean> {
     return this.guard(() => {

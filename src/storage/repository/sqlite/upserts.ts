@@ -66,7 +66,7 @@ export class Upserts {
     this.rows = 0;
   }
 
-  /** The schema changed (DDL applied): widths and statements are read again. */
+  /** Writes what is pending before DDL; widths and statements are read again after it. */
   forget(): void {
     this.flush();
     this.table = null;
