@@ -201,34 +201,36 @@ test("concurrent writers: whole transactions in commit order", async () => {
   await same();
 });
 
-test("exact types: integers to 2^63-1, numeric, floats (NaN, ±Infinity, -0, 1.0), text, bool, bytea, dates, uuid, json, arrays, NULL", async () => {
+test("exact types: integers to 2^63-1, numeric, floats (NaN, ±Infinity, -0, 1.0), text, bool, bytea, dates, uuid, json, arrays, NULL, types with modifiers", async () => {
   const { ship, sql, same, masterUrl, replicaUrl } = await pair();
   await sql(`CREATE TABLE v(id int PRIMARY KEY, i2 int2, i4 int4, i8 int8, num numeric, f8 float8, f4 float4, t text, vc varchar(20), b bool,
-    by bytea, d date, ts timestamp, tz timestamptz, u uuid, j json, jb jsonb, ia int[], ta text[], iv interval, ch char(4))`);
+    by bytea, d date, ts timestamp, tz timestamptz, u uuid, j json, jb jsonb, ia int[], ta text[], iv interval, ch char(4),
+    bt bit(3), nm numeric(10,2), t3 timestamp(3), va varchar(5)[])`);
   const w = await client(masterUrl);
   await w.query(`INSERT INTO v VALUES
     (1, 32767, 2147483647, 9223372036854775807, 123456789012345678901234567890.123, 1.0, 1.5, 'it''s "q" ; -- ünï 🚀', 'vc', true,
      '\\x0001ff00', '2024-02-29', '2024-01-02 03:04:05.123456', '2024-01-02 03:04:05.5+02', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11',
-     '{"b": 1,  "a": [1, 2.50]}', '{"b": 1, "a": [1, 2.50]}', '{1,NULL,-3}', '{"x y","NULL",NULL}', '1 day 02:03:04', 'ab'),
+     '{"b": 1,  "a": [1, 2.50]}', '{"b": 1, "a": [1, 2.50]}', '{1,NULL,-3}', '{"x y","NULL",NULL}', '1 day 02:03:04', 'ab', B'101', 12345678.91, '2024-01-02 03:04:05.123', '{"abcde",NULL}'),
     (2, -32768, -2147483648, -9223372036854775808, -0.000000000000000000001, 'NaN', 'Infinity', '', '', false,
-     '\\x', '0001-01-01', '1999-12-31 23:59:59', 'infinity', '00000000-0000-0000-0000-000000000000', 'null', '[]', '{}', '{}', '-1 mon', NULL),
-    (3, NULL, NULL, 9007199254740993, 'NaN', '-Infinity', '-0', 'NULL', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
-    (4, 0, 0, 0, 0, 0.1, 3.4028235e38, E'line\\nbreak\\ttab\\\\', 'x', true, '\\xdeadbeef', '2000-01-01', '2000-01-01', '2000-01-01', NULL, '1', '1', NULL, NULL, NULL, NULL),
-    (5, 1, 1, 1, 1, 0.30000000000000004, 1e-45, 'x', 'x', false, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
-    (6, 1, 1, 1, 1, 1e300, -1.5, 'x', 'x', false, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)`);
+     '\\x', '0001-01-01', '1999-12-31 23:59:59', 'infinity', '00000000-0000-0000-0000-000000000000', 'null', '[]', '{}', '{}', '-1 mon', NULL, B'000', -0.01, 'infinity', '{}'),
+    (3, NULL, NULL, 9007199254740993, 'NaN', '-Infinity', '-0', 'NULL', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+    (4, 0, 0, 0, 0, 0.1, 3.4028235e38, E'line\\nbreak\\ttab\\\\', 'x', true, '\\xdeadbeef', '2000-01-01', '2000-01-01', '2000-01-01', NULL, '1', '1', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+    (5, 1, 1, 1, 1, 0.30000000000000004, 1e-45, 'x', 'x', false, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+    (6, 1, 1, 1, 1, 1e300, -1.5, 'x', 'x', false, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)`);
   await w.query(`UPDATE v SET f8 = '-0' WHERE id = 5`);
   const changes = await ship();
   const first = JSON.parse(changes.find((c) => JSON.parse(c[2])[1] === "I")![2])[3] as string;
   assert.match(first, /^\[1,32767,2147483647,9223372036854775807,"123456789012345678901234567890.123",1.0,1.5,/);
   assert.match(first, /"t",\["x","0001FF00"\]/);
   await same();
-  const all = "SELECT id, i2::text, i4::text, i8::text, num::text, f8::text, f4::text, t, vc, b::text, encode(by, 'hex') AS by, d::text, ts::text, tz::text, u::text, j::text, jb::text, ia::text, ta::text, iv::text, ch::text, (f8 = 0 AND text(f8) LIKE '-%') AS negzero FROM v ORDER BY id";
+  const all = "SELECT id, i2::text, i4::text, i8::text, num::text, f8::text, f4::text, t, vc, b::text, encode(by, 'hex') AS by, d::text, ts::text, tz::text, u::text, j::text, jb::text, ia::text, ta::text, iv::text, ch::text, bt::text, nm::text, t3::text, va::text, (f8 = 0 AND text(f8) LIKE '-%') AS negzero FROM v ORDER BY id";
   const m = (await (await client(masterUrl)).query(all)).rows;
   const r = (await (await client(replicaUrl)).query(all)).rows;
   assert.equal(r, m);
   assert.is(r[0].j, '{"b": 1,  "a": [1, 2.50]}', "json text kept exactly");
   assert.is(r[2].i8, "9007199254740993");
   assert.is(r[4].negzero, true, "-0 stays -0");
+  assert.equal([r[0].ch, r[0].bt, r[0].nm, r[0].va], ["ab", "101", "12345678.91", "{abcde,NULL}"], "a modifier's type keeps its value whole (char(4) is not char(1))");
 });
 
 test("an update that leaves a large (TOASTed) value alone keeps it on the replica", async () => {

@@ -54,7 +54,10 @@ export interface ColumnMeta {
   typeOid: number;
   /** format_type with the modifier, as in CREATE TABLE. */
   type: string;
-  /** format_type without the modifier: what a bound key value is cast to for comparisons. */
+  /**
+   * The type's catalogue name without a modifier (`pg_catalog.bpchar`; format_type's `character`
+   * would mean char(1)): what a value read as text is cast to before it meets the column.
+   */
   cast: string;
   notNull: boolean;
   generated: string | null;
@@ -81,7 +84,7 @@ export interface TableMeta {
 
 const COLUMNS = `
 SELECT a.attname AS name, a.atttypid::int AS oid, format_type(a.atttypid, a.atttypmod) AS type,
-  format_type(a.atttypid, NULL) AS cast, a.attnotnull AS not_null,
+  quote_ident(tn.nspname) || '.' || quote_ident(t.typname) AS cast, a.attnotnull AS not_null,
   CASE WHEN a.attgenerated <> '' THEN pg_get_expr(d.adbin, d.adrelid) END AS generated,
   a.attidentity AS identity,
   CASE WHEN a.attgenerated = '' THEN pg_get_expr(d.adbin, d.adrelid) END AS def,
@@ -90,6 +93,7 @@ SELECT a.attname AS name, a.atttypid::int AS oid, format_type(a.atttypid, a.attt
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
 JOIN pg_type t ON t.oid = a.atttypid
+JOIN pg_namespace tn ON tn.oid = t.typnamespace
 LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum
 LEFT JOIN pg_collation co ON co.oid = a.attcollation
 LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary

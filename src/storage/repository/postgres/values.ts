@@ -12,7 +12,6 @@
  */
 import { RepositoryError } from "../../../errors.js";
 import type { ValueKind } from "../types.js";
-import { splitJsonArray } from "../../sync.js";
 
 const INT = new Set([20, 21, 23, 26]);
 const FLOAT = new Set([700, 701]);
@@ -52,9 +51,14 @@ export function encodeValue(typeOid: number, text: string | null): string {
 
 export type Param = string | null | typeof UNCHANGED;
 
-/** A row image's elements as text parameters. */
-export function decodeImage(image: string): Param[] {
-  return splitJsonArray(image).map(decodeElement);
+/**
+ * SQL that reads element `i` of the row image `row` (an expression of type json) as a value of
+ * type `cast`: the inverse of encodeValue on the server, for statements that take row images
+ * as one JSON parameter.
+ */
+export function imageValueSql(typeOid: number, cast: string, row: string, i: number): string {
+  if (typeOid === BYTEA) return `pg_catalog.decode(${row}->${i}->>1, 'hex')`;
+  return `(${row}->>${i})::${cast}`;
 }
 
 export function decodeElement(raw: string): Param {
