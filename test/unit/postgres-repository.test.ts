@@ -201,6 +201,24 @@ test("concurrent writers: whole transactions in commit order", async () => {
   await same();
 });
 
+test("the fingerprint follows the schema: DDL of another session at once, DDL applied on a replica at once, DDL no trigger saw within a second", async () => {
+  const { master, replica, masterUrl, ship, sql } = await pair();
+  await sql("CREATE TABLE f(id int PRIMARY KEY, v text)");
+  await ship();
+  const fp1 = await master.fingerprint();
+  assert.is(await master.fingerprint(), fp1);
+  assert.is(await replica.fingerprint(), fp1);
+  const w = await client(masterUrl);
+  await w.query("ALTER TABLE f ALTER COLUMN v TYPE varchar(10)");
+  const fp2 = await master.fingerprint();
+  assert.is.not(fp2, fp1, "another session's DDL");
+  assert.is(await replica.fingerprint(), fp1, "not applied on the replica yet");
+  await ship();
+  assert.is(await replica.fingerprint(), fp2, "DDL the replica applied");
+  await w.query("SET session_replication_role = replica; ALTER TABLE f ADD COLUMN n int; RESET session_replication_role");
+  await waitFor("the fingerprint of a change no event trigger recorded", async () => (await master.fingerprint()) !== fp2, { timeoutMs: 5000 });
+});
+
 test("exact types: integers to 2^63-1, numeric, floats (NaN, ±Infinity, -0, 1.0), text, bool, bytea, dates, uuid, json, arrays, NULL, types with modifiers", async () => {
   const { ship, sql, same, masterUrl, replicaUrl } = await pair();
   await sql(`CREATE TABLE v(id int PRIMARY KEY, i2 int2, i4 int4, i8 int8, num numeric, f8 float8, f4 float4, t text, vc varchar(20), b bool,

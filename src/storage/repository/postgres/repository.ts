@@ -14,7 +14,7 @@ import { Applier } from "./apply.js";
 import { Capture, slotName } from "./capture.js";
 import { locate, lsnNumber, newPool, one, parseUrl, quoteId, rows, type Target } from "./connection.js";
 import { pgError } from "./errors.js";
-import { dump, FERRY_DDL_UPGRADE, FERRY_TABLES, REPLICATED_SCHEMA, fingerprint, hasRows, OBJECT_ORDER, replicatedTables, schemaObjects, tableMeta, userTables } from "./schema.js";
+import { dump, FERRY_DDL_UPGRADE, FERRY_TABLES, REPLICATED_SCHEMA, fingerprint, hasRows, lastDdl, OBJECT_ORDER, replicatedTables, schemaObjects, tableMeta, userTables } from "./schema.js";
 import { asObject, inPartition, openConsistent, positionOf, RowCursor, tableCursor, takeRows, type Consistent } from "./snapshot.js";
 import { PgSqlRunner } from "./sql-runner.js";
 import { valueKind } from "./values.js";
@@ -38,6 +38,8 @@ import type {
 } from "../types.js";
 
 const AVAILABLE_TIMEOUT_MS = 3000;
+/** A cached fingerprint is read again after this long, whatever the schema version says (see fingerprint()). */
+const FINGERPRINT_TTL_MS = 1000;
 
 export class PostgresRepository implements Repository {
   readonly kind = "postgres" as const;
@@ -50,6 +52,10 @@ export class PostgresRepository implements Repository {
   private durable = true;
   /** The server and database this object first met: another one behind the URL is not ours. */
   private identity: string | null = null;
+  /** The last fingerprint, the schema version it was read at, and when. */
+  private fp: { version: string; value: string; at: number } | null = null;
+  /** Schema changes this object made without an event trigger seeing them: part of the schema version. */
+  private schemaEdits = 0;
   /** Outside writers' rows counted so far (outsideCommits). */
   private outsideSeen: number | null = null;
   /** changeSeq's last answer while the slot existed. */
@@ -235,15 +241,18 @@ export class PostgresRepository implements Repository {
   async applyBatches(batches: { lsn: number; epoch: number; changes: Iterable<Change> }[]): Promise<{ ddl: boolean }> {
     if (batches.length === 0) return { ddl: false };
     try {
-      return await this.transaction(this.applySetup(), async (c) => {
+      const applied = await this.transaction(this.applySetup(), async (c) => {
         let ddl = false;
         for (const b of batches) ddl = (await this.applier.apply(c, b.changes)) || ddl;
         const last = batches[batches.length - 1];
         await setPosition(c, { lsn: last.lsn, epoch: last.epoch });
         return { ddl };
       });
+      // After the commit: a fingerprint read before it must not be kept (see fingerprint()).
+      if (applied.ddl) this.schemaEdits++;
+      return applied;
     } catch (err) {
-      this.applier.forget();
+      this.schemaChanged();
       throw superuserNeeded(err);
     }
   }
@@ -256,8 +265,31 @@ export class PostgresRepository implements Repository {
     return this.guard(async () => Number((await one<{ ts: string | null }>(this.pool, `SELECT max(ts) AS ts FROM ferry_heartbeat`))?.ts ?? 0));
   }
 
+  /**
+   * Reading the fingerprint from the catalogue costs 3-4 ms of CPU, and the sequencer asks for it
+   * every capture cycle, so it is kept while the schema version stays: every DDL of a user table
+   * runs the event trigger, which adds a row to ferry_ddl in the DDL's own transaction, so the
+   * version moves exactly when the schema's change becomes visible. DDL this object applies or
+   * restores (on replicas, where no event trigger fires) drops the cache; a schema changed with no
+   * trigger seeing it (a session with session_replication_role = replica) is read again after
+   * FINGERPRINT_TTL_MS.
+   */
   fingerprint(): Promise<string> {
-    return this.guard(() => fingerprint(this.pool));
+    return this.guard(async () => {
+      const ddl = await lastDdl(this.pool);
+      const version = ddl === null ? null : `${ddl}/${this.schemaEdits}`;
+      const c = this.fp;
+      if (c !== null && c.version === version && Date.now() - c.at < FINGERPRINT_TTL_MS) return c.value;
+      const value = await fingerprint(this.pool);
+      this.fp = version === null ? null : { version, value, at: Date.now() };
+      return value;
+    });
+  }
+
+  /** The applier's statements and the fingerprint may no longer fit the schema. */
+  private schemaChanged(): void {
+    this.applier.forget();
+    this.schemaEdits++;
   }
 
   hasUserData(): Promise<boolean> {
@@ -368,7 +400,7 @@ export class PostgresRepository implements Repository {
           await c.query(sql);
         } finally {
           c.release();
-          this.applier.forget();
+          this.schemaChanged();
         }
       };
       try {
@@ -385,7 +417,7 @@ export class PostgresRepository implements Repository {
           .filter((o) => !o.name.startsWith("ferry_"))
           .sort((a, b) => OBJECT_ORDER.indexOf(a.type) - OBJECT_ORDER.indexOf(b.type));
         for (const o of ordered) await c.query(o.sql);
-        this.applier.forget();
+        this.schemaChanged();
       } catch (err) {
         await finish("ROLLBACK").catch(() => {});
         throw superuserNeeded(err);
@@ -483,7 +515,7 @@ export class PostgresRepository implements Repository {
         return changes.length;
       });
     } catch (err) {
-      this.applier.forget();
+      this.schemaChanged();
       throw superuserNeeded(err);
     }
   }

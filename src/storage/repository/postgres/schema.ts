@@ -252,6 +252,16 @@ async function fullIdentity(q: Queryable, table: string): Promise<boolean> {
 export const OBJECT_ORDER = ["sequence", "table", "replica identity", "index", "constraint", "sequence owner"];
 
 /** sha256 over tables, columns (name, type, NOT NULL) and primary keys, in name order. */
+/** The newest DDL the event triggers recorded ("" before any; null without ferry_ddl: not initialised). */
+export async function lastDdl(q: Queryable): Promise<string | null> {
+  try {
+    return (await one<{ id: string | null }>(q, `SELECT max(id)::text AS id FROM ferry_ddl`))?.id ?? "";
+  } catch (err) {
+    if ((err as { code?: string }).code === "42P01") return null;
+    throw err;
+  }
+}
+
 export async function fingerprint(q: Queryable): Promise<string> {
   const h = createHash("sha256");
   for (const name of await userTables(q)) {
