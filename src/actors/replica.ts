@@ -237,22 +237,9 @@ export function createReplicaIo(d: ReplicaDeps, stats: ReplicaStats) {
         hint: `run: ferry resync --node ${rt.node}`,
       });
     }
-    await trimSpool();
+    // Applied batches stay (a promoted replica serves them), up to maxBacklogBytes.
+    await spool.pruneOver(rt.config.replication.maxBacklogBytes, stats.applied);
     return { applied: stats.applied, more: Math.min(spool.head, hold.limit()) > stats.applied };
-  }
-
-  /** Keeps applied batches (a promoted replica serves them) up to maxBacklogBytes. */
-  async function trimSpool(): Promise<void> {
-    const head = spool.last;
-    const first = spool.first ? await spool.meta(spool.first) : null;
-    if (!head || !first || head.cum - first.cum <= rt.config.replication.maxBacklogBytes) return;
-    let upto = first.lsn;
-    while (upto < stats.applied) {
-      const m = await spool.meta(upto + 1);
-      if (!m || head.cum - m.cum <= rt.config.replication.maxBacklogBytes) break;
-      upto++;
-    }
-    await spool.prune(Math.min(upto, stats.applied));
   }
 
   async function restore(master: MasterRef): Promise<{ lsn: number }> {

@@ -206,6 +206,24 @@ export class Spool {
     while (this.recent.length > 0 && this.recent[0].meta.lsn <= upto) this.recentBytes -= this.recent.shift()!.meta.bytes;
   }
 
+  /**
+   * Deletes the oldest batches, none past `upto`, each while the batches after it still hold more
+   * than `cap` bytes; returns the highest LSN deleted (0: none). One pass over the meta records
+   * from the first: a replica trims after every apply, and a get per batch showed in its profile.
+   */
+  async pruneOver(cap: number, upto = this._head): Promise<number> {
+    const head = this.headMeta;
+    if (!head || this._first === 0) return 0;
+    let last = 0;
+    for await (const v of this.metas.values({ gte: lsnKey(this._first), lte: lsnKey(Math.min(upto, this._head - 1)) })) {
+      const m = JSON.parse(v) as BatchMeta;
+      if (head.cum - m.cum <= cap) break;
+      last = m.lsn;
+    }
+    if (last > 0) await this.prune(last);
+    return last;
+  }
+
   /** Drops parts past the last complete batch (left by a crash mid-transfer). */
   async dropIncomplete(): Promise<void> {
     this.pending.clear();

@@ -104,4 +104,30 @@ test("a part missing from the spool is a retryable error (INTERNAL): the apply t
   assert.throws(() => ids(fresh.changesOf(m)), (e: { code?: string }) => e.code === "INTERNAL");
 });
 
+
+test("pruneOver deletes the oldest batches while those after them hold more than the cap, never past upto nor the head", async () => {
+  db = await openLevel(tempDir("ferry-spool-"));
+  const spool = new Spool(db);
+  await spool.load();
+  assert.is(await spool.pruneOver(0), 0, "an empty spool");
+  const metas: BatchMeta[] = [];
+  for (let lsn = 1; lsn <= 10; lsn++) metas.push(await writeBatch(spool, lsn, 1, 10, 10, 1000 + lsn * 10));
+  const size = metas[0].bytes;
+  assert.ok(metas.every((m) => m.bytes === size), "batches of one size");
+  const head = metas[9];
+  // Batch L goes while the batches after it hold more than the cap: head.cum - cum(L) > cap.
+  const expect = (cap: number, upto: number) => Math.min(upto, 9, Math.max(0, ...metas.filter((m) => head.cum - m.cum > cap).map((m) => m.lsn)));
+  assert.is(await spool.pruneOver(head.cum, 10), 0, "all of it fits");
+  assert.is(spool.first, 1);
+  assert.is(await spool.pruneOver(size * 7, 2), expect(size * 7, 2), "not past upto");
+  assert.is(spool.first, 3);
+  assert.is(await spool.pruneOver(size * 4), expect(size * 4, 10));
+  assert.is(spool.first, 6, "five batches stay: the four after the first hold 4 × size, within the cap");
+  assert.equal(ids(spool.changesOf((await spool.meta(6))!)), Array.from({ length: 10 }, (_, i) => 1060 + i), "what stays reads back");
+  assert.is(await spool.meta(5), null, "what went is gone");
+  assert.is(await spool.pruneOver(0), 9, "a cap of 0 keeps only the head");
+  assert.equal([spool.first, spool.head], [10, 10]);
+  assert.is(await spool.pruneOver(0), 0, "the head batch always stays");
+});
+
 test.run();

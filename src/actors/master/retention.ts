@@ -5,7 +5,6 @@
  */
 import { asFerryError } from "../../errors.js";
 import { memberRecords } from "../../nats/records.js";
-import type { Spool } from "../../storage/spool.js";
 import type { MasterContext } from "./context.js";
 import { backlogMessage } from "./pull.js";
 
@@ -40,8 +39,7 @@ export function startRetention(ctx: MasterContext): () => void {
       await replicas.flush();
       // The spool keeps the last maxBacklogBytes, not just what replicas still lack: collectors
       // read it too, and a node that rejoins after a failover may need batches no replica does.
-      const upto = await lsnOverCap(spool, cfg.maxBacklogBytes);
-      if (upto >= spool.first && spool.first > 0) await spool.prune(upto);
+      await spool.pruneOver(cfg.maxBacklogBytes);
     } catch (err) {
       rt.log.warn({ err: asFerryError(err).message }, "retention pass failed");
     } finally {
@@ -50,19 +48,4 @@ export function startRetention(ctx: MasterContext): () => void {
   };
   const t = setInterval(retain, 1000);
   return () => clearInterval(t);
-}
-
-/** The highest LSN whose batches lie beyond maxBacklogBytes from the head (0 when none). */
-async function lsnOverCap(spool: Spool, cap: number): Promise<number> {
-  const head = spool.last;
-  if (!head || spool.first === 0 || head.cum - ((await spool.meta(spool.first))?.cum ?? head.cum) <= cap) return 0;
-  let lo = spool.first;
-  let hi = head.lsn;
-  while (lo < hi) {
-    const mid = Math.ceil((lo + hi) / 2);
-    const m = await spool.meta(mid);
-    if (m && head.cum - m.cum > cap) lo = mid;
-    else hi = mid - 1;
-  }
-  return lo;
 }
