@@ -30,8 +30,9 @@ import { tableMeta, type ColumnMeta, type TableMeta } from "./schema.js";
 import { decodeElement, imageValueSql, UNCHANGED, UNCHANGED_TOKEN } from "./values.js";
 import type { Change } from "../types.js";
 
-/** Rows of one delete statement, and of one upsert or insert unless MAX_IMAGE_BYTES comes first. */
+/** Rows of one delete statement. */
 const MAX_ROWS = 256;
+/** Rows of one upsert or insert, unless MAX_IMAGE_BYTES comes first. */
 const MAX_UPSERT_ROWS = 2048;
 /** An upsert's JSON parameter stays near this size (the server holds it, parsed, while it runs). */
 const MAX_IMAGE_BYTES = 1 << 20;
