@@ -53,6 +53,8 @@ export function startCompareService(d: CompareServiceDeps): () => void {
     hold.raise(lsn);
     const deadline = Date.now() + cfg.holdMs;
     while (d.applied().lsn < lsn) {
+      // Let go meanwhile (its client gave up, or a new master ended it): nothing to wait for.
+      if (hold.heldBy() !== holder) throw busy(hold.heldBy());
       if (Date.now() > deadline) throw new ReplicationError("TIMEOUT", `${rt.node} did not apply LSN ${lsn} within ${cfg.holdMs} ms (it is at ${d.applied().lsn})`);
       await new Promise((r) => setTimeout(r, 2));
     }

@@ -102,6 +102,9 @@ export function createReplicaIo(d: ReplicaDeps, stats: ReplicaStats) {
     if (header.epoch > stats.maxEpoch) {
       await meta.raiseEpoch(header.epoch);
       stats.maxEpoch = header.epoch;
+      // A compare held this replica at an LSN of the old master's history, which the new master
+      // cannot read at: its client may wait on the old master for long, the hold must not.
+      hold.release();
     }
     const records: PartRecord[] = [];
     let expect = { ...stats.next };

@@ -219,9 +219,14 @@ async function compareCluster(c: Client, opts: CompareOpts, use?: (report: Compa
       if (wait > 0) await new Promise((r) => setTimeout(r, wait));
     }
   } finally {
-    const end = (node: string, session: string) => ask(node, { op: "end", session }).catch(() => {});
-    await Promise.all([...sessions.map((s) => end(s.node, s.session)), ...(masterSession ? [end(masterNode, masterSession)] : [])]);
-    await Promise.all(held.map((n) => ask(n, { op: "release", holder }).catch(() => {})));
+    // Each replica lets go as soon as its own session ends: a master that stopped answering keeps
+    // its end waiting for compare.timeoutMs, and the replicas must not stay held that long.
+    const end = (node: string, session: string | undefined) => (session === undefined ? Promise.resolve() : ask(node, { op: "end", session }).catch(() => {}));
+    const release = (node: string) => ask(node, { op: "release", holder }).catch(() => {});
+    await Promise.all([
+      end(masterNode, masterSession ?? undefined),
+      ...held.map((n) => end(n, sessions.find((s) => s.node === n)?.session).then(() => release(n))),
+    ]);
   }
 }
 

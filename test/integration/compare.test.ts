@@ -1,7 +1,8 @@
 /**
  * ferry compare and ferry repair with real processes: rows changed straight in a slave's file are
  * found (and nothing else) while ferry sql writes go on, repaired row by row, and a second compare
- * is clean; values that differ only in type or by one unit in the 17th digit are found.
+ * is clean; values that differ only in type or by one unit in the 17th digit are found; holds end
+ * when their compare can no longer finish.
  */
 import { test } from "uvu";
 import * as assert from "uvu/assert";
@@ -147,6 +148,21 @@ test("a compare that stops midway (its holder gone) lets go of the replica after
   const master = await compareJson(["--node", "m1"]);
   assert.is(master.code, 2);
   assert.match(master.stderr, /m1 is the master; compare a replica with it \[USAGE\]/);
+});
+
+test("a hold taken under the old master ends when the replica follows a new one: it does not wait for compare.holdMs", async () => {
+  cl = await TestCluster.masterAndSlaves({ config: { compare: { holdMs: 60_000 } } });
+  await cl.sql(`CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)`);
+  await cl.waitConverged("m1", ["s1", "s2"]);
+  const c = await cl.client();
+  // A compare of m1's that stopped answering: its client would let go only after compare.timeoutMs.
+  await call(c.nc, ENDPOINTS.compare, c.subj.node("s1").compare, { op: "hold", holder: "under-m1" }, { timeoutMs: 5000 });
+  const sw = await cl.cli(["switchover", "--to", "s2"]);
+  assert.is(sw.code, 0, sw.stderr);
+  await cl.waitMaster("s2");
+  await cl.sql(`INSERT INTO t VALUES (1, 'written on s2')`);
+  await cl.waitConverged("s2", ["s1"], 20_000);
+  assert.match(cl.nodes.get("s1")!.log(), /compare hold by under-m1 ended/);
 });
 
 test.run();
