@@ -4,7 +4,8 @@
  * so a table has few distinct statements), cached by the server per connection.
  *
  * Upserts and inserts bind one parameter: the rows' images as one JSON array, their text as
- * captured, which the statement takes apart with json_array_elements. Binding each value as its
+ * captured (UTF-8 bytes, json's binary form), which the statement takes apart with
+ * json_array_elements. Binding each value as its
  * own parameter cost the replica's process twice the CPU of the insert itself (pg's bind and
  * writeValues were 38% of it). Each value is read as text (`->>`), cast to the column's type
  * without its modifier, and assigned to the column, whose modifier then applies as an
@@ -25,6 +26,7 @@ import { createHash } from "node:crypto";
 import type pg from "pg";
 import { RepositoryError } from "../../../errors.js";
 import { splitJsonArray } from "../../sync.js";
+import { jsonArrayBytes } from "../json-array.js";
 import { quoteId } from "./connection.js";
 import { tableMeta, type ColumnMeta, type TableMeta } from "./schema.js";
 import { decodeElement, imageValueSql, UNCHANGED, UNCHANGED_TOKEN } from "./values.js";
@@ -137,7 +139,8 @@ export class Applier {
     const count = (res: pg.QueryResult) => {
       if (!g.meta.name.startsWith("ferry_")) this.userRows += res.rowCount ?? 0;
     };
-    if (g.kind === "upsert" || g.kind === "insert") return count(await client.query({ ...this.statement(g, 0), values: [`[${g.images.join(",")}]`] }));
+    // A Buffer goes as the parameter's binary form, which for json is its text.
+    if (g.kind === "upsert" || g.kind === "insert") return count(await client.query({ ...this.statement(g, 0), values: [jsonArrayBytes(g.images)] }));
     const width = g.rows[0].length;
     const most = g.kind === "deleteOne" ? 1 : Math.min(MAX_ROWS, 2 ** Math.floor(Math.log2(Math.max(1, Math.floor(MAX_PARAMS / Math.max(1, width))))));
     let i = 0;
