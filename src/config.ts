@@ -69,7 +69,7 @@ const replicationSchema = z
   .object({
     maxBacklogBytes: positive().default(256 * MiB),
     pullBytes: positive().min(1024).default(512 * 1024),
-    partBytes: positive().min(1024).default(256 * 1024),
+    partBytes: positive().min(1024).default(64 * 1024),
     heartbeatMs: positive().default(1000),
     syncReplicas: z.number().int().min(0).default(0),
     syncTimeoutMs: positive().default(5000),

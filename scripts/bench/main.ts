@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ROOT } from "./common.js";
 
-const KNOWN = ["replication", "failover", "sync", "parquet-libs", "compare"];
+const KNOWN = ["replication", "failover", "sync", "parquet-libs", "compare", "parts"];
 /** Options followed by a value. */
 const VALUE_OPTIONS = ["--repo", "--runs", "--rows", "--format"];
 
