@@ -44,9 +44,10 @@ export function demoCommand(): Command {
     ["--postgres", "run the tour on PostgreSQL servers (one per node, started and stopped by the tour)"],
   ];
   return localCommand("demo", "a guided tour: replication, a master killed and failed over, the old master back as a slave, an offline sync; ends with PASS or FAIL", options, async (o) => {
-    const dir = resolve((o.dir as string | undefined) ?? mkdtempSync(join(tmpdir(), "ferry-demo-")));
     const rows = Number(o.rows);
     if (!Number.isInteger(rows) || rows < 1 || rows > 1_000_000) throw new UsageError("--rows must be a whole number from 1 to 1000000");
+    // After the flags are checked: a refused run leaves no directory behind.
+    const dir = resolve((o.dir as string | undefined) ?? mkdtempSync(join(tmpdir(), "ferry-demo-")));
     const say = (s = "") => void process.stdout.write(`${s}\n`);
     const checks: Check[] = [];
     const check = (name: string, ok: boolean, detail: string) => {

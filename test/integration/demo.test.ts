@@ -1,6 +1,8 @@
 /** `ferry demo` runs as a test: the whole tour on a real local cluster, ending with PASS. */
 import { test } from "uvu";
 import * as assert from "uvu/assert";
+import { readdirSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { cleanup, ferryRun, tempDir } from "../helpers/procs.js";
 
 test.after.each(cleanup);
@@ -29,10 +31,13 @@ test("ferry demo --postgres: the same tour with every node on a PostgreSQL serve
   assert.not.match(r.stdout, /postgres:\/\/[^@\s]*:[^@\s]*@/, "no password printed");
 });
 
-test("ferry demo refuses a bad --rows", async () => {
+test("ferry demo refuses a bad --rows, and leaves no directory behind", async () => {
+  const demoDirs = () => readdirSync(tmpdir()).filter((n) => /^ferry-demo-[^-]+$/.test(n));
+  const before = demoDirs();
   const r = await ferryRun(["demo", "--rows", "lots"]);
   assert.is(r.code, 2);
   assert.match(r.stderr, /--rows/);
+  assert.equal(demoDirs().filter((n) => !before.includes(n)), [], "no temporary directory left");
 });
 
 test.run();
