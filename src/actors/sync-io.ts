@@ -84,6 +84,12 @@ export class SubtaskIo {
   private writeError: unknown = null;
   private prefetch: { key: string; pack: Promise<Pack> } | null = null;
   private loadError: unknown = null;
+  /**
+   * Counts steps. A step's actor stopped by a reassignment is not cancelled: its pack may still
+   * arrive (a collector paused or cut off answers once it is back) while a step on another
+   * collector has taken the same range. Only the newest step may touch the subtask's state.
+   */
+  private steps = 0;
 
   constructor(private d: SubtaskDeps) {
     const { def } = d;
@@ -144,6 +150,7 @@ export class SubtaskIo {
   /** One pack: fetched (or taken from the prefetch) and combined; a file written and its progress saved when due. */
   async step(c: CollectorRef): Promise<StepResult> {
     if (this.loadError) throw this.loadError;
+    const step = ++this.steps;
     const at = this.taken;
     if (at.phase === "done") return { kind: "done", rows: 0 };
     const key = `${c.node}/${c.instance}|${JSON.stringify(at)}`;
@@ -151,6 +158,10 @@ export class SubtaskIo {
     this.prefetch = null;
     try {
       const { header, payload } = await pending;
+      if (step !== this.steps) {
+        this.d.rt.log.warn({ subtask: this.label, collector: c.node, records: header.records }, `${this.label}: a pack from ${c.node} arrived after the subtask moved on; dropped`);
+        return { kind: "idle", rows: 0 };
+      }
       const { records, next, more } = header;
       if (this.writeError) throw this.writeError;
       if (records > 0 && next.phase !== "done") {
@@ -174,6 +185,7 @@ export class SubtaskIo {
       if (due && (!this.sink.combines || due.bytes >= fileBytes || (!more && Date.now() - due.since >= fileMaxAgeMs))) await this.flush();
       return { kind: next.phase === "done" ? "done" : records > 0 || more ? "data" : "idle", rows: records };
     } catch (err) {
+      if (step !== this.steps) throw err;
       // Everything not saved is pulled again from the saved position, once the file in flight has ended.
       this.prefetch = null;
       this.combined = null;

@@ -15,7 +15,8 @@ test.after.each(async () => {
   await cleanup();
 });
 
-test("kill -9 of the only collector during a mode-0 sync: REASSIGNING, then FAILED; kill -9 of one of two: REASSIGNED to another host's, rows exactly once", async () => {
+/** Slaves s1 and s2, table t of 20,000 rows on both, small packs, an active synctool st1; collectors slowed by `slow` answer a pack in 30 ms. */
+async function twentyThousandRows() {
   sc = await syncCluster(["s1", "s2"], { sync: { maxPackBytes: 1024, reassignWaitMs: 3000 } });
   await sc.cl.sql("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)");
   const r = await sc.cl.sql("WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 20000) INSERT INTO t SELECT x, 'value-' || x FROM n");
@@ -23,6 +24,11 @@ test("kill -9 of the only collector during a mode-0 sync: REASSIGNING, then FAIL
   const st = sc.cl.startProcess("st1", "synctool");
   await sc.waitActive("st1");
   const slow = { FERRY_SYNC_PACK_DELAY_MS: "30" };
+  return { st, slow };
+}
+
+test("kill -9 of the only collector during a mode-0 sync: REASSIGNING, then FAILED; kill -9 of one of two: REASSIGNED to another host's, rows exactly once", async () => {
+  const { st, slow } = await twentyThousandRows();
 
   // The only collector anywhere dies: its subtasks look for another, find none, and FAIL.
   const ca = sc.collector("ca", "ha", "s1", slow);
@@ -137,6 +143,26 @@ test("a standby collector on the same host takes over when the active one dies; 
   assert.is(t.task, "main.items");
   for (const s of t.subtasks) assert.is(s.state, "RUNNING", "resumed directly in RUNNING");
   assert.not.ok(states(st2.logLines(), "sync-task main.items/0").some((v) => v.includes("init")), "never INIT after a takeover");
+});
+
+test("a collector paused mid-pack and resumed after its subtasks moved to another: its late packs are dropped, rows exactly once", async () => {
+  const { st, slow } = await twentyThousandRows();
+  const ca = sc.collector("ca", "ha", "s1", slow);
+  await sc.waitActive("ca");
+  const dest = tempDir("ferry-dest-");
+  await sc.cliJson(["task", "create", "--format", "jsonl", "-t", "main.t", "-m", "0", "-d", dest]);
+  await waitFor("every subtask on ca has written", async () => (await sc.tasksNow())[0]?.subtasks.every((s: any) => s.collector === "ca" && s.rows > 0));
+  sc.collector("cb", "hb", "s2", slow);
+  await sc.waitActive("cb");
+  // Paused, ca keeps the pack requests it was answering; resumed once its subtasks are cb's, it answers them.
+  ca.kill("SIGSTOP");
+  await waitFor("every subtask reassigned to cb", () => assignments(st.logLines(), "main.t").slice(-4).every((g) => g.collector === "cb"), { timeoutMs: 20_000 });
+  ca.kill("SIGCONT");
+  await waitFor("a late pack from ca dropped", () => st.logLines().some((l) => /arrived after the subtask moved on; dropped/.test(String(l.msg))), { timeoutMs: 20_000 });
+  await sc.waitTaskGone("main.t");
+  const rows = readFiles(dest, "t").snapshot;
+  assert.is(rows.length, 20000, "no row doubled or missing");
+  assert.is(new Set(rows.map((row) => row.id)).size, 20000);
 });
 
 test.run();
