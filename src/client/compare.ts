@@ -221,10 +221,10 @@ async function compareCluster(c: Client, opts: CompareOpts, use?: (report: Compa
   } finally {
     // Each replica lets go as soon as its own session ends: a master that stopped answering keeps
     // its end waiting for compare.timeoutMs, and the replicas must not stay held that long.
-    const end = (node: string, session: string | undefined) => (session === undefined ? Promise.resolve() : ask(node, { op: "end", session }).catch(() => {}));
+    const end = (node: string, session: string | null | undefined) => (session == null ? Promise.resolve() : ask(node, { op: "end", session }).catch(() => {}));
     const release = (node: string) => ask(node, { op: "release", holder }).catch(() => {});
     await Promise.all([
-      end(masterNode, masterSession ?? undefined),
+      end(masterNode, masterSession),
       ...held.map((n) => end(n, sessions.find((s) => s.node === n)?.session).then(() => release(n))),
     ]);
   }

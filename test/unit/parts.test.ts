@@ -1,6 +1,7 @@
 /** packParts: encoded changes into the spool's parts (PostgreSQL's capture packs with it). */
 import { test } from "uvu";
 import * as assert from "uvu/assert";
+import { jsonArrayBytes } from "../../src/storage/repository/json-array.js";
 import { packParts, type EncodedChange } from "../../src/storage/repository/parts.js";
 import type { Change } from "../../src/storage/repository/types.js";
 
@@ -36,6 +37,16 @@ test("multi-byte text counts by its UTF-8 bytes, and each part holds its own cha
     many.map((p) => JSON.parse(Buffer.from(p.data).toString())),
     two.map(([, , json]) => [JSON.parse(json)]),
   );
+});
+
+test("jsonArrayBytes joins texts as UTF-8 and refuses a size its caller miscounted", () => {
+  assert.is(jsonArrayBytes([]).toString(), "[]");
+  const texts = ['"é"', "1", '{"a":[null]}'];
+  assert.is(jsonArrayBytes(texts).toString(), `[${texts.join(",")}]`);
+  const size = Buffer.byteLength(`[${texts.join(",")}]`);
+  assert.is(jsonArrayBytes(texts, size).toString(), `[${texts.join(",")}]`);
+  assert.throws(() => jsonArrayBytes(texts, size - 1), /counted, \d+ written/);
+  assert.throws(() => jsonArrayBytes(texts, size + 1), /counted, \d+ written/);
 });
 
 test.run();

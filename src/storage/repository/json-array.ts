@@ -7,9 +7,8 @@ const OPEN = 0x5b; // [
 const COMMA = 0x2c;
 const CLOSE = 0x5d; // ]
 
-export function jsonArrayBytes(texts: readonly string[]): Buffer {
-  let size = texts.length + 1 + (texts.length === 0 ? 1 : 0);
-  for (const t of texts) size += Buffer.byteLength(t);
+/** `size`, when the caller has counted the texts' bytes already: the array's length in bytes. */
+export function jsonArrayBytes(texts: readonly string[], size = arrayBytes(texts)): Buffer {
   // Not from the shared pool: a part the spool keeps must not keep a pool slab alive.
   const buf = Buffer.allocUnsafeSlow(size);
   let at = 0;
@@ -18,6 +17,13 @@ export function jsonArrayBytes(texts: readonly string[]): Buffer {
     if (i > 0) buf[at++] = COMMA;
     at += buf.write(texts[i], at);
   }
+  if (at + 1 !== size) throw new RangeError(`a JSON array of ${size} bytes was counted, ${at + 1} written`);
   buf[at] = CLOSE;
   return buf;
+}
+
+function arrayBytes(texts: readonly string[]): number {
+  let size = Math.max(2, texts.length + 1);
+  for (const t of texts) size += Buffer.byteLength(t);
+  return size;
 }

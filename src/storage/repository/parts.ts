@@ -15,14 +15,15 @@ export function* packParts(changes: Iterable<EncodedChange>, partBytes: number):
   let last = 0;
   let ddl = false;
   const take = (): CapturedPart => {
-    const part = { first, last, count: cur.length, ddl, data: jsonArrayBytes(cur) };
+    const part = { first, last, count: cur.length, ddl, data: jsonArrayBytes(cur, bytes) };
     cur = [];
     bytes = 1;
     ddl = false;
     return part;
   };
   for (const [pos, op, json] of changes) {
-    // With its comma (or the opening bracket) before it and the closing bracket after it.
+    // With its comma (or the opening bracket) before it; `bytes` starts at 1 for the closing
+    // bracket, so it is the part's whole length, which jsonArrayBytes need not count again.
     const size = Buffer.byteLength(json) + 1;
     if (cur.length > 0 && bytes + size > partBytes) yield take();
     if (cur.length === 0) first = pos;
