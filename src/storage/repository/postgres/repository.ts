@@ -54,6 +54,8 @@ export class PostgresRepository implements Repository {
   private identity: string | null = null;
   /** The last fingerprint, the schema version it was read at, and when. */
   private fp: { version: string; value: string; at: number } | null = null;
+  /** A cached fingerprint past FINGERPRINT_TTL_MS being read again, off the caller's path. */
+  private fpRefresh: Promise<void> | null = null;
   /** Schema changes this object made without an event trigger seeing them: part of the schema version. */
   private schemaEdits = 0;
   /** Outside writers' rows counted so far (outsideCommits). */
@@ -271,19 +273,35 @@ export class PostgresRepository implements Repository {
    * runs the event trigger, which adds a row to ferry_ddl in the DDL's own transaction, so the
    * version moves exactly when the schema's change becomes visible. DDL this object applies or
    * restores (on replicas, where no event trigger fires) drops the cache; a schema changed with no
-   * trigger seeing it (a session with session_replication_role = replica) is read again after
-   * FINGERPRINT_TTL_MS.
+   * trigger seeing it (a session with session_replication_role = replica) is read again once the
+   * cache is FINGERPRINT_TTL_MS old. That read runs beside the caller, who gets the cached value
+   * meanwhile: in the capture cycle it cost 8 ms at p99 once a second, the lag's p99.
    */
   fingerprint(): Promise<string> {
     return this.guard(async () => {
       const ddl = await lastDdl(this.pool);
       const version = ddl === null ? null : `${ddl}/${this.schemaEdits}`;
       const c = this.fp;
-      if (c !== null && c.version === version && Date.now() - c.at < FINGERPRINT_TTL_MS) return c.value;
+      if (c !== null && c.version === version) {
+        if (Date.now() - c.at >= FINGERPRINT_TTL_MS) this.refreshFingerprint(c.version);
+        return c.value;
+      }
       const value = await fingerprint(this.pool);
       this.fp = version === null ? null : { version, value, at: Date.now() };
       return value;
     });
+  }
+
+  /** Reads the fingerprint again and keeps it unless the schema version moved meanwhile. */
+  private refreshFingerprint(version: string): void {
+    this.fpRefresh ??= fingerprint(this.pool)
+      .then(
+        (value) => {
+          if (this.fp?.version === version) this.fp = { version, value, at: Date.now() };
+        },
+        () => {}, // the next call reads it again, and says why if the server is gone
+      )
+      .finally(() => (this.fpRefresh = null));
   }
 
   /** The applier's statements and the fingerprint may no longer fit the schema. */
@@ -526,6 +544,7 @@ export class PostgresRepository implements Repository {
 
   async close(): Promise<void> {
     await this.capture.close();
+    await this.fpRefresh;
     await this.pool.end().catch(() => {});
   }
 }
