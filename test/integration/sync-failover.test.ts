@@ -27,14 +27,20 @@ async function twentyThousandRows() {
   return { st, slow };
 }
 
+/** Slowed collector ca on s1's host, then a mode-0 JSON Lines task of main.t into a new directory. */
+async function slowCollectorAndTask(slow: Record<string, string>) {
+  const ca = sc.collector("ca", "ha", "s1", slow);
+  await sc.waitActive("ca");
+  const dest = tempDir("ferry-dest-");
+  await sc.cliJson(["task", "create", "--format", "jsonl", "-t", "main.t", "-m", "0", "-d", dest]);
+  return { ca, dest };
+}
+
 test("kill -9 of the only collector during a mode-0 sync: REASSIGNING, then FAILED; kill -9 of one of two: REASSIGNED to another host's, rows exactly once", async () => {
   const { st, slow } = await twentyThousandRows();
 
   // The only collector anywhere dies: its subtasks look for another, find none, and FAIL.
-  const ca = sc.collector("ca", "ha", "s1", slow);
-  await sc.waitActive("ca");
-  const destA = tempDir("ferry-dest-");
-  await sc.cliJson(["task", "create", "--format", "jsonl", "-t", "main.t", "-m", "0", "-d", destA]);
+  const { ca, dest: destA } = await slowCollectorAndTask(slow);
   await waitFor("packs written", () => fileCount(destA, "t") >= 8);
   ca.kill("SIGKILL");
   await ca.exited;
@@ -147,10 +153,7 @@ test("a standby collector on the same host takes over when the active one dies; 
 
 test("a collector paused mid-pack and resumed after its subtasks moved to another: its late packs are dropped, rows exactly once", async () => {
   const { st, slow } = await twentyThousandRows();
-  const ca = sc.collector("ca", "ha", "s1", slow);
-  await sc.waitActive("ca");
-  const dest = tempDir("ferry-dest-");
-  await sc.cliJson(["task", "create", "--format", "jsonl", "-t", "main.t", "-m", "0", "-d", dest]);
+  const { ca, dest } = await slowCollectorAndTask(slow);
   await waitFor("every subtask on ca has written", async () => (await sc.tasksNow())[0]?.subtasks.every((s: any) => s.collector === "ca" && s.rows > 0));
   sc.collector("cb", "hb", "s2", slow);
   await sc.waitActive("cb");
