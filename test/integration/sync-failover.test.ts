@@ -15,7 +15,10 @@ test.after.each(async () => {
   await cleanup();
 });
 
-/** Slaves s1 and s2, table t of 20,000 rows on both, small packs, an active synctool st1; collectors slowed by `slow` answer a pack in 30 ms. */
+/** Collectors started with this answer a pack in 30 ms. */
+const SLOW = { FERRY_SYNC_PACK_DELAY_MS: "30" };
+
+/** Slaves s1 and s2, table t of 20,000 rows on both, small packs, an active synctool st1. */
 async function twentyThousandRows() {
   sc = await syncCluster(["s1", "s2"], { sync: { maxPackBytes: 1024, reassignWaitMs: 3000 } });
   await sc.cl.sql("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)");
@@ -23,13 +26,12 @@ async function twentyThousandRows() {
   await sc.caughtUp(r.lsn, ["s1", "s2"]);
   const st = sc.cl.startProcess("st1", "synctool");
   await sc.waitActive("st1");
-  const slow = { FERRY_SYNC_PACK_DELAY_MS: "30" };
-  return { st, slow };
+  return st;
 }
 
 /** Slowed collector ca on s1's host, then a mode-0 JSON Lines task of main.t into a new directory. */
-async function slowCollectorAndTask(slow: Record<string, string>) {
-  const ca = sc.collector("ca", "ha", "s1", slow);
+async function slowCollectorAndTask() {
+  const ca = sc.collector("ca", "ha", "s1", SLOW);
   await sc.waitActive("ca");
   const dest = tempDir("ferry-dest-");
   await sc.cliJson(["task", "create", "--format", "jsonl", "-t", "main.t", "-m", "0", "-d", dest]);
@@ -37,10 +39,10 @@ async function slowCollectorAndTask(slow: Record<string, string>) {
 }
 
 test("kill -9 of the only collector during a mode-0 sync: REASSIGNING, then FAILED; kill -9 of one of two: REASSIGNED to another host's, rows exactly once", async () => {
-  const { st, slow } = await twentyThousandRows();
+  const st = await twentyThousandRows();
 
   // The only collector anywhere dies: its subtasks look for another, find none, and FAIL.
-  const { ca, dest: destA } = await slowCollectorAndTask(slow);
+  const { ca, dest: destA } = await slowCollectorAndTask();
   await waitFor("packs written", () => fileCount(destA, "t") >= 8);
   ca.kill("SIGKILL");
   await ca.exited;
@@ -60,7 +62,7 @@ test("kill -9 of the only collector during a mode-0 sync: REASSIGNING, then FAIL
 
   // A collector on the master's host and one on s1's; both are up, the slave's is preferred.
   sc.collector("cm", "hm", "m1");
-  const ca2 = sc.collector("ca2", "ha2", "s1", slow);
+  const ca2 = sc.collector("ca2", "ha2", "s1", SLOW);
   await sc.waitActive("cm");
   await sc.waitActive("ca2");
   const destB = tempDir("ferry-dest-");
@@ -152,10 +154,10 @@ test("a standby collector on the same host takes over when the active one dies; 
 });
 
 test("a collector paused mid-pack and resumed after its subtasks moved to another: its late packs are dropped, rows exactly once", async () => {
-  const { st, slow } = await twentyThousandRows();
-  const { ca, dest } = await slowCollectorAndTask(slow);
+  const st = await twentyThousandRows();
+  const { ca, dest } = await slowCollectorAndTask();
   await waitFor("every subtask on ca has written", async () => (await sc.tasksNow())[0]?.subtasks.every((s: any) => s.collector === "ca" && s.rows > 0));
-  sc.collector("cb", "hb", "s2", slow);
+  sc.collector("cb", "hb", "s2", SLOW);
   await sc.waitActive("cb");
   // Paused, ca keeps the pack requests it was answering; resumed once its subtasks are cb's, it answers them.
   ca.kill("SIGSTOP");

@@ -275,7 +275,7 @@ export class PostgresRepository implements Repository {
    * restores (on replicas, where no event trigger fires) drops the cache; a schema changed with no
    * trigger seeing it (a session with session_replication_role = replica) is read again once the
    * cache is FINGERPRINT_TTL_MS old. That read runs beside the caller, who gets the cached value
-   * meanwhile: in the capture cycle it cost 8 ms at p99 once a second, the lag's p99.
+   * meanwhile: in the capture cycle's path it was a 3-8 ms stall once a second.
    */
   fingerprint(): Promise<string> {
     return this.guard(async () => {
