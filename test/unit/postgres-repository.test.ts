@@ -27,6 +27,8 @@ let server: PgServer;
 let dbs = 0;
 const open: PostgresRepository[] = [];
 const clients: pg.Client[] = [];
+/** Servers of one test, stopped after its repositories and clients. */
+const servers: PgServer[] = [];
 
 test.before(async () => {
   server = await postgresServer();
@@ -38,6 +40,7 @@ test.after.each(async () => {
     await r.close();
   }
   for (const c of clients.splice(0)) await c.end().catch(() => {});
+  for (const s of servers.splice(0)) await s.stop("immediate");
 });
 test.after(async () => {
   await server.stop("immediate");
@@ -217,6 +220,46 @@ test("the fingerprint follows the schema: DDL of another session at once, DDL ap
   assert.is(await replica.fingerprint(), fp2, "DDL the replica applied");
   await w.query("SET session_replication_role = replica; ALTER TABLE f ADD COLUMN n int; RESET session_replication_role");
   await waitFor("the fingerprint of a change no event trigger recorded", async () => (await master.fingerprint()) !== fp2, { timeoutMs: 5000 });
+});
+
+test("a read gives DDL only once it is visible: a commit already streamed, held from ending by synchronous replication, is waited for", async () => {
+  // A commit flushed to the WAL that then waits for a synchronous standby which never comes: the
+  // slot streams it, yet no snapshot sees it. Only the DDL's session asks for synchronous commit.
+  const held = await postgresServer();
+  servers.push(held);
+  const admin = new pg.Client({ connectionString: held.url });
+  await admin.connect();
+  try {
+    await admin.query(`ALTER SYSTEM SET synchronous_standby_names = 'ferry_nobody'`);
+    await admin.query(`ALTER SYSTEM SET synchronous_commit = 'local'`);
+  } finally {
+    await admin.end();
+  }
+  await held.stop("fast");
+  await held.start();
+  const url = await held.createDb("held");
+  const master = await repo(url);
+  await master.installCapture();
+  const before = await master.fingerprint();
+  const [w, look] = [await client(url), await client(url)];
+  const seen = async (where: string) => (await look.query(`SELECT 1 FROM pg_stat_activity WHERE ${where} AND pid <> pg_backend_pid()`)).rows.length > 0 || null;
+  await w.query("SET synchronous_commit = on");
+  const ddl = w.query("CREATE TABLE held(id int PRIMARY KEY)").then(() => "committed before the read");
+  await waitFor("the DDL's commit waiting for a standby", () => seen(`wait_event = 'SyncRep'`));
+  const reading = readAll(master, 0).then(async (r) => ({ ...r, fp: await master.fingerprint() }));
+  const first = await Promise.race([
+    reading.then(() => "the read returned an invisible DDL"),
+    ddl,
+    waitFor("the read asking whether the DDL is visible", () => seen(`query LIKE '%pg_visible_in_snapshot(x, %'`)).then(() => "waiting"),
+  ]);
+  assert.is(first, "waiting");
+  await look.query(`ALTER SYSTEM RESET synchronous_standby_names`);
+  await look.query(`SELECT pg_reload_conf()`);
+  await ddl;
+  const { changes, fp } = await reading;
+  assert.equal(ops(changes), [":X"]);
+  assert.is.not(fp, before);
+  assert.is(fp, await (await repo(url)).fingerprint(), "the fingerprint read after the read holds its DDL");
 });
 
 test("exact types: integers to 2^63-1, numeric, floats (NaN, ±Infinity, -0, 1.0), text, bool, bytea, dates, uuid, json, arrays, NULL, types with modifiers", async () => {

@@ -19,7 +19,7 @@
 import type pg from "pg";
 import { RepositoryError } from "../../../errors.js";
 import { clientConfig, lsnNumber, lsnText, one, quoteId, quoteLit, rows, type Target } from "./connection.js";
-import { TxnDecoder } from "./changes.js";
+import { TxnDecoder, type Txn } from "./changes.js";
 import { checkReplicable, ownedSequences } from "./schema.js";
 import { SlotStream } from "./stream.js";
 import type { CapturedPart, ChangeRead } from "../types.js";
@@ -250,6 +250,7 @@ export class Capture {
         const flushed = lsnNumber((await one<{ p: string }>(self.pool, `SELECT pg_current_wal_flush_lsn() AS p`))!.p);
         await stream.wait(Math.min(flushed, upto), upto < Number.MAX_SAFE_INTEGER ? BOUNDED_WAIT_MS : READ_WAIT_MS);
         const { txns, sent } = stream.take(from, upto);
+        await self.visible(txns);
         const encoded = function* (): Generator<EncodedChange> {
           for (const txn of txns) for (const [op, , json] of txn.changes) yield [txn.end, op, json];
         };
@@ -257,6 +258,27 @@ export class Capture {
         reached = Math.max(from, txns.at(-1)?.end ?? 0, Math.min(sent, upto));
       },
     };
+  }
+
+  /**
+   * Waits until every transaction of the read that recorded DDL is visible to new snapshots. A
+   * commit is flushed to the WAL, and so can be decoded and streamed, a moment before the backend
+   * that made it ends it in shared memory; a catalogue read in that moment (the batch's schema
+   * fingerprint, read after the read) does not see its DDL yet. On a busy machine the moment is
+   * milliseconds. Taking again after a failure re-reads the same transactions (take() keeps them).
+   */
+  private async visible(txns: Txn[]): Promise<void> {
+    const xids = txns.flatMap((t) => (t.ddlXid === null ? [] : [t.ddlXid]));
+    if (xids.length === 0) return;
+    const deadline = Date.now() + BOUNDED_WAIT_MS;
+    for (let wait = 1; ; wait = Math.min(wait * 2, 50)) {
+      const r = await one<{ v: string }>(this.pool, `SELECT bool_and(pg_visible_in_snapshot(x, pg_current_snapshot())) AS v FROM unnest($1::xid8[]) x`, [xids]);
+      if (r?.v === "t") return;
+      if (Date.now() > deadline) {
+        throw new RepositoryError("REPO_UNAVAILABLE", `a committed DDL transaction (${xids.join(", ")}) was not visible within ${BOUNDED_WAIT_MS / 1000} s`);
+      }
+      await new Promise((done) => setTimeout(done, wait));
+    }
   }
 
   /** The running stream, or a new one from the slot's confirmed position; null when this repository captures nothing. */

@@ -48,6 +48,8 @@ export interface Txn {
   changes: [ChangeOp, string | null, string][];
   /** The bytes of its JSON, for bounding what waits in memory. */
   bytes: number;
+  /** The transaction's id (xid8, as text) when it recorded DDL in ferry_ddl: capture waits until it is visible. */
+  ddlXid: string | null;
 }
 
 /** pgoutput messages in, whole transactions out; relation descriptions are kept across transactions. */
@@ -60,7 +62,7 @@ export class TxnDecoder {
     const m = decodeMessage(message);
     switch (m.tag) {
       case "B":
-        this.txn = { end: 0, changes: [], bytes: 0 };
+        this.txn = { end: 0, changes: [], bytes: 0, ddlXid: null };
         return null;
       case "C": {
         const done = this.txn;
@@ -77,6 +79,7 @@ export class TxnDecoder {
       case "T": {
         const txn = this.txn;
         if (!txn) return null;
+        if (m.tag === "I") txn.ddlXid ??= ddlXidOf(m, this.relations);
         for (const c of changesOf(m, this.relations)) {
           const at = c[3] === undefined ? -1 : firstSince(txn.changes, c[3]);
           if (at < 0) txn.changes.push([c[0], c[1], c[2]]);
@@ -131,6 +134,14 @@ function changesOf(m: DataMessage, relations: Map<number, Relation>): Decoded[] 
   const row = image(rel, m.row);
   const oldKey = m.old ? keyImage(rel, m.old) : null;
   return [change(rel.name, "U", oldKey !== null && oldKey !== keyImage(rel, m.row) ? oldKey : null, row)];
+}
+
+/** The xid column of a row the DDL triggers wrote to ferry_ddl; null for any other row. */
+function ddlXidOf(m: Extract<DataMessage, { tag: "I" }>, relations: Map<number, Relation>): string | null {
+  const rel = relation(relations, m.relid);
+  if (rel.schema !== "public" || rel.name !== "ferry_ddl") return null;
+  const xid = m.row[rel.columns.findIndex((c) => c.name === "xid")];
+  return typeof xid === "string" ? xid : null;
 }
 
 /**

@@ -251,7 +251,6 @@ async function fullIdentity(q: Queryable, table: string): Promise<boolean> {
 /** The order a replica creates schema objects in. */
 export const OBJECT_ORDER = ["sequence", "table", "replica identity", "index", "constraint", "sequence owner"];
 
-/** sha256 over tables, columns (name, type, NOT NULL) and primary keys, in name order. */
 /** The newest DDL the event triggers recorded ("" before any; null without ferry_ddl: not initialised). */
 export async function lastDdl(q: Queryable): Promise<string | null> {
   try {
@@ -262,6 +261,7 @@ export async function lastDdl(q: Queryable): Promise<string | null> {
   }
 }
 
+/** sha256 over tables, columns (name, type, NOT NULL) and primary keys, in name order. */
 export async function fingerprint(q: Queryable): Promise<string> {
   const h = createHash("sha256");
   for (const name of await userTables(q)) {
