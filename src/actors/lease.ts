@@ -30,11 +30,20 @@ export function leaseLogic(rt: Runtime, kv: KV, opts: LeaseOpts) {
   const value = (epoch: number): string =>
     JSON.stringify({ node: rt.node, epoch, instance: rt.instance, role: rt.role, ts: Date.now(), ...opts.extra?.() });
 
-  /** The key's current revision when its value was written by this process, else null. */
-  const ownRevision = async (): Promise<number | null> => {
+  /** The highest epoch the watch delivered: a take goes above it even when the KV's value is lower. */
+  let seenEpoch = 0;
+
+  /**
+   * The key's current revision when this process may write over it, else null: its value was
+   * written by this process, or (below `epoch`, the one we hold) by a holder that lost to us and
+   * renewed through a compare-and-set the KV should have refused (see the lease machine's takenFromUs).
+   */
+  const ownRevision = async (epoch?: number): Promise<number | null> => {
     const e = await kv.get(opts.key);
     const v = e?.operation === "PUT" ? decodeLease(e.value) : null;
-    return v && v.node === rt.node && v.instance === rt.instance ? e!.revision : null;
+    if (!v) return null;
+    if (v.node === rt.node && v.instance === rt.instance) return e!.revision;
+    return epoch !== undefined && v.epoch < epoch ? e!.revision : null;
   };
 
   return leaseMachine.provide({
@@ -42,18 +51,23 @@ export function leaseLogic(rt: Runtime, kv: KV, opts: LeaseOpts) {
       watch: fromCallback<LeaseEvent, { key: string }>(({ sendBack }) => {
         let stopped = false;
         let iter: { stop(): void } | null = null;
+        const see = (e: Parameters<typeof toEntry>[0]) => {
+          const entry = toEntry(e);
+          seenEpoch = Math.max(seenEpoch, entry.value?.epoch ?? 0);
+          sendBack({ type: "SEEN", entry });
+        };
         const run = async () => {
           while (!stopped) {
             try {
               // A read that never answers would leave this observer without a view of the lease for good.
               const first = await withDeadline(kv.get(opts.key), rt.config.nats.requestTimeoutMs, `reading lease ${opts.key}`);
-              sendBack({ type: "SEEN", entry: toEntry(first) });
+              see(first);
               const w = await openWatch(kv, { key: opts.key }, () => stopped);
               if (!w) return;
               iter = w;
               for await (const e of w) {
                 if (stopped) break;
-                sendBack({ type: "SEEN", entry: toEntry(e) });
+                see(e);
               }
             } catch (err) {
               if (!stopped) rt.log.warn({ err: String(err), key: opts.key }, "lease watch interrupted; retrying");
@@ -80,7 +94,7 @@ export function leaseLogic(rt: Runtime, kv: KV, opts: LeaseOpts) {
       ),
       take: fromPromise<Renewal, { entry: LeaseEntry | null }>(async ({ input }) => {
         const sentAt = now();
-        const epoch = Math.max(input.entry?.value?.epoch ?? 0, await opts.epochs.max()) + 1;
+        const epoch = Math.max(input.entry?.value?.epoch ?? 0, seenEpoch, await opts.epochs.max()) + 1;
         await opts.epochs.raise(epoch); // durable before anyone can see it
         let revision: number;
         try {
@@ -107,7 +121,8 @@ export function leaseLogic(rt: Runtime, kv: KV, opts: LeaseOpts) {
         } catch (err) {
           if (!isWrongSequence(err)) throw err;
           // A renew that timed out on our side but reached the server moved the revision: still ours.
-          const mine = await ownRevision();
+          // So is a lower epoch's write, which the KV should have refused.
+          const mine = await ownRevision(input.epoch);
           if (mine === null) {
             opts.clock.revoke();
             throw new LeaseConflict(`lease ${opts.key} was taken over`);

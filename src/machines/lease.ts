@@ -114,15 +114,16 @@ export const leaseMachine = setup({
     staleSelf: ({ context }) =>
       !!context.entry?.value && context.entry.value.node === context.node && context.entry.value.instance !== context.instance,
     /**
-     * Only a revision newer than ours can be a takeover. An older one is the watch replaying the
-     * value it started from (the watch may open before our take lands); were the KV to have lost
-     * our revision, the next renew finds that out by compare-and-set.
+     * Epochs order the holders, revisions only the writes. Another process's value is a takeover
+     * when its epoch is above ours, at any revision: the KV may have accepted a renew of ours
+     * after that take (nats-server 2.9's clustered compare-and-set race, see the README), so the
+     * watch delivers the take at a revision older than our held one. At a newer revision it is a
+     * takeover unless its epoch is below ours: that is the same race the other way round, a
+     * holder that lost to us renewing, and our next renew overwrites it (actors/lease.ts). An
+     * older revision with no higher epoch is the watch replaying the value it started from (the
+     * watch may open before our take lands).
      */
-    takenFromUs: ({ context, event }) =>
-      event.type === "SEEN" &&
-      context.held !== null &&
-      event.entry.revision > context.held.revision &&
-      (event.entry.value === null || event.entry.value.instance !== context.instance),
+    takenFromUs: ({ context, event }) => event.type === "SEEN" && context.held !== null && takenFrom(context.held, context.instance, event.entry),
     olderThanHeld: ({ context, event }) => event.type === "SEEN" && context.held !== null && event.entry.revision < context.held.revision,
     conflict: ({ event }) => isConflict((event as { error?: unknown }).error),
     /** The watch may replay a revision we already saw; only a new revision restarts the expiry clock. */
@@ -272,6 +273,12 @@ export const leaseMachine = setup({
     },
   },
 });
+
+function takenFrom(held: { revision: number; epoch: number }, instance: string, entry: LeaseEntry): boolean {
+  if (entry.value === null) return entry.revision > held.revision;
+  if (entry.value.instance === instance) return false;
+  return entry.value.epoch > held.epoch || (entry.revision > held.revision && entry.value.epoch === held.epoch);
+}
 
 /** Time left until the holder must consider itself fenced, counted from when the renew was sent. */
 function fenceDelay(ctx: Ctx, r: Renewal): number {

@@ -165,6 +165,18 @@ test("an epoch going back on a node, or in the lease -> epochs-monotonic FAILs",
   assert.match(checkEpochs(h2).evidence.join("\n"), /lease revision 11 \(m1\) has epoch 1 after revision 10 \(s1\) had epoch 2/);
 });
 
+test("renews of an epoch its process held, landing after a newer epoch (the KV's compare-and-set race), are reported, not failed, until the newer holder overwrites them", () => {
+  const h = history();
+  h.leases.push({ at: T + 10_600, revision: 11, op: "PUT", node: "m1", epoch: 1, instance: "a" });
+  h.leases.push({ at: T + 10_900, revision: 12, op: "PUT", node: "m1", epoch: 1, instance: "a" });
+  const r = checkEpochs(h);
+  assert.ok(r.ok, r.evidence.join("\n"));
+  assert.match(r.summary, /1 holder\(s\) renewed through the KV's compare-and-set race/);
+  h.leases.push({ at: T + 11_000, revision: 13, op: "PUT", node: "s1", epoch: 2, instance: "b" });
+  h.leases.push({ at: T + 11_200, revision: 14, op: "PUT", node: "m1", epoch: 1, instance: "a" });
+  assert.match(checkEpochs(h).evidence.join("\n"), /lease revision 14 \(m1\) has epoch 1 after revision 13 \(s1\) had epoch 2/);
+});
+
 test("a sync task that reached SUCCESS with a doubled, missing or foreign row -> sync-exact FAILs; unfinished tasks are reported", () => {
   const h = history();
   const f = final(h);

@@ -156,10 +156,38 @@ test("another instance writing the key while we hold it is a loss", async () => 
   const { h, seen, types } = setup({ wants: true });
   seen(null);
   await h.settle();
-  seen(other);
+  seen({ ...other, epoch: 6 });
   await h.settle();
   assert.ok(types().includes("LEASE_LOST"));
   assert.is(h.state(), "{observing:live}");
+  h.stop();
+});
+
+test("a higher epoch of another instance is a loss at any revision: the KV accepted a renew of ours after that take", async () => {
+  const { h, calls, seen, types } = setup({ wants: true });
+  seen(null);
+  await h.settle();
+  const took = (h.received.find((e) => e.type === "LEASE_HELD") as { revision: number }).revision;
+  await h.advance(TTL); // renewed: our held revision is now above the take's
+  assert.ok(calls.renew > 0);
+  seen({ ...other, epoch: 6 }, took + 1);
+  await h.settle();
+  assert.ok(types().includes("LEASE_LOST"));
+  h.stop();
+});
+
+test("a newer revision of another instance below our epoch is a holder that lost to us, not a loss; at our epoch it is one", async () => {
+  const { h, seen, types } = setup({ wants: true });
+  seen(null);
+  await h.settle();
+  seen({ ...other, epoch: 4 });
+  await h.settle();
+  assert.not.ok(types().includes("LEASE_LOST"));
+  assert.ok(h.state().startsWith("{holding"), h.state());
+  // Two takes from the same revision, both accepted, chose the same epoch: the later write wins.
+  seen({ ...other, epoch: 5 });
+  await h.settle();
+  assert.ok(types().includes("LEASE_LOST"));
   h.stop();
 });
 
