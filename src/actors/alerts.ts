@@ -7,9 +7,17 @@ import type { Logger } from "pino";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { encodeJson } from "../nats/codec.js";
 import type { Alert, Severity } from "../nats/messages.js";
-import { countAlert } from "./metrics.js";
+
+/** Alerts raised by this process, by kind and severity (ferry_alerts_total). */
+export interface AlertCount {
+  kind: string;
+  severity: Severity;
+  n: number;
+}
 
 export class Alerts {
+  private readonly raised = new Map<string, AlertCount>();
+
   constructor(
     private nc: NatsConnection,
     private subject: string,
@@ -20,7 +28,9 @@ export class Alerts {
 
   raise(kind: string, severity: Severity, message: string, data?: Record<string, unknown>): Alert {
     const alert: Alert = { ts: new Date().toISOString(), ...this.base, kind, severity, message, data };
-    countAlert({ role: this.base.role, node: this.base.node }, kind, severity);
+    const key = `${kind}\0${severity}`;
+    const count = this.raised.get(key) ?? this.raised.set(key, { kind, severity, n: 0 }).get(key)!;
+    count.n++;
     const level = severity === "critical" ? "error" : severity === "warning" ? "warn" : "info";
     this.log[level]({ alert: kind, ...data }, message);
     try {
@@ -30,6 +40,10 @@ export class Alerts {
     }
     if (this.command) this.runCommand(alert);
     return alert;
+  }
+
+  counts(): Iterable<AlertCount> {
+    return this.raised.values();
   }
 
   private runCommand(alert: Alert): void {

@@ -8,7 +8,6 @@ import { fromCallback } from "xstate";
 import { encodeJson } from "../nats/codec.js";
 import { ENDPOINTS } from "../nats/protocol.js";
 import { serve } from "../nats/rpc.js";
-import { startMetrics } from "./metrics.js";
 import type { Runtime } from "./runtime.js";
 
 export const HEARTBEAT_MS = 1000;
@@ -34,11 +33,11 @@ export function heartbeatLogic(rt: Runtime, status: () => Record<string, unknown
     const t = setInterval(beat, HEARTBEAT_MS);
     // The status now, for a watchdog choosing whom to promote (heartbeats may be a second old).
     const ping = serve(rt.nc, rt.log, ENDPOINTS.ping, rt.subj.ping(rt.node), () => ({ ...status(), node: rt.node, ts: Date.now() }));
-    const metrics = startMetrics(rt, status);
+    const metrics = rt.config.metrics.port ? import("./metrics.js").then((m) => m.startMetrics(rt, status)) : null;
     return () => {
       clearInterval(t);
       ping.unsubscribe();
-      void metrics.then((stop) => stop());
+      void metrics?.then((stop) => stop());
     };
   });
 }

@@ -1,10 +1,10 @@
 /** `ferry resync --node ID`: backup and restore of a replica from a snapshot of the master. */
 import type { Command } from "commander";
-import cliProgress from "cli-progress";
 import { ReplicationError, TimeoutError } from "../errors.js";
 import { ENDPOINTS } from "../nats/protocol.js";
 import { call } from "../nats/rpc.js";
 import { command, printJson, requiredNode, withClient, type OptionSpec } from "./common.js";
+import { cliProgress } from "./draw.js";
 
 export function resyncCommand(): Command {
   const options: OptionSpec[] = [
@@ -19,7 +19,8 @@ export function resyncCommand(): Command {
       const progress = c.nc.subscribe(s.resyncProgress);
       try {
         await call(c.nc, ENDPOINTS.resync, s.resync, {}, { timeoutMs: c.config.nats.requestTimeoutMs, peer: `node ${node}` });
-        const bar = opts.json || !process.stderr.isTTY ? null : new cliProgress.SingleBar({ format: `resync ${node} [{bar}] {percentage}% {value}/{total} rows`, stream: process.stderr }, cliProgress.Presets.shades_classic);
+        const drawn = !opts.json && process.stderr.isTTY ? cliProgress() : null;
+        const bar = drawn && new drawn.SingleBar({ format: `resync ${node} [{bar}] {percentage}% {value}/{total} rows`, stream: process.stderr }, drawn.Presets.shades_classic);
         const deadline = setTimeout(() => progress.unsubscribe(), Number(opts.timeout));
         let outcome: Record<string, unknown> | null = null;
         for await (const m of progress) {

@@ -1,9 +1,9 @@
 /** `ferry sql "SQL"`: a statement or a ;-separated script, as one transaction on the active master. */
 import type { Command } from "commander";
-import Table from "cli-table3";
 import { runSql } from "../client/sql.js";
 import { UsageError } from "../errors.js";
 import { command, printJson, withClient, type OptionSpec } from "./common.js";
+import { newTable } from "./draw.js";
 
 export function sqlCommand(): Command {
   const options: OptionSpec[] = [
@@ -30,7 +30,7 @@ export function sqlCommand(): Command {
     if (opts.json) return printJson(reply);
     for (const r of reply.results) {
       if (r.columns) {
-        const t = new Table({ head: r.columns, style: { head: [], border: [] } });
+        const t = newTable({ head: r.columns, style: { head: [], border: [] } });
         for (const row of r.rows ?? []) t.push(row.map(show));
         process.stdout.write(`${t.toString()}\n(${r.rows?.length ?? 0} rows)\n`);
       } else process.stdout.write(`${r.changes} row${r.changes === 1 ? "" : "s"} changed\n`);

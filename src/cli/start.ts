@@ -4,18 +4,18 @@ import { ConfigError } from "../errors.js";
 import { command, configFrom, type OptionSpec } from "./common.js";
 import { REPOSITORY_URL_FORMS } from "../storage/repository/url.js";
 import type { Config, Role } from "../config.js";
-import { startNode } from "../actors/node.js";
-import { startWatchdog } from "../actors/watchdog.js";
-import { startCollector } from "../actors/collector.js";
-import { startSynctool } from "../actors/synctool.js";
 
-/** What `ferry start` runs for each role; each returns something to stop on SIGINT/SIGTERM. */
-const runners: Partial<Record<Role, (config: Config) => Promise<{ stop(): Promise<void> }>>> = {
-  master: startNode,
-  slave: startNode,
-  watchdog: startWatchdog,
-  collector: startCollector,
-  synctool: startSynctool,
+/**
+ * What `ferry start` runs for each role; each returns something to stop on SIGINT/SIGTERM. Loaded
+ * for the role given: a node process has no use for the sinks' Parquet libraries, nor a collector
+ * for the master's services.
+ */
+const runners: Partial<Record<Role, () => Promise<(config: Config) => Promise<{ stop(): Promise<void> }>>>> = {
+  master: async () => (await import("../actors/node.js")).startNode,
+  slave: async () => (await import("../actors/node.js")).startNode,
+  watchdog: async () => (await import("../actors/watchdog.js")).startWatchdog,
+  collector: async () => (await import("../actors/collector.js")).startCollector,
+  synctool: async () => (await import("../actors/synctool.js")).startSynctool,
 };
 
 export function startCommand(): Command {
@@ -33,9 +33,9 @@ export function startCommand(): Command {
     const config = configFrom(opts);
     const role = config.node.role;
     if (!role) throw new ConfigError("node.role", "required (give --role master|slave|watchdog|collector|synctool)");
-    const run = runners[role];
-    if (!run) throw new ConfigError("node.role", `role ${role} is not available in this version`);
-    const proc = await run(config);
+    const runner = runners[role];
+    if (!runner) throw new ConfigError("node.role", `role ${role} is not available in this version`);
+    const proc = await (await runner())(config);
     await untilSignal();
     await proc.stop();
   });

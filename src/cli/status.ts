@@ -1,10 +1,10 @@
 /** `ferry status`: every member's latest heartbeat, the leases, and each replica's backlog. */
 import type { Command } from "commander";
-import Table from "cli-table3";
 import { readStatus, type ClusterStatus } from "../client/status.js";
 import { UsageError } from "../errors.js";
 import type { DivergedRecord } from "../nats/records.js";
 import { command, printJson, withClient, type OptionSpec } from "./common.js";
+import { newTable } from "./draw.js";
 
 export function renderStatus(s: ClusterStatus): string {
   const lease = s.leases.master;
@@ -13,7 +13,7 @@ export function renderStatus(s: ClusterStatus): string {
     `cluster ${s.cluster}: master lease ${lease ? `${lease.node} (epoch ${lease.epoch})` : "free (no active master)"}; active watchdog ${wd ? wd.node : "none"}`,
     `automatic failover ${s.failover.automatic ? "enabled" : "DISABLED (run: ferry failover reset)"}: ${s.failover.failovers} failover(s), ${s.failover.recent} of at most ${s.failover.maxAutomatic} in the window`,
   ];
-  const t = new Table({
+  const t = newTable({
     head: ["node", "role", "state", "epoch", "applied", "lag lsn", "lag ms", "backlog", "heartbeat", "note"],
     style: { head: [], border: [] },
   });

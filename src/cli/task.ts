@@ -4,16 +4,17 @@
  */
 import { resolve } from "node:path";
 import { Command } from "commander";
-import Table from "cli-table3";
-import cliProgress from "cli-progress";
 import type { Client } from "../client/client.js";
 import { ENDPOINTS } from "../nats/protocol.js";
 import { call } from "../nats/rpc.js";
 import { synctoolRequest } from "../client/synctool.js";
 import { UsageError } from "../errors.js";
-import { parseFormat, SINK_FORMATS } from "../storage/sink/index.js";
+import { parseFormat } from "../storage/sink/format.js";
+import { SINK_FORMATS } from "../storage/sink/types.js";
 import { command, printJson, withClient, type OptionSpec } from "./common.js";
 import { decodeLease, LEASE_KEY } from "../nats/records.js";
+import { newTable, cliProgress } from "./draw.js";
+import type { SingleBar } from "cli-progress";
 
 /** commander takes one-letter short flags; the seed's `-ts N` is rewritten to `--ts N`. */
 export function normaliseArgv(argv: string[]): string[] {
@@ -65,7 +66,7 @@ export function renderTasks(tasks: TaskStatus[]): string {
   for (const t of tasks) {
     const since = t.mode === 1 ? ` from ${t.tsColumn} >= ${t.ts}` : "";
     out.push(`${t.task}: mode ${t.mode} ${t.modeName}${since} -> ${t.dest} (${t.format})`);
-    const table = new Table({ head: ["part", "state", "collector", "position", "rows", "bytes", "error"], style: { head: [], border: [] } });
+    const table = newTable({ head: ["part", "state", "collector", "position", "rows", "bytes", "error"], style: { head: [], border: [] } });
     for (const s of t.subtasks) {
       table.push([String(s.part), s.state, s.collector ?? "-", s.position, String(s.rows), String(s.bytes), s.error && s.state !== "RUNNING" ? `${s.error.code}: ${s.error.message}`.slice(0, 80) : ""]);
     }
@@ -157,11 +158,12 @@ async function tableRows(c: Client, table: string): Promise<number | null> {
  * mode-0 sync), refreshed every second until no mode-0 task is left running.
  */
 async function follow(c: Client): Promise<void> {
-  const bars = new cliProgress.MultiBar(
+  const { MultiBar, Presets } = cliProgress();
+  const bars = new MultiBar(
     { format: "{task} [{bar}] {percentage}% {value}/{total} rows  {state}", stream: process.stderr, hideCursor: true, clearOnComplete: false },
-    cliProgress.Presets.shades_classic,
+    Presets.shades_classic,
   );
-  const shown = new Map<string, cliProgress.SingleBar>();
+  const shown = new Map<string, SingleBar>();
   const started = Date.now();
   let stop = false;
   process.once("SIGINT", () => (stop = true));
@@ -213,7 +215,7 @@ export function toolStatusCommand(): Command {
       `synctool ${r.node}: ${r.state} (epoch ${r.epoch}); ${r.tasks} tasks, ${r.subtasks} subtasks, ${r.packsInFlight} packs in flight`,
       ...r.synctools.map((s) => `  synctool ${s.node} on ${s.host}: ${s.state}`),
     ];
-    const t = new Table({ head: ["collector", "host", "state", "source", "up"], style: { head: [], border: [] } });
+    const t = newTable({ head: ["collector", "host", "state", "source", "up"], style: { head: [], border: [] } });
     for (const c of r.collectors) t.push([String(c.node), String(c.host), String(c.state), String(c.source ?? "-"), c.up ? "yes" : "DOWN"]);
     process.stdout.write(lines.join("\n") + "\n" + (r.collectors.length ? t.toString() + "\n" : "no collectors\n"));
   });

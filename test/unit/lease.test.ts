@@ -167,7 +167,7 @@ test("a higher epoch of another instance is a loss at any revision: the KV accep
   const { h, calls, seen, types } = setup({ wants: true });
   seen(null);
   await h.settle();
-  const took = (h.received.find((e) => e.type === "LEASE_HELD") as { revision: number }).revision;
+  const took = (h.received.find((e) => e.type === "LEASE_HELD") as unknown as { revision: number }).revision;
   await h.advance(TTL); // renewed: our held revision is now above the take's
   assert.ok(calls.renew > 0);
   seen({ ...other, epoch: 6 }, took + 1);
