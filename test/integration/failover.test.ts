@@ -26,10 +26,11 @@ async function cluster(config: Record<string, unknown> = {}, opts: { slaves?: st
   cl.startNode("m1", "master");
   await cl.waitMaster("m1");
   for (const s of opts.slaves ?? ["s1", "s2"]) cl.startNode(s, "slave", s === "s1" ? ["--designated", "standby"] : []);
-  for (const s of opts.slaves ?? ["s1", "s2"]) await cl.waitMember(s, "streaming", (m) => m.replica === "streaming");
+  // The watchdogs start beside the slaves (a process takes about a second to start).
   const w = opts.watchdogs ?? 1;
   if (w >= 1) cl.startWatchdog("w1", "primary");
   if (w >= 2) cl.startWatchdog("w2", "secondary");
+  for (const s of opts.slaves ?? ["s1", "s2"]) await cl.waitMember(s, "streaming", (m) => m.replica === "streaming");
   if (w >= 1) await cl.waitMember("w1", "active", (m) => m.state === "active");
   await cl.sql("CREATE TABLE w(id INTEGER PRIMARY KEY, who TEXT)");
   await cl.waitConverged("m1", opts.slaves ?? ["s1", "s2"]);

@@ -45,8 +45,8 @@ async function cluster(viaProxy = false) {
   cl.startNode("m1", "master", proxy ? ["--nats", proxy.urls[0]] : []);
   await cl.waitMaster("m1");
   for (const s of ["s1", "s2"]) cl.startNode(s, "slave");
-  for (const s of ["s1", "s2"]) await cl.waitMember(s, "streaming", (m) => m.replica === "streaming");
   cl.startWatchdog("w1", "primary");
+  for (const s of ["s1", "s2"]) await cl.waitMember(s, "streaming", (m) => m.replica === "streaming");
   await cl.waitMember("w1", "active", (m) => m.state === "active");
   await cl.sql("CREATE TABLE w(id INTEGER PRIMARY KEY, who TEXT)");
   await cl.waitConverged("m1", ["s1", "s2"]);
