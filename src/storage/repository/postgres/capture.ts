@@ -18,7 +18,7 @@
  */
 import type pg from "pg";
 import { RepositoryError } from "../../../errors.js";
-import { clientConfig, lsnNumber, lsnText, one, quoteId, quoteLit, rows, type Target } from "./connection.js";
+import { clientConfig, lsnNumber, lsnText, one, pollUntil, quoteId, quoteLit, rows, type Target } from "./connection.js";
 import { TxnDecoder, type Txn } from "./changes.js";
 import { checkReplicable, ownedSequences } from "./schema.js";
 import { SlotStream } from "./stream.js";
@@ -270,15 +270,9 @@ export class Capture {
   private async visible(txns: Txn[]): Promise<void> {
     const xids = txns.flatMap((t) => (t.ddlXid === null ? [] : [t.ddlXid]));
     if (xids.length === 0) return;
-    const deadline = Date.now() + BOUNDED_WAIT_MS;
-    for (let wait = 1; ; wait = Math.min(wait * 2, 50)) {
-      const r = await one<{ v: string }>(this.pool, `SELECT bool_and(pg_visible_in_snapshot(x, pg_current_snapshot())) AS v FROM unnest($1::xid8[]) x`, [xids]);
-      if (r?.v === "t") return;
-      if (Date.now() > deadline) {
-        throw new RepositoryError("REPO_UNAVAILABLE", `a committed DDL transaction (${xids.join(", ")}) was not visible within ${BOUNDED_WAIT_MS / 1000} s`);
-      }
-      await new Promise((done) => setTimeout(done, wait));
-    }
+    const visible = async () =>
+      (await one<{ v: string }>(this.pool, `SELECT bool_and(pg_visible_in_snapshot(x, pg_current_snapshot())) AS v FROM unnest($1::xid8[]) x`, [xids]))?.v === "t";
+    await pollUntil(visible, BOUNDED_WAIT_MS, `a committed DDL transaction (${xids.join(", ")}) was not visible`);
   }
 
   /** The running stream, or a new one from the slot's confirmed position; null when this repository captures nothing. */

@@ -79,8 +79,7 @@ export class TxnDecoder {
       case "T": {
         const txn = this.txn;
         if (!txn) return null;
-        if (m.tag === "I") txn.ddlXid ??= ddlXidOf(m, this.relations);
-        for (const c of changesOf(m, this.relations)) {
+        for (const c of changesOf(m, this.relations, txn)) {
           const at = c[3] === undefined ? -1 : firstSince(txn.changes, c[3]);
           if (at < 0) txn.changes.push([c[0], c[1], c[2]]);
           else txn.changes.splice(at, 0, [c[0], c[1], c[2]]);
@@ -101,7 +100,7 @@ type Decoded = [ChangeOp, string | null, string, before?: string];
 
 const change = (tbl: string | null, op: ChangeOp, rid: string | null, row: string | null): Decoded => [op, tbl, JSON.stringify([tbl, op, rid, row])];
 
-function changesOf(m: DataMessage, relations: Map<number, Relation>): Decoded[] {
+function changesOf(m: DataMessage, relations: Map<number, Relation>, txn: Txn): Decoded[] {
   if (m.tag === "T") {
     const names = m.relids
       .map((id) => relation(relations, id))
@@ -112,10 +111,11 @@ function changesOf(m: DataMessage, relations: Map<number, Relation>): Decoded[] 
   const rel = relation(relations, m.relid);
   if (rel.schema !== "public") return [];
   if (rel.name === "ferry_ddl") {
-    // The DDL triggers record each query string here, in its transaction, where it ran (the module comment).
+    // The DDL triggers record each query string here, in its transaction, where it ran (the module
+    // comment), with the xid that capture waits to see visible before the batch's fingerprint read.
     if (m.tag !== "I") return [];
-    const sql = m.row[rel.columns.findIndex((c) => c.name === "sql")];
-    const tbl = m.row[rel.columns.findIndex((c) => c.name === "tbl")];
+    const [sql, tbl, xid] = ["sql", "tbl", "xid"].map((name) => m.row[rel.columns.findIndex((c) => c.name === name)]);
+    if (typeof xid === "string") txn.ddlXid ??= xid;
     const text = typeof sql === "string" ? replayable(sql) : null;
     if (text === null) return [];
     const x = change(null, "X", null, text);
@@ -134,14 +134,6 @@ function changesOf(m: DataMessage, relations: Map<number, Relation>): Decoded[] 
   const row = image(rel, m.row);
   const oldKey = m.old ? keyImage(rel, m.old) : null;
   return [change(rel.name, "U", oldKey !== null && oldKey !== keyImage(rel, m.row) ? oldKey : null, row)];
-}
-
-/** The xid column of a row the DDL triggers wrote to ferry_ddl; null for any other row. */
-function ddlXidOf(m: Extract<DataMessage, { tag: "I" }>, relations: Map<number, Relation>): string | null {
-  const rel = relation(relations, m.relid);
-  if (rel.schema !== "public" || rel.name !== "ferry_ddl") return null;
-  const xid = m.row[rel.columns.findIndex((c) => c.name === "xid")];
-  return typeof xid === "string" ? xid : null;
 }
 
 /**

@@ -4,7 +4,7 @@
  * text form of values (dates, floats, bytea) is the same in capture, snapshots and dumps.
  */
 import pg from "pg";
-import { UsageError } from "../../../errors.js";
+import { RepositoryError, UsageError } from "../../../errors.js";
 import { redactRepositoryUrl } from "../url.js";
 import type { RepositoryLocation } from "../types.js";
 
@@ -102,4 +102,18 @@ export function lsnNumber(lsn: string | null | undefined): number {
 
 export function lsnText(n: number): string {
   return `${Math.floor(n / 2 ** 32).toString(16).toUpperCase()}/${(n % 2 ** 32).toString(16).toUpperCase()}`;
+}
+
+/**
+ * Asks `done` until it holds, backing off from 1 to 50 ms, for a state the server reaches by itself
+ * within moments (a flush, a commit becoming visible); past `limitMs` the repository counts as
+ * unavailable and the caller's cycle runs again.
+ */
+export async function pollUntil(done: () => Promise<boolean>, limitMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + limitMs;
+  for (let wait = 1; ; wait = Math.min(wait * 2, 50)) {
+    if (await done()) return;
+    if (Date.now() > deadline) throw new RepositoryError("REPO_UNAVAILABLE", `${what} within ${limitMs / 1000} s`);
+    await new Promise((r) => setTimeout(r, wait));
+  }
 }

@@ -12,7 +12,7 @@
 import type pg from "pg";
 import { RepositoryError } from "../../../errors.js";
 import { partitionOf, splitJsonArray, toObject } from "../../sync.js";
-import { lsnNumber, newClient, one, quoteId, quoteLit, type Target } from "./connection.js";
+import { lsnNumber, newClient, one, pollUntil, quoteId, quoteLit, type Target } from "./connection.js";
 import { orderExpr, orderParam, orderValue, tableMeta, type TableMeta } from "./schema.js";
 import { decodeElement, encodeValue } from "./values.js";
 import type { Position } from "../types.js";
@@ -58,13 +58,8 @@ export async function openConsistent(target: Target, locked: string[] | null): P
 
 /** The capture reads only flushed WAL: `seq` is a position once the flush has passed it. */
 async function waitFlushed(c: pg.Client, lsn: number): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  for (let wait = 1; ; wait = Math.min(wait * 2, 50)) {
-    const p = lsnNumber((await one<{ p: string }>(c, `SELECT pg_current_wal_flush_lsn() AS p`))!.p);
-    if (p >= lsn) return;
-    if (Date.now() > deadline) throw new RepositoryError("REPO_UNAVAILABLE", `the WAL was not flushed past ${lsn} within 10 s`);
-    await new Promise((r) => setTimeout(r, wait));
-  }
+  const flushed = async () => lsnNumber((await one<{ p: string }>(c, `SELECT pg_current_wal_flush_lsn() AS p`))!.p) >= lsn;
+  await pollUntil(flushed, 10_000, `the WAL was not flushed past ${lsn}`);
 }
 
 export async function positionOf(q: pg.ClientBase | pg.Pool): Promise<Position> {
