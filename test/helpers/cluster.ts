@@ -9,7 +9,7 @@ import { client } from "../../src/cli/common.js";
 import type { Client } from "../../src/client/client.js";
 import { readStatus, type ClusterStatus } from "../../src/client/status.js";
 import { runSql, type SqlReply } from "../../src/client/sql.js";
-import { dumpFile } from "../../src/storage/repository/sqlite/repository.js";
+import { dumpFile } from "../../src/storage/repository/sqlite/schema.js";
 import { openRepository } from "../../src/storage/repository/index.js";
 import type { PgServer } from "../../src/local/postgres.js";
 import type { NatsServer, NatsServerOpts } from "../../src/nats/server.js";

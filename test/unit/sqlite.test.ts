@@ -11,7 +11,8 @@ import { mkdtempSync, renameSync, rmSync, unlinkSync, writeFileSync } from "node
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
-import { SqliteRepository, dumpFile } from "../../src/storage/repository/sqlite/repository.js";
+import { SqliteRepository } from "../../src/storage/repository/sqlite/repository.js";
+import { dumpFile } from "../../src/storage/repository/sqlite/schema.js";
 import { idsAscend } from "../../src/storage/repository/sqlite/change-table.js";
 import { newWriteGate, setAccepting } from "../../src/storage/repository/write-gate.js";
 import { RepositoryError, FerryError } from "../../src/errors.js";

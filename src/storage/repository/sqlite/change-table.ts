@@ -10,16 +10,19 @@
  *   discarded, or where an older table's AUTOINCREMENT counter stood); it is not a change: reads
  *   skip it and it counts for nothing.
  */
-import type Database from "better-sqlite3";
-
-type DB = Database.Database;
+import { cached, type DB } from "./db.js";
+import type { CapturedPart } from "../types.js";
 
 export const PLACEHOLDER = "N";
 
 export const CHANGE_TABLE = `CREATE TABLE IF NOT EXISTS ferry_changes(id INTEGER PRIMARY KEY, tbl TEXT, op TEXT NOT NULL, rid TEXT, row TEXT);`;
 
-/** The highest change id (0 when none was ever captured). */
-export const SEQ_SQL = `SELECT coalesce(max(id), 0) AS seq FROM ferry_changes`;
+const SEQ_SQL = `SELECT coalesce(max(id), 0) AS seq FROM ferry_changes`;
+
+/** The highest change id (0 when none was ever captured): where capture stands. */
+export function seqOf(db: DB): number {
+  return (cached(db, SEQ_SQL).get() as { seq: number }).seq;
+}
 
 /**
  * Past this many rows a truncate (below) holds the write lock and the event loop too long (it frees
@@ -70,6 +73,61 @@ export function idsAscend(ids: string): boolean {
     n = 0;
   }
   return true;
+}
+
+/**
+ * One part of captured changes past the first parameter, up to the second, from at most the third
+ * many rows: [rows read, last id read, first and last change's id, changes, DDL among them, the
+ * part's bytes, the ids in the order the part holds them]. Placeholders are read (they move the
+ * position) but are not changes.
+ *
+ * The aggregate joins the rows in the order the ordered subquery hands them over. SQLite does not
+ * promise that order, so the ids come along, joined in the same pass, and a part whose ids do not
+ * ascend is read again with ORDER BY in the aggregate, which always sorts (a temporary B-tree of
+ * every row image: a third of the read's CPU, measured 0.69–0.78 against 0.45–0.51 µs per row).
+ */
+const partSql = (ordered: boolean) => `SELECT count(*), max(id), min(CASE WHEN op <> '${PLACEHOLDER}' THEN id END), max(CASE WHEN op <> '${PLACEHOLDER}' THEN id END), coalesce(sum(op <> '${PLACEHOLDER}'), 0), max(op = 'X'),
+  CAST('[' || group_concat(CASE WHEN op <> '${PLACEHOLDER}' THEN json_array(tbl, op, rid, row) END, ','${ordered ? " ORDER BY id" : ""}) || ']' AS BLOB),
+  ${ordered ? "NULL" : "group_concat(id)"}
+  FROM (SELECT * FROM ferry_changes WHERE id > ? AND id <= ? ORDER BY id LIMIT ?)`;
+const PART_SQL = partSql(false);
+const ORDERED_PART_SQL = partSql(true);
+type PartRow = [rows: number, read: number, first: number | null, last: number | null, count: number, ddl: number | null, data: Buffer | null, ids: string | null];
+
+const FIRST_PART_ROWS = 64;
+const MAX_PART_ROWS = 100_000;
+
+/** Reads captured changes in parts of about `partBytes`, each read sized by the last part's rows. */
+export class PartReader {
+  private rows = FIRST_PART_ROWS;
+
+  /** Parts past `from` up to `upto`, in one read transaction of `db` (whole transactions only); `reached` hears each id read up to. */
+  *read(db: DB, from: number, upto: number, partBytes: number, reached: (id: number) => void): Generator<CapturedPart> {
+    db.exec("BEGIN");
+    try {
+      const read = cached(db, PART_SQL).raw();
+      let at = from;
+      let limit = this.rows;
+      for (;;) {
+        let row = read.get(at, upto, limit) as PartRow;
+        if (row[7] !== null && !idsAscend(row[7])) row = cached(db, ORDERED_PART_SQL).raw().get(at, upto, limit) as PartRow;
+        const [rows, upTo, first, last, count, ddl, data] = row;
+        if (rows === 0) return;
+        // A part past partBytes is read again shorter.
+        if (data !== null && data.length > partBytes && count > 1) {
+          limit = Math.max(1, Math.floor((rows * partBytes * 0.9) / data.length));
+          continue;
+        }
+        at = upTo;
+        reached(at);
+        if (data === null) continue; // placeholders only
+        limit = this.rows = Math.max(1, Math.min(MAX_PART_ROWS, Math.floor((rows * partBytes * 0.9) / data.length)));
+        yield { first: first!, last: last!, count, ddl: ddl === 1, data };
+      }
+    } finally {
+      if (db.inTransaction) db.exec("COMMIT");
+    }
+  }
 }
 
 /** Changes past the parameter that are ferry's to replicate (heartbeat rows and placeholders are not). */

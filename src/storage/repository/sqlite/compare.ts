@@ -10,8 +10,7 @@ import { RepositoryError } from "../../../errors.js";
 import { Chunker, RowSum } from "../checksum.js";
 import type { ChunkSum, CompareRead, KeyedRow, KeyRange, Position, TableColumns } from "../types.js";
 import { dec, enc, quoteId } from "./sql-text.js";
-
-type DB = Database.Database;
+import type { DB } from "./db.js";
 
 const PAGE_ROWS = 2000;
 

@@ -8,21 +8,27 @@
  *
  * Row images are `json_array(...)` of the row's values, blobs tagged as ["x", HEX]; replicas decode
  * them with decodeImage (row-image.ts), which keeps integer, real, text and blob types exact.
+ *
+ * This class holds the connections and what they cache; the rest of the folder holds the parts:
+ * the change table and its reads (change-table.ts), triggers (triggers.ts), the schema and its
+ * fingerprint (schema.ts), batched reads of a snapshot (snapshot.ts), a replica's upserts
+ * (upserts.ts), compare reads (compare.ts), and `ferry sql` in a worker thread (sql-runner.ts).
  */
 import { accessSync, constants, statSync, type Stats } from "node:fs";
-import { createHash } from "node:crypto";
 import { resolve } from "node:path";
-import Database from "better-sqlite3";
+import type Database from "better-sqlite3";
 import { RepositoryError, UsageError } from "../../../errors.js";
 import { decodeImage } from "../row-image.js";
 import { checkScript, type RefusedVerbs } from "../script.js";
 import { splitSql } from "./sql-split.js";
-import { dec, enc, quoteId } from "./sql-text.js";
+import { quoteId } from "./sql-text.js";
 import { openCompareRead } from "./compare.js";
-import { CHANGE_TABLE, PENDING_SQL, PLACEHOLDER, SEQ_SQL, discardChanges, idsAscend, migrateChangeTable, pruneChanges } from "./change-table.js";
-import { partitionOf, splitJsonArray } from "../../sync.js";
-import { partitionSql } from "./partition.js";
+import { CHANGE_TABLE, PartReader, PENDING_SQL, discardChanges, migrateChangeTable, pruneChanges, seqOf } from "./change-table.js";
+import { cached, endRead, foreignKeysOff, openDb, positionOf, pragmaValue, type DB } from "./db.js";
+import { dumpDb, fingerprintOf, readTableInfo, replicatedTables, schemaOf, USER_OBJECTS, type TableInfo } from "./schema.js";
+import { imageBatches, objectLines } from "./snapshot.js";
 import { SqliteSqlRunner } from "./sql-runner.js";
+import { captureTriggers, existingCaptureTriggers, withoutUserTriggers, type UserTriggers } from "./triggers.js";
 import { upsertSql, Upserts, type UpsertTarget } from "./upserts.js";
 import type {
   Change,
@@ -43,11 +49,8 @@ import type {
   TableColumns,
   TableReader,
   TableReadOpts,
-  ValueKind,
   WriteGate,
 } from "../types.js";
-
-type DB = Database.Database;
 
 const FERRY_TABLES = `
 ${CHANGE_TABLE}
@@ -59,84 +62,14 @@ CREATE TABLE IF NOT EXISTS ferry_requests(id TEXT PRIMARY KEY, ts INTEGER NOT NU
 /** How long a write's request key is remembered: far longer than any client keeps retrying it. */
 const REQUEST_KEY_MS = 15 * 60_000;
 
-/**
- * Replicated: user tables, ferry_heartbeat (HVR's heartbeat table) and ferry_requests (the keys of
- * writes, so a master promoted after a failover recognises a client's retry of a write it holds).
- */
-const REPLICATED = `type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'
-  AND (name NOT LIKE 'ferry\\_%' ESCAPE '\\' OR name IN ('ferry_heartbeat', 'ferry_requests'))`;
-const USER_OBJECTS = `name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name NOT LIKE 'ferry\\_%' ESCAPE '\\'
-  AND tbl_name NOT LIKE 'ferry\\_%' ESCAPE '\\' AND sql IS NOT NULL`;
 const REFUSED: RefusedVerbs = {
   verbs: new Set(["ATTACH", "DETACH", "VACUUM"]),
   why: "cannot be replicated",
   hint: "run it on each repository directly while ferry is stopped",
 };
 const DDL_VERBS = new Set(["CREATE", "ALTER", "DROP"]);
-/**
- * One part of captured changes past the first parameter, up to the second, from at most the third
- * many rows: [rows read, last id read, first and last change's id, changes, DDL among them, the
- * part's bytes, the ids in the order the part holds them]. Placeholders are read (they move the
- * position) but are not changes.
- *
- * The aggregate joins the rows in the order the ordered subquery hands them over. SQLite does not
- * promise that order, so the ids come along, joined in the same pass, and a part whose ids do not
- * ascend is read again with ORDER BY in the aggregate, which always sorts (a temporary B-tree of
- * every row image: a third of the read's CPU, measured 0.69–0.78 against 0.45–0.51 µs per row).
- */
-const partSql = (ordered: boolean) => `SELECT count(*), max(id), min(CASE WHEN op <> '${PLACEHOLDER}' THEN id END), max(CASE WHEN op <> '${PLACEHOLDER}' THEN id END), coalesce(sum(op <> '${PLACEHOLDER}'), 0), max(op = 'X'),
-  CAST('[' || group_concat(CASE WHEN op <> '${PLACEHOLDER}' THEN json_array(tbl, op, rid, row) END, ','${ordered ? " ORDER BY id" : ""}) || ']' AS BLOB),
-  ${ordered ? "NULL" : "group_concat(id)"}
-  FROM (SELECT * FROM ferry_changes WHERE id > ? AND id <= ? ORDER BY id LIMIT ?)`;
-const PART_SQL = partSql(false);
-const ORDERED_PART_SQL = partSql(true);
-type PartRow = [rows: number, read: number, first: number | null, last: number | null, count: number, ddl: number | null, data: Buffer | null, ids: string | null];
-
-const FIRST_PART_ROWS = 64;
-const MAX_PART_ROWS = 100_000;
 const PRUNE_EVERY_MS = 5000;
 const PRUNE_ROWS = 10_000;
-
-
-/** Prepared statements by connection and text: the hot paths run the same few statements thousands of times. */
-const statements = new WeakMap<DB, Map<string, Database.Statement>>();
-function cached(db: DB, sql: string): Database.Statement {
-  let m = statements.get(db);
-  if (!m) statements.set(db, (m = new Map()));
-  let st = m.get(sql);
-  if (!st) m.set(sql, (st = db.prepare(sql)));
-  return st;
-}
-/** A pragma's value through a statement kept per connection: db.pragma() prepares one per call, which showed in profiles. */
-function pragmaValue(db: DB, name: string): number {
-  return cached(db, `PRAGMA ${name}`).pluck().get() as number;
-}
-const quoteStr = (s: string) => `'${s.replace(/'/g, "''")}'`;
-
-interface TableInfo {
-  name: string;
-  /** Columns in a row image: the implicit rowid first (when the table has one that is not aliased), then the columns. */
-  image: string[];
-  /** Identity columns (for U with a changed key, and D). */
-  key: string[];
-  /** The image's columns' values by their declared types (SQLite's affinity rules). */
-  kinds: ValueKind[];
-  /** The key is the rowid (or its alias): always one integer. */
-  rowid: boolean;
-}
-
-/** SQLite's affinity rules (section 3.1 of its datatype page); NUMERIC and untyped columns hold any type. */
-function affinityKind(declared: string): ValueKind {
-  const t = declared.toUpperCase();
-  if (t.includes("INT")) return "integer";
-  if (/CHAR|CLOB|TEXT/.test(t)) return "text";
-  if (t.includes("BLOB")) return "blob";
-  if (/REAL|FLOA|DOUB/.test(t)) return "real";
-  return "any";
-}
-
-/** Encodes a value for a JSON object row: blobs become {"$blob": HEX}. */
-const encObj = (expr: string) => `CASE WHEN typeof(${expr})='blob' THEN json_object('$blob',hex(${expr})) ELSE ${expr} END`;
 
 export class SqliteRepository implements Repository {
   readonly kind = "sqlite";
@@ -151,6 +84,7 @@ export class SqliteRepository implements Repository {
   private stat: Stats;
   private tables = new Map<string, TableInfo>();
   private applyStmts = new Map<string, { upsert: Database.Statement; del: Database.Statement; many: Map<number, Database.Statement> }>();
+  private parts = new PartReader();
   /** Upserts into the tables of this repository, many rows per statement. */
   private upsertTarget: UpsertTarget = {
     statement: (table, rows) => {
@@ -191,7 +125,7 @@ export class SqliteRepository implements Repository {
       let hadCapture = false;
       migrateChangeTable(this.db, {
         drop: () => {
-          for (const n of this.existingCaptureTriggers().keys()) {
+          for (const n of existingCaptureTriggers(this.db).keys()) {
             this.db.exec(`DROP TRIGGER ${quoteId(n)}`);
             hadCapture = true;
           }
@@ -212,57 +146,11 @@ export class SqliteRepository implements Repository {
   }
 
   private tableInfo(name: string): TableInfo {
-    const cached = this.tables.get(name);
-    if (cached) return cached;
-    const cols = this.db.prepare(`SELECT name, type, pk, hidden FROM pragma_table_xinfo(?) ORDER BY cid`).all(name) as {
-      name: string;
-      type: string;
-      pk: number;
-      hidden: number;
-    }[];
-    const withoutRowid = isWithoutRowid(this.db, name);
-    const stored = cols.filter((c) => c.hidden === 0).map((c) => c.name);
-    const pks = cols.filter((c) => c.pk > 0).sort((a, b) => a.pk - b.pk);
-    const alias = !withoutRowid && pks.length === 1 && pks[0].type.toUpperCase() === "INTEGER";
-    const kinds = cols.filter((c) => c.hidden === 0).map((c) => affinityKind(c.type));
-    let info: TableInfo;
-    if (withoutRowid) info = { name, image: stored, key: pks.map((c) => c.name), kinds, rowid: false };
-    else if (alias) info = { name, image: stored, key: [pks[0].name], kinds, rowid: true };
-    else info = { name, image: ["rowid", ...stored], key: ["rowid"], kinds: ["integer", ...kinds], rowid: true };
-    this.tables.set(name, info);
+    let info = this.tables.get(name);
+    if (!info) this.tables.set(name, (info = readTableInfo(this.db, name)));
     return info;
   }
 
-  private replicatedTables(db: DB = this.db): string[] {
-    return (db.prepare(`SELECT name FROM sqlite_master WHERE ${REPLICATED} ORDER BY name`).all() as { name: string }[]).map(
-      (r) => r.name,
-    );
-  }
-
-  private captureTriggers(t: TableInfo): Map<string, string> {
-    const img = (p: string) => `json_array(${t.image.map((c) => enc(`${p}.${quoteId(c)}`)).join(",")})`;
-    const key = (p: string) => `json_array(${t.key.map((c) => enc(`${p}.${quoteId(c)}`)).join(",")})`;
-    const same = t.key.map((c) => `OLD.${quoteId(c)} IS NEW.${quoteId(c)}`).join(" AND ");
-    const ins = (op: string, rid: string, row: string) =>
-      `INSERT INTO ferry_changes(tbl,op,rid,row) VALUES(${quoteStr(t.name)},'${op}',${rid},${row});`;
-    const tbl = quoteId(t.name);
-    const name = (op: string) => `ferry_cap_${op}_${t.name}`;
-    return new Map([
-      [name("i"), `CREATE TRIGGER ${quoteId(name("i"))} AFTER INSERT ON ${tbl} BEGIN ${ins("I", "NULL", img("NEW"))} END`],
-      [
-        name("u"),
-        `CREATE TRIGGER ${quoteId(name("u"))} AFTER UPDATE ON ${tbl} BEGIN ${ins("U", `CASE WHEN ${same} THEN NULL ELSE ${key("OLD")} END`, img("NEW"))} END`,
-      ],
-      [name("d"), `CREATE TRIGGER ${quoteId(name("d"))} AFTER DELETE ON ${tbl} BEGIN ${ins("D", key("OLD"), "NULL")} END`],
-    ]);
-  }
-
-  private existingCaptureTriggers(): Map<string, string> {
-    const rows = this.db
-      .prepare(`SELECT name, sql FROM sqlite_master WHERE type='trigger' AND name LIKE 'ferry\\_cap\\_%' ESCAPE '\\'`)
-      .all() as { name: string; sql: string }[];
-    return new Map(rows.map((r) => [r.name, r.sql]));
-  }
 
   /** (Re)creates capture triggers whose text differs from what the current schema needs. */
   async installCapture(): Promise<void> {
@@ -282,7 +170,7 @@ export class SqliteRepository implements Repository {
   async removeCapture(_after: number): Promise<void> {
     this.guard(() =>
       this.db.transaction(() => {
-        for (const n of this.existingCaptureTriggers().keys()) this.db.exec(`DROP TRIGGER IF EXISTS ${quoteId(n)}`);
+        for (const n of existingCaptureTriggers(this.db).keys()) this.db.exec(`DROP TRIGGER IF EXISTS ${quoteId(n)}`);
       }).immediate(),
     );
   }
@@ -328,33 +216,13 @@ export class SqliteRepository implements Repository {
     const parts = async function* (): AsyncGenerator<CapturedPart> {
       const db = (self.capture ??= openDb(self.path, true));
       try {
-        db.exec("BEGIN");
-        const read = cached(db, PART_SQL).raw();
-        // Rows per part, from the size of the last one read; a part past partBytes is read again shorter.
-        let limit = self.partRows;
-        for (;;) {
-          let row = read.get(reached, upto, limit) as PartRow;
-          if (row[7] !== null && !idsAscend(row[7])) row = cached(db, ORDERED_PART_SQL).raw().get(reached, upto, limit) as PartRow;
-          const [rows, upTo, first, last, count, ddl, data] = row;
-          if (rows === 0) return;
-          if (data !== null && data.length > partBytes && count > 1) {
-            limit = Math.max(1, Math.floor((rows * partBytes * 0.9) / data.length));
-            continue;
-          }
-          reached = upTo;
-          if (data === null) continue; // placeholders only
-          limit = self.partRows = Math.max(1, Math.min(MAX_PART_ROWS, Math.floor((rows * partBytes * 0.9) / data.length)));
-          yield { first: first!, last: last!, count, ddl: ddl === 1, data };
-        }
+        yield* self.parts.read(db, from, upto, partBytes, (id) => (reached = id));
       } catch (err) {
         throw self.wrap(err);
-      } finally {
-        if (db.inTransaction) db.exec("COMMIT");
       }
     };
     return { [Symbol.asyncIterator]: () => parts(), reached: () => reached };
   }
-  private partRows = FIRST_PART_ROWS;
 
   /**
    * Spooled changes are deleted now and then, not after every batch, and a slice at a time: the
@@ -461,9 +329,9 @@ export class SqliteRepository implements Repository {
 
   private installCaptureInTxn(): void {
     this.tables.clear();
-    const existing = this.existingCaptureTriggers();
+    const existing = existingCaptureTriggers(this.db);
     const wanted = new Map<string, string>();
-    for (const t of this.replicatedTables()) for (const [n, sql] of this.captureTriggers(this.tableInfo(t))) wanted.set(n, sql);
+    for (const t of replicatedTables(this.db)) for (const [n, sql] of captureTriggers(this.tableInfo(t))) wanted.set(n, sql);
     for (const [n, sql] of existing) if (wanted.get(n) !== sql) this.db.exec(`DROP TRIGGER IF EXISTS ${quoteId(n)}`);
     for (const [n, sql] of wanted) if (existing.get(n) !== sql) this.db.exec(sql);
   }
@@ -494,35 +362,7 @@ export class SqliteRepository implements Repository {
     return s;
   }
 
-  /** The repository's own triggers (not ferry's capture triggers). */
-  private userTriggers(): { name: string; sql: string }[] {
-    return cached(this.db, `SELECT name, sql FROM sqlite_master WHERE type='trigger' AND name NOT LIKE 'ferry\\_cap\\_%' ESCAPE '\\'`).all() as {
-      name: string;
-      sql: string;
-    }[];
-  }
-
-  /**
-   * The master replicates what its triggers wrote as rows of their own, so a replica applies with
-   * its copies of the user triggers dropped, inside the apply transaction, and puts them back
-   * before it commits: readers never see them missing. (SQLITE_DBCONFIG_ENABLE_TRIGGER would do
-   * this without touching the schema, but better-sqlite3 does not expose it.)
-   */
-  private withoutUserTriggers(): { suspend(): void; restore(): void } {
-    let held: { name: string; sql: string }[] = [];
-    return {
-      suspend: () => {
-        held = this.userTriggers();
-        for (const t of held) this.db.exec(`DROP TRIGGER ${quoteId(t.name)}`);
-      },
-      restore: () => {
-        for (const t of held) this.db.exec(t.sql);
-        held = [];
-      },
-    };
-  }
-
-  private applyChange([tbl, op, rid, row]: Change, triggers: { suspend(): void; restore(): void }, upserts: Upserts): boolean {
+  private applyChange([tbl, op, rid, row]: Change, triggers: UserTriggers, upserts: Upserts): boolean {
     if (op !== "X" && op !== "D" && rid === null) {
       upserts.add(tbl!, row!);
       return false;
@@ -564,9 +404,9 @@ export class SqliteRepository implements Repository {
    * Runs `fn` in one write transaction as a replica applies: user triggers suspended, foreign keys
    * off; the commit is ferry's own, not an outside writer's.
    */
-  private applying(fn: (triggers: { suspend(): void; restore(): void }) => void): void {
+  private applying(fn: (triggers: UserTriggers) => void): void {
     const run = this.db.transaction(() => {
-      const triggers = this.withoutUserTriggers();
+      const triggers = withoutUserTriggers(this.db);
       triggers.suspend();
       fn(triggers);
       triggers.restore();
@@ -646,53 +486,13 @@ export class SqliteRepository implements Repository {
   async openSnapshot(opts: { tables?: string[] } = {}): Promise<SnapshotReader> {
     return this.openRead((conn, { seq, applied }) => {
       const schema = schemaOf(conn, true);
-      const names = this.replicatedTables(conn).filter((n) => !opts.tables || opts.tables.includes(n));
+      const names = replicatedTables(conn).filter((n) => !opts.tables || opts.tables.includes(n));
       const tables = names.map((name) => ({
         name,
         rows: (conn.prepare(`SELECT count(*) AS n FROM ${quoteId(name)}`).get() as { n: number }).n,
       }));
       const header = { seq, applied, schema, tables, fingerprint: fingerprintOf(conn) };
-      const infos = names.map((n) => this.tableInfo(n));
-      let ti = 0;
-      let iter: IterableIterator<unknown[]> | null = null;
-      let pending: string | null = null;
-      return {
-        header,
-        async next(maxBytes: number) {
-          while (ti < infos.length) {
-            const t = infos[ti];
-            if (!iter) {
-              const img = `json_array(${t.image.map((c) => enc(quoteId(c))).join(",")})`;
-              iter = conn.prepare(`SELECT ${img} FROM ${quoteId(t.name)}`).raw().iterate() as IterableIterator<unknown[]>;
-            }
-            const rows: string[] = [];
-            let bytes = 0;
-            if (pending !== null) {
-              rows.push(pending);
-              bytes += pending.length;
-              pending = null;
-            }
-            for (;;) {
-              const r = iter.next();
-              if (r.done) {
-                iter = null;
-                ti++;
-                break;
-              }
-              const row = r.value[0] as string;
-              if (rows.length > 0 && bytes + row.length > maxBytes) {
-                pending = row;
-                break;
-              }
-              rows.push(row);
-              bytes += row.length;
-            }
-            if (rows.length > 0) return { table: t.name, rows };
-          }
-          return null;
-        },
-        close: async () => endRead(conn, iter),
-      };
+      return { header, ...imageBatches(conn, names.map((n) => this.tableInfo(n))) };
     });
   }
 
@@ -711,64 +511,13 @@ export class SqliteRepository implements Repository {
     this.freshSchema();
     const conn = openDb(this.path, true);
     try {
-      conn.function("ferry_partition", { deterministic: true }, (k: unknown, n: unknown) => partitionOf(splitJsonArray(String(k)), Number(n)));
       conn.exec("BEGIN");
       const seq = seqOf(conn); // the first read fixes the snapshot
       const applied = positionOf(conn);
       const found = conn.prepare(`SELECT 1 FROM sqlite_master WHERE type='table' AND ${USER_OBJECTS} AND name=?`).get(opts.table);
       if (!found) throw new RepositoryError("NOT_FOUND", `table ${opts.table} does not exist in ${this.path}`);
       const t = this.tableInfo(opts.table);
-      const keys = t.key.map(quoteId);
-      const where: string[] = [];
-      const params: unknown[] = [];
-      if (opts.partition) where.push(partitionSql(keys, keys.map(enc), opts.partition.index, opts.partition.count));
-      // Key order is BINARY whatever the columns' collation: the change stream compares keys the same way.
-      const ordered = keys.map((k) => `${k} COLLATE BINARY`).join(",");
-      if (opts.after) {
-        where.push(`(${ordered}) > (SELECT ${t.key.map((_, i) => dec(i)).join(",")} FROM (SELECT ? AS j))`);
-        params.push(opts.after);
-      }
-      if (opts.since) {
-        if (!t.image.includes(opts.since.column)) {
-          throw new RepositoryError("NOT_FOUND", `table ${opts.table} has no column ${opts.since.column}`);
-        }
-        where.push(`${quoteId(opts.since.column)} >= ?`);
-        params.push(opts.since.min);
-      }
-      const obj = `json_object(${t.image.map((c) => `${quoteStr(c)},${encObj(quoteId(c))}`).join(",")})`;
-      const sql = `SELECT ${obj} FROM ${quoteId(t.name)}${where.length ? ` WHERE ${where.join(" AND ")}` : ""} ORDER BY ${ordered}`;
-      const iter = conn.prepare(sql).raw().iterate(...params) as IterableIterator<[string]>;
-      let pending: string | null = null;
-      let done = false;
-      return {
-        header: { seq, applied, table: { name: t.name, columns: t.image, key: t.key } },
-        async next(maxBytes: number) {
-          const rows: string[] = [];
-          let bytes = 0;
-          if (pending !== null) {
-            rows.push(pending);
-            bytes += Buffer.byteLength(pending) + 1;
-            pending = null;
-          }
-          while (!done) {
-            const r = iter.next();
-            if (r.done) {
-              done = true;
-              break;
-            }
-            const row = r.value[0];
-            const size = Buffer.byteLength(row) + 1;
-            if (rows.length > 0 && bytes + size > maxBytes) {
-              pending = row;
-              break;
-            }
-            rows.push(row);
-            bytes += size;
-          }
-          return rows.length === 0 ? null : { rows: rows.length, text: rows.join("\n") + "\n" };
-        },
-        close: async () => endRead(conn, iter),
-      };
+      return { header: { seq, applied, table: { name: t.name, columns: t.image, key: t.key } }, ...objectLines(conn, t, opts) };
     } catch (err) {
       conn.close();
       throw this.wrap(err);
@@ -889,106 +638,15 @@ export class SqliteRepository implements Repository {
   }
 }
 
-/** Ends a snapshot read: its open statement, its read transaction, its connection. */
-function endRead(conn: DB, iter: IterableIterator<unknown> | null): void {
-  try {
-    iter?.return?.();
-    if (conn.inTransaction) conn.exec("ROLLBACK");
-  } finally {
-    conn.close();
-  }
-}
 
-/** A deterministic dump of the user tables (schema, then rows in key order with quote()). */
-function dumpDb(db: DB): string {
-  const out: string[] = [];
-  const objs = schemaOf(db);
-  for (const o of objs) out.push(`${o.type} ${o.name}: ${normalise(o.sql)}`);
-  for (const o of objs.filter((x) => x.type === "table")) {
-    const cols = (db.prepare(`SELECT name FROM pragma_table_info(?)`).all(o.name) as { name: string }[]).map((c) => quoteId(c.name));
-    const withoutRowid = isWithoutRowid(db, o.name);
-    const order = withoutRowid ? cols.join(",") : "rowid";
-    const rows = db.prepare(`SELECT ${cols.map((c) => `quote(${c})`).join(",")} FROM ${quoteId(o.name)} ORDER BY ${order}`).raw().all();
-    for (const r of rows) out.push(`${o.name}|${(r as string[]).join("|")}`);
-  }
-  return out.join("\n") + "\n";
-}
 
-/** Dumps a repository file through a read-only connection (for tests and checks beside a running node). */
-export function dumpFile(path: string): string {
-  const db = new Database(path, { readonly: true, fileMustExist: true, timeout: 5000 });
-  try {
-    return dumpDb(db);
-  } finally {
-    db.close();
-  }
-}
 
-/** From SQLite itself: the table's text may list options in any order (`STRICT, WITHOUT ROWID`). */
-function isWithoutRowid(db: DB, table: string): boolean {
-  const r = db.prepare(`SELECT wr FROM pragma_table_list(?) WHERE schema = 'main'`).get(table) as { wr: number } | undefined;
-  return r?.wr === 1;
-}
 
-/**
- * Replicas apply row images as the master committed them: the master enforced the constraints, and
- * what a foreign key cascaded there arrives as its own row changes. With foreign keys on, the
- * INSERT OR REPLACE of an updated parent row would cascade-delete its children on the replica, and
- * a child restored before its parent would be refused. Off for the apply, then as it was.
- */
-function foreignKeysOff(db: DB): () => void {
-  const was = pragmaValue(db, "foreign_keys");
-  if (was) cached(db, "PRAGMA foreign_keys = OFF").run();
-  return () => {
-    if (was && db.open) cached(db, "PRAGMA foreign_keys = ON").run();
-  };
-}
 
-function openDb(path: string, readonly: boolean, busyTimeoutMs = 1000): DB {
-  try {
-    const db = new Database(path, { readonly, fileMustExist: readonly, timeout: busyTimeoutMs });
-    if (!readonly) {
-      db.pragma("journal_mode = WAL");
-      db.pragma("synchronous = FULL");
-    }
-    return db;
-  } catch (err) {
-    throw new RepositoryError("REPO_UNAVAILABLE", `cannot open repository ${path}: ${(err as Error).message}`, {
-      cause: err,
-      hint: "check the path given with --repo and that its directory exists and is writable",
-    });
-  }
-}
 
-function positionOf(db: DB): Position {
-  const rows = cached(db, `SELECT key, value FROM ferry_state WHERE key IN ('applied_lsn','applied_epoch')`).all() as {
-    key: string;
-    value: number;
-  }[];
-  const m = new Map(rows.map((r) => [r.key, Number(r.value)]));
-  return { lsn: m.get("applied_lsn") ?? 0, epoch: m.get("applied_epoch") ?? 0 };
-}
 
-function seqOf(db: DB): number {
-  return (cached(db, SEQ_SQL).get() as { seq: number }).seq;
-}
 
-/** User objects (tables first); with the heartbeat table when it is to be shipped in a snapshot. */
-function schemaOf(db: DB, withHeartbeat = false): SchemaObject[] {
-  const hb = withHeartbeat ? ` OR (type='table' AND name='ferry_heartbeat')` : "";
-  return db
-    .prepare(`SELECT type, name, tbl_name AS tbl, sql FROM sqlite_master WHERE (${USER_OBJECTS})${hb} ORDER BY type DESC, name`)
-    .all() as SchemaObject[];
-}
 
-const normalise = (sql: string) => sql.replace(/\s+/g, " ").trim();
-
-/** The user schema's fingerprint: the seed's "same hash algorithm" check between master and slaves. */
-function fingerprintOf(db: DB): string {
-  const h = createHash("sha256");
-  for (const o of schemaOf(db)) h.update(`${o.type}|${o.name}|${normalise(o.sql)}\n`);
-  return h.digest("hex").slice(0, 16);
-}
 
 function toJsonRow(row: unknown[]): unknown[] {
   return row.map((v) => (Buffer.isBuffer(v) ? { $blob: v.toString("hex") } : typeof v === "bigint" ? v.toString() : v));

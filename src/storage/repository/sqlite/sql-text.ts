@@ -1,6 +1,7 @@
 /** SQLite SQL text shared by the adapter's readers: quoted names, and values in and out of row images. */
 
 export const quoteId = (name: string) => `"${name.replace(/"/g, '""')}"`;
+export const quoteStr = (s: string) => `'${s.replace(/'/g, "''")}'`;
 
 /** Encodes a value for a JSON row image: blobs become ["x", HEX]. */
 export const enc = (expr: string) => `CASE WHEN typeof(${expr})='blob' THEN json_array('x',hex(${expr})) ELSE ${expr} END`;
