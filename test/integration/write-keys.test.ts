@@ -47,12 +47,13 @@ test("a write acknowledged by the old master, its answer lost: the retry on the 
   assert.is(first.node, "m1");
   await cl.waitConverged("m1", ["s1", "s2"]);
   cl.nodes.get("m1")!.kill("SIGKILL");
-  await cl.waitMaster("s1");
+  // s1 or s2: the watchdog picks the replica holding the most, and heartbeat batches go on after the convergence.
+  const promoted = (await cl.waitNewMaster("m1")).node;
   const retry = await send("INSERT INTO k(v) VALUES ('once')", "key-lost-answer");
-  assert.is(retry.node, "s1");
+  assert.is(retry.node, promoted);
   assert.equal(retry.results, first.results, "the recorded results, not a new insert's");
   // The log line may reach the file just after the answer reaches the client.
-  await cl.until("s1 says it replayed the write", () => /answered from its record/.test(cl.nodes.get("s1")!.log()) || null);
+  await cl.until(`${promoted} says it replayed the write`, () => /answered from its record/.test(cl.nodes.get(promoted)!.log()) || null);
   assert.equal(await rows(), [["once", 1]]);
 });
 
@@ -63,7 +64,7 @@ test("a request swallowed by a paused master: ferry sql retries it after its tim
   try {
     // m1 is still subscribed: the first attempts go to it and time out.
     const r = await runSql(await cl.client(), "INSERT INTO k(v) VALUES ('after the pause')", undefined, 30_000, 1500);
-    assert.is(r.node, "s1");
+    assert.ok(["s1", "s2"].includes(r.node), `ran on ${r.node}, not on a promoted replica`);
   } finally {
     m1.kill("SIGCONT");
   }
