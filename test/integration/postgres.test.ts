@@ -98,6 +98,8 @@ test("kill -9 of the master's ferry and then of a replica's, mid-stream: they co
   const outsideWrites = (async () => {
     while (writing) await outside.query(`INSERT INTO o VALUES (${o++})`);
   })();
+  // Awaited below; until then a failed step's cleanup ends this client, and that must not end the process before the step's error is reported.
+  outsideWrites.catch(() => {});
   await waitFor("some writes", () => w.acked().length > 100);
   const before = w.acked().length;
   await cl.killAndRestart("m1", "master");
