@@ -33,6 +33,9 @@ export async function startWatchdog(config: Config): Promise<{ actor: WatchdogAc
   const f = config.failover;
   const requestTimeout = config.nats.requestTimeoutMs;
   const verify = verification(rt);
+  /** Saves of the failover count under way, and begun in all: a read of the count is only as new as the last save. */
+  let saving = 0;
+  let saves = 0;
 
   const logic = watchdogMachine.provide({
     actors: {
@@ -59,10 +62,12 @@ export async function startWatchdog(config: Config): Promise<{ actor: WatchdogAc
       failoverState: fromCallback(({ sendBack }) => {
         let stopped = false;
         const push = async () => {
+          const seen = saves;
           const s = await readFailoverState(buckets.leases);
           const now = Date.now();
           const state: FailoverState = { history: s.history, enabled: s.enabled, recent: s.history.filter((t) => t > now - f.windowMs).length };
-          if (!stopped) sendBack({ type: "FAILOVER_STATE", state });
+          // A read that overlapped the save of a failover may predate it: it would undo the count.
+          if (!stopped && seen === saves && saving === 0) sendBack({ type: "FAILOVER_STATE", state });
         };
         void push().catch(() => {});
         const t = setInterval(() => void push().catch(() => {}), 1000);
@@ -124,10 +129,14 @@ export async function startWatchdog(config: Config): Promise<{ actor: WatchdogAc
   actor.on("alert", (a) => rt.alerts.raise(a.kind, a.severity, a.message, a.data));
   actor.on("marks", (e) => void verify.saveMarks(e).catch((err) => log.error({ err: String(err) }, "diverged marks not saved")));
   actor.on("failover", (e) => {
+    saving++;
+    saves++;
     void (async () => {
       const stored = await readFailoverState(buckets.leases);
       await writeFailoverState(buckets.leases, { ...stored, history: e.state.history, enabled: e.state.enabled });
-    })().catch((err) => log.error({ err: String(err) }, "failover count not saved"));
+    })()
+      .catch((err) => log.error({ err: String(err) }, "failover count not saved"))
+      .finally(() => saving--);
   });
 
   const status = () => {
