@@ -70,6 +70,8 @@ const replicationSchema = z
     maxBacklogBytes: positive().default(256 * MiB),
     pullBytes: positive().min(1024).default(512 * 1024),
     partBytes: positive().min(1024).default(64 * 1024),
+    /** A new batch of one part up to this size goes to caught-up replicas with its announcement (0: never; they pull). */
+    pushBytes: z.number().int().min(0).default(64 * 1024),
     heartbeatMs: positive().default(1000),
     syncReplicas: z.number().int().min(0).default(0),
     syncTimeoutMs: positive().default(5000),

@@ -24,7 +24,7 @@ import { startNodeControl } from "./node-control.js";
 import { startNodeServices } from "./node-services.js";
 import { ApplyHold } from "./apply-hold.js";
 import { startCompareService } from "./compare-service.js";
-import { createReplicaIo, listenForBatches, replicaLogic, ReplicaStats } from "./replica.js";
+import { createReplicaIo, listenForBatches, listenForPushes, replicaLogic, ReplicaStats } from "./replica.js";
 import { ReplicaRegistry } from "./replicas.js";
 import { CaptureProgress, LeaseClock, type Runtime } from "./runtime.js";
 import { createCapture, sequencerLogic } from "./sequencer.js";
@@ -212,6 +212,7 @@ async function runNode(boot: Booted, repo: Repository): Promise<RunningNode> {
 
   const subs = [
     listenForBatches(rt, stats, (n) => actor.send({ type: "NOTIFY", ...n })),
+    listenForPushes(rt, io, (p) => actor.send({ type: "PUSH", ...p })),
     // Safe to repeat: a request while a resync runs joins it (its progress and outcome are the running one's).
     serve(rt.nc, log, ENDPOINTS.resync, rt.subj.node(rt.node).resync, () => {
       const snap = actor.getSnapshot();

@@ -6,10 +6,10 @@
 import { fromPromise } from "xstate";
 import type { Subscription } from "@nats-io/transport-node";
 import { asFerryError, ClusterError, ReplicationError, RepositoryError } from "../errors.js";
-import { decodeFrame, decodeJson, encodeJson } from "../nats/codec.js";
+import { decodeFrame, decodeJson, encodeJson, parseAs } from "../nats/codec.js";
 import { ENDPOINTS } from "../nats/protocol.js";
 import { call, callFrame } from "../nats/rpc.js";
-import { notifyMessage, type NotifyMessage, type PullReplyHeader, type PullRequest } from "../nats/messages.js";
+import { notifyMessage, pushHeader, type NotifyMessage, type PullRecordHeader, type PullReplyHeader, type PullRequest, type PushHeader } from "../nats/messages.js";
 import { replicaMachine, type ApplyResult, type FetchResult, type MasterRef } from "../machines/replica.js";
 import type { Meta } from "../storage/meta.js";
 import type { BatchMeta } from "../batch.js";
@@ -51,6 +51,8 @@ export class ReplicaStats {
 }
 
 const APPLY_BYTES = 4 * 1024 * 1024;
+/** How long the master may go without hearing where a replica taking pushes is (when it waits for no acknowledgement). */
+const ACK_MS = 100;
 
 export function createReplicaIo(d: ReplicaDeps, stats: ReplicaStats) {
   const { rt, repo, spool, meta, hold } = d;
@@ -71,10 +73,10 @@ export function createReplicaIo(d: ReplicaDeps, stats: ReplicaStats) {
     stats.unsequenced = await repo.pendingChanges(captured.checkpoint);
   }
 
-  async function fetch(master: MasterRef, signal?: AbortSignal): Promise<FetchResult> {
-    stats.master = master.node;
+  /** What this replica holds and is, as a pull (or, published without a reply subject, an acknowledgement) tells the master. */
+  function position(): PullRequest {
     const last = spool.last ?? { lsn: stats.applied, epoch: stats.appliedEpoch };
-    const req: PullRequest = {
+    return {
       node: rt.node,
       epoch: stats.maxEpoch,
       lsn: stats.next.lsn,
@@ -85,19 +87,76 @@ export function createReplicaIo(d: ReplicaDeps, stats: ReplicaStats) {
       maxBytes: rt.config.replication.pullBytes,
       unsequenced: stats.unsequenced,
     };
+  }
+
+  /** When the master last heard this replica's position, and when it last pulled (its checks run at a pull). */
+  let reported = 0;
+  let pulled = 0;
+  let trailing: NodeJS.Timeout | null = null;
+
+  async function fetch(master: MasterRef, signal?: AbortSignal): Promise<FetchResult> {
+    stats.master = master.node;
+    reported = pulled = Date.now();
     let data: Uint8Array;
     try {
-      data = await callFrame(rt.nc, ENDPOINTS.pull, rt.subj.node(master.node).pull, req, ask(master.node));
+      data = await callFrame(rt.nc, ENDPOINTS.pull, rt.subj.node(master.node).pull, position(), ask(master.node));
     } catch (err) {
       const e = err as { code?: string; message: string; details?: { from?: number; to?: number } };
       if (e.code !== "DIVERGED" || e.details?.from === undefined) throw err;
       await dropDiverged(e.details.from, e.message);
-      return { records: 0, head: 0, more: true };
+      return { records: 0, head: 0, received: stats.next.lsn - 1, more: true };
     }
     const { header, payloads } = decodeFrame<PullReplyHeader>(rt.subj.node(master.node).pull, data, (h) => h.records.map((r) => r.len));
-    stats.heardFrom(master.node);
+    return take(master.node, header, payloads, signal);
+  }
+
+  /** The newest batch a master pushed, until `accept` takes it or a newer one replaces it. */
+  let pushed: { header: PushHeader; data: Uint8Array } | null = null;
+
+  function stash(header: PushHeader, data: Uint8Array): void {
+    pushed = { header, data };
+  }
+
+  /**
+   * Takes a pushed batch as a pull would have brought it. Only the batch right after what this
+   * replica holds, from the master it pulled from last, in the epoch that pull saw: the master's
+   * checks at that pull then still hold. Anything else, and every pollMs, is left to a pull.
+   */
+  async function accept(master: MasterRef, lsn: number, signal?: AbortSignal): Promise<FetchResult> {
+    const p = pushed?.header.records[0].lsn === lsn ? pushed : null;
+    pushed = null;
+    const h = p?.header;
+    const next = stats.next;
+    if (!p || !h || h.node !== master.node || h.epoch !== master.epoch || h.epoch !== stats.maxEpoch || next.part !== 0 || lsn !== next.lsn) {
+      return { records: 0, head: h?.head ?? lsn, received: next.lsn - 1, more: true };
+    }
+    const got = await take(master.node, h, [p.data], signal);
+    report(master.node, h.ack);
+    return { ...got, more: got.head > got.received || Date.now() - pulled >= rt.config.replication.pollMs };
+  }
+
+  /**
+   * Tells the master what this replica holds after a pushed batch: at once when it waits for
+   * acknowledgements, else at most every ACK_MS (a trailing one covers the last batch).
+   */
+  function report(master: string, now: boolean): void {
+    const since = Date.now() - reported;
+    if (trailing) clearTimeout(trailing);
+    trailing = null;
+    if (now || since >= ACK_MS) {
+      reported = Date.now();
+      rt.nc.publish(rt.subj.node(master).pull, encodeJson(position()));
+      return;
+    }
+    trailing = setTimeout(() => report(master, true), ACK_MS - since);
+    trailing.unref();
+  }
+
+  /** Spools the records of a pull reply or a push, which must continue exactly where this replica is. */
+  async function take(master: string, header: { epoch: number; head: number; ack?: boolean; records: PullRecordHeader[] }, payloads: Uint8Array[], signal?: AbortSignal): Promise<FetchResult> {
+    stats.heardFrom(master);
     if (header.epoch < stats.maxEpoch) {
-      throw new ClusterError("STALE_EPOCH", `master ${master.node} answered with epoch ${header.epoch}, below epoch ${stats.maxEpoch} already seen`);
+      throw new ClusterError("STALE_EPOCH", `master ${master} answered with epoch ${header.epoch}, below epoch ${stats.maxEpoch} already seen`);
     }
     if (header.epoch > stats.maxEpoch) {
       await meta.raiseEpoch(header.epoch);
@@ -126,7 +185,7 @@ export function createReplicaIo(d: ReplicaDeps, stats: ReplicaStats) {
     }
     const received = stats.next.lsn - 1;
     // More than this pull brought, an acknowledgement wanted now, or spooled while the master answered.
-    return { records: records.length, head: header.head, more: header.head > received || (records.length > 0 && header.ack === true) };
+    return { records: records.length, head: header.head, received, more: header.head > received || (records.length > 0 && header.ack === true) };
   }
 
   /**
@@ -307,7 +366,7 @@ export function createReplicaIo(d: ReplicaDeps, stats: ReplicaStats) {
     rt.log.error({ code: err?.code ?? known.code }, `${rt.node} needs a resync: ${reason}`);
   }
 
-  return { init, fetch, apply, restore, markResync };
+  return { init, fetch, accept, stash, apply, restore, markResync };
 }
 
 /**
@@ -328,10 +387,35 @@ export function listenForBatches(rt: Runtime, stats: ReplicaStats, onNotify: (n:
   });
 }
 
+/**
+ * The masters' pushed batches: each is held for the replica's `accept` and passed on as an
+ * announcement (the machine keeps those of the master it follows); a malformed one is dropped.
+ */
+export function listenForPushes(rt: Runtime, io: ReturnType<typeof createReplicaIo>, onPush: (p: { node: string; epoch: number; lsn: number }) => void): Subscription {
+  return rt.nc.subscribe(rt.subj.push, {
+    callback: (_e, msg) => {
+      try {
+        const got: { h?: PushHeader } = {};
+        const { payloads } = decodeFrame<unknown>(msg.subject, msg.data, (raw) => {
+          got.h = parseAs(msg.subject, raw, pushHeader);
+          return [got.h.records[0].len];
+        });
+        const h = got.h;
+        if (!h || h.node === rt.node) return;
+        io.stash(h, payloads[0]);
+        onPush({ node: h.node, epoch: h.epoch, lsn: h.records[0].lsn });
+      } catch (err) {
+        rt.log.warn({ err: asFerryError(err).message }, "malformed pushed batch ignored");
+      }
+    },
+  });
+}
+
 export function replicaLogic(io: ReturnType<typeof createReplicaIo>) {
   return replicaMachine.provide({
     actors: {
       fetch: fromPromise<FetchResult, { master: MasterRef }>(({ input, signal }) => io.fetch(input.master, signal)),
+      accept: fromPromise<FetchResult, { master: MasterRef; lsn: number }>(({ input, signal }) => io.accept(input.master, input.lsn, signal)),
       apply: fromPromise<ApplyResult, void>(() => io.apply()),
       restore: fromPromise<{ lsn: number }, { master: MasterRef }>(({ input }) => io.restore(input.master)),
       markResync: fromPromise<void, { code: string; message: string } | null>(({ input }) => io.markResync(input)),

@@ -4,7 +4,8 @@
  * and writes the last part, the batch meta and the new checkpoint in one synced LevelDB batch.
  */
 import { fromCallback, fromPromise } from "xstate";
-import { encodeJson } from "../nats/codec.js";
+import { encodeFrame, encodeJson } from "../nats/codec.js";
+import type { PushHeader } from "../nats/messages.js";
 import { sequencerMachine, type SequencerEvent } from "../machines/sequencer.js";
 import type { Meta } from "../storage/meta.js";
 import type { BatchMeta } from "../batch.js";
@@ -43,6 +44,7 @@ export function createCapture(d: SequencerDeps): Capture {
 
   const cycle = async (upto?: number): Promise<number> => {
     const { repo, spool, progress } = d;
+    const cfg = d.rt.config.replication;
     await repo.checkAvailable();
     const checkpoint = progress.checkpoint;
     if (Math.min(await repo.changeSeq(), upto ?? Infinity) <= checkpoint) return 0;
@@ -59,7 +61,7 @@ export function createCapture(d: SequencerDeps): Capture {
     let firstId = 0;
     let lastId = 0;
     let ddl = false;
-    const read = repo.readChanges(checkpoint, { upto, partBytes: d.rt.config.replication.partBytes });
+    const read = repo.readChanges(checkpoint, { upto, partBytes: cfg.partBytes });
     for await (const p of read) {
       // A large transaction goes out in parts, written unsynced: without its meta, a batch is never
       // served. The last part is held back to be written with the meta.
@@ -106,6 +108,11 @@ export function createCapture(d: SequencerDeps): Capture {
     };
     await spool.write([{ lsn, part, parts: part + 1, data, meta }], [d.meta.captureOp({ checkpoint: reached, lsn, epoch })]);
     progress.advanced(reached, lsn);
+    // Pushed with the same guard as a pull's reply: nothing goes out under an epoch no longer held.
+    if (part === 0 && data.length <= cfg.pushBytes && d.clock.valid()) {
+      const header: PushHeader = { node: d.rt.node, epoch, head: lsn, ack: cfg.syncReplicas > 0, records: [{ lsn, part: 0, parts: 1, len: data.length, meta: { ...meta, parts: 1 } }] };
+      d.rt.nc.publish(d.rt.subj.push, encodeFrame(header, [data]));
+    }
     d.rt.nc.publish(d.rt.subj.notify, encodeJson({ node: d.rt.node, epoch, lsn }));
     await confirm(reached);
     return 1;

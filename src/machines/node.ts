@@ -20,6 +20,7 @@ export type NodeEvent =
   | LeaseParentEvent
   | SequencerParentEvent
   | { type: "NOTIFY"; node: string; epoch: number; lsn: number; ack?: boolean }
+  | { type: "PUSH"; node: string; epoch: number; lsn: number }
   | { type: "RESYNC" }
   | { type: "PROMOTE" }
   | { type: "CANCEL_PROMOTE" }
@@ -108,6 +109,7 @@ export const nodeMachine = setup({
       on: {
         LEASE_SEEN: { actions: ["sawLease", "tellReplicaMaster"] },
         NOTIFY: { actions: sendTo("replica", ({ event }) => event) },
+        PUSH: { actions: sendTo("replica", ({ event }) => event) },
         RESYNC: { actions: sendTo("replica", { type: "RESYNC" }) },
         CANCEL_PROMOTE: { actions: sendTo("lease", { type: "RELEASE" }) },
         LEASE_HELD: { target: "promoting", actions: assign({ epoch: ({ event }) => event.epoch }) },

@@ -1,7 +1,8 @@
 /**
  * A replica (slave) follows the active master: it pulls batches from its own position, spools
  * them durably, and applies them. Fetching and applying run side by side, so a slow apply
- * never stops the master from learning what the replica holds durably.
+ * never stops the master from learning what the replica holds durably. Once caught up, it takes
+ * the next batch from the master's push when one comes (no pull), and pulls for anything else.
  */
 import { assign, enqueueActions, fromPromise, setup, type ActorRefFrom } from "xstate";
 
@@ -20,6 +21,8 @@ export interface ReplicaInput {
 export type ReplicaEvent =
   | { type: "MASTER"; master: MasterRef | null }
   | { type: "NOTIFY"; node: string; epoch: number; lsn: number; ack?: boolean }
+  /** A batch pushed by a master: the I/O holds its data until `accept` takes it. */
+  | { type: "PUSH"; node: string; epoch: number; lsn: number }
   | { type: "RESYNC" }
   | { type: "SPOOLED" };
 
@@ -27,9 +30,12 @@ export interface FetchResult {
   records: number;
   /** Master's head LSN when it answered. */
   head: number;
+  /** The newest LSN this replica holds whole. */
+  received: number;
   /**
    * Pull again at once: the master holds more than this pull brought, it asked for an early
-   * acknowledgement (synchronous replication), or a batch was spooled while it answered.
+   * acknowledgement (synchronous replication), a batch was spooled while it answered, or a
+   * pushed batch could not be taken (or pulls are due).
    */
   more: boolean;
 }
@@ -46,14 +52,20 @@ const messageOf = (e: unknown) => (e as { message?: string })?.message ?? String
 
 export interface Ctx extends ReplicaInput {
   master: MasterRef | null;
+  /** The newest LSN the master is known to hold (its replies, notifications and pushes). */
   head: number;
+  received: number;
+  /** The newest LSN announced since the pull (or push) under way began: its answer may predate it. */
+  announced: number;
   error: { code: string; message: string } | null;
 }
 
 export const replicaMachine = setup({
   types: { context: {} as Ctx, events: {} as ReplicaEvent, input: {} as ReplicaInput },
   actors: {
-    fetch: fromPromise<FetchResult, { master: MasterRef }>(async () => ({ records: 0, head: 0, more: false })),
+    fetch: fromPromise<FetchResult, { master: MasterRef }>(async () => ({ records: 0, head: 0, received: 0, more: false })),
+    /** Spools the pushed batch `lsn` if it is the next one, and tells the master when due. */
+    accept: fromPromise<FetchResult, { master: MasterRef; lsn: number }>(async () => ({ records: 0, head: 0, received: 0, more: false })),
     apply: fromPromise<ApplyResult, void>(async () => ({ applied: 0, more: false })),
     restore: fromPromise<{ lsn: number }, { master: MasterRef }>(async () => ({ lsn: 0 })),
     markResync: fromPromise<void, { code: string; message: string } | null>(async () => {}),
@@ -71,7 +83,12 @@ export const replicaMachine = setup({
     resyncError: ({ event }) => RESYNC_CODES.has(codeOf((event as { error?: unknown }).error)),
     /** A new batch announced by the master this replica follows (another node's head means nothing here). */
     newer: ({ context, event }) =>
-      event.type === "NOTIFY" && event.node === context.master?.node && event.epoch === context.master?.epoch && event.lsn > context.head,
+      (event.type === "NOTIFY" || event.type === "PUSH") && event.node === context.master?.node && event.epoch === context.master?.epoch && event.lsn > context.head,
+    /** Pushed by the master followed, and the batch right after what this replica holds. */
+    pushedNext: ({ context, event }) =>
+      event.type === "PUSH" && event.node === context.master?.node && event.epoch === context.master?.epoch && event.lsn === context.received + 1,
+    /** A batch was announced while a pull or a push was under way, past what it brought. */
+    behind: ({ context }) => context.announced > context.received,
     ackWanted: ({ context, event }) =>
       event.type === "NOTIFY" && event.ack === true && event.node === context.master?.node && event.epoch === context.master?.epoch,
     /** A notification from the master being pulled from: it is active and serving now. */
@@ -99,17 +116,24 @@ export const replicaMachine = setup({
       const moved = event.master?.node !== context.master?.node || event.master?.epoch !== context.master?.epoch;
       return { master: event.master, error, ...(moved ? { head: 0 } : {}) };
     }),
-    fetched: assign({
-      head: ({ event }) => (event as unknown as { output: FetchResult }).output.head,
-      error: null,
+    fetched: assign(({ event }) => {
+      const out = (event as unknown as { output: FetchResult }).output;
+      return { head: out.head, received: out.received, error: null };
     }),
+    announced: assign(({ context, event }) => {
+      const lsn = (event as { lsn: number }).lsn;
+      return { head: lsn, announced: Math.max(context.announced, lsn) };
+    }),
+    /** A fetch begins: what it brings answers every announcement made so far. */
+    asking: assign({ announced: 0 }),
   },
 }).createMachine({
   id: "replica",
-  context: ({ input }) => ({ ...input, master: null, head: 0, error: null }),
+  context: ({ input }) => ({ ...input, master: null, head: 0, received: 0, announced: 0, error: null }),
   on: {
     MASTER: { actions: "setMaster" },
-    NOTIFY: { guard: "newer", actions: assign({ head: ({ event }) => event.lsn }) },
+    NOTIFY: { guard: "newer", actions: "announced" },
+    PUSH: { guard: "newer", actions: "announced" },
     RESYNC: ".resyncing",
   },
   initial: "boot",
@@ -135,6 +159,7 @@ export const replicaMachine = setup({
             },
             pulling: {
               meta: { quiet: true },
+              entry: "asking",
               invoke: {
                 src: "fetch",
                 input: ({ context }) => ({ master: context.master! }),
@@ -150,14 +175,35 @@ export const replicaMachine = setup({
             },
             waiting: {
               meta: { quiet: true },
+              always: { guard: "behind", target: "pulling" },
               on: {
+                PUSH: [
+                  { guard: "pushedNext", target: "accepting", actions: "announced" },
+                  { guard: "newer", target: "pulling", actions: "announced" },
+                ],
                 NOTIFY: [
-                  { guard: "newer", target: "pulling", actions: assign({ head: ({ event }) => event.lsn }) },
+                  { guard: "newer", target: "pulling", actions: "announced" },
                   // Nothing new, but the master waits for this replica's acknowledgement, which the next pull carries.
                   { guard: "ackWanted", target: "pulling" },
                 ],
               },
               after: { poll: "pulling" },
+            },
+            accepting: {
+              meta: { quiet: true },
+              entry: "asking",
+              invoke: {
+                src: "accept",
+                input: ({ context, event }) => ({ master: context.master!, lsn: (event as { lsn: number }).lsn }),
+                onDone: [
+                  { guard: "more", target: "pulling", actions: ["fetched", "spooled"] },
+                  { target: "waiting", actions: ["fetched", "spooled"] },
+                ],
+                onError: [
+                  { guard: "resyncError", target: "#replica.needsResync", actions: "failed" },
+                  { target: "backoff", actions: "failed" },
+                ],
+              },
             },
             // A master just promoted may not have served the first pull; its first notification ends the wait.
             backoff: { on: { NOTIFY: { guard: "fromMaster", target: "locating" } }, after: { retry: "locating" } },

@@ -83,6 +83,32 @@ export type ChangesRequest = z.infer<typeof changesRequest>;
 export const notifyMessage = z.object({ node: id, epoch: lsn, lsn, ack: z.boolean().optional() });
 export type NotifyMessage = z.infer<typeof notifyMessage>;
 
+const batchMeta = z.object({
+  lsn: lsn.min(1),
+  epoch: lsn,
+  ts: z.number(),
+  parts: z.literal(1),
+  bytes: lsn,
+  cum: lsn,
+  firstId: lsn,
+  lastId: lsn,
+  fp: z.string(),
+  ddl: z.boolean(),
+}) satisfies z.ZodType<BatchMeta>;
+
+/**
+ * The header of a pushed batch (a frame on `repl.push`, then the batch's one part): what a pull
+ * reply would have said of it, and which master sent it. Only a batch of one part is pushed.
+ */
+export const pushHeader = z.object({
+  node: id,
+  epoch: lsn,
+  head: lsn,
+  ack: z.boolean(),
+  records: z.tuple([z.object({ lsn: lsn.min(1), part: z.literal(0), parts: z.literal(1), len: lsn, meta: batchMeta })]),
+});
+export type PushHeader = z.infer<typeof pushHeader>;
+
 /** A decision or fault, published by the process that made or saw it (actors/alerts.ts); `data` depends on the kind. */
 export const alertMessage = z.looseObject({
   /** ISO 8601. */

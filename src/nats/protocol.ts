@@ -15,6 +15,7 @@ import {
   controlRequest,
   emptyRequest,
   notifyMessage,
+  pushHeader,
   packRequest,
   pullRequest,
   resyncProgressMessage,
@@ -124,7 +125,7 @@ export const ENDPOINTS = {
     reply: "frame",
     absent: NO_MASTER,
     errors: ["FENCED", "STALE_EPOCH", "DIVERGED", "NEEDS_RESYNC", "SNAPSHOT_REQUIRED", "SCHEMA_MISMATCH"],
-    carries: "replicas pulling batches from the master (binary frames)",
+    carries: "replicas pulling batches from the master (binary frames); the same request published without a reply subject is a replica's acknowledgement after batches it took from `repl.push` (checked and recorded alike, not answered)",
   }),
   snapshot: endpoint({
     name: "snapshot",
@@ -236,7 +237,7 @@ export interface Published {
   name: string;
   subject: (s: Subjects) => string;
   watch: (s: Subjects) => string;
-  /** Its JSON body. */
+  /** Its JSON body (of a binary frame: the frame's header). */
   body: z.ZodType;
   carries: string;
 }
@@ -251,6 +252,14 @@ export const PUBLISHED: Published[] = [
     carries: "every decision and fault as JSON (failover steps, backlog cap, fencing, repository down/up, resyncs)",
   },
   { name: "notify", subject: (s) => s.notify, watch: (s) => s.notify, body: notifyMessage, carries: "the master's announcements of new batches {node, epoch, lsn}" },
+  {
+    name: "push",
+    subject: (s) => s.push,
+    watch: (s) => s.push,
+    body: pushHeader,
+    carries:
+      "a new batch of one part up to `replication.pushBytes`, sent with its data just before its announcement: a replica that holds everything before it spools it without a pull (binary frames: a pull reply's header with the master's node, then the batch)",
+  },
   {
     name: "resync progress",
     subject: (s) => s.node("<node>").resyncProgress,

@@ -16,6 +16,8 @@ export function subjects(cluster: string) {
     ping: (node: string) => `${root}.ping.${node}`,
     /** The active master announces new batches here: { node, epoch, lsn }. */
     notify: `${root}.repl.notify`,
+    /** The active master's small batches with their data, for replicas that are caught up (binary frames). */
+    push: `${root}.repl.push`,
     /** Requests addressed to one node. */
     node: (node: string) => ({
       /** SQL addressed to this node as the master of one epoch (clients that follow the lease). */

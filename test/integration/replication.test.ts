@@ -178,4 +178,34 @@ test("kill -9 of the master in the middle of a stream: after restart replicas co
   assert.ok(s1!.epoch >= 2, `slaves follow the new epoch (${s1!.epoch})`);
 });
 
+test("batches written one at a time reach caught-up slaves pushed, not pulled, and the master still learns what each holds", async () => {
+  await threeNodes();
+  await cl.sql("CREATE TABLE p(id INTEGER PRIMARY KEY, v TEXT)");
+  await cl.waitConverged("m1", ["s1", "s2"]);
+  const c = await cl.client();
+  const seen = { pulls: new Map<string, number>(), acks: new Map<string, number>(), batches: 0 };
+  const add = (m: Map<string, number>, k: string) => m.set(k, (m.get(k) ?? 0) + 1);
+  const subs = [
+    c.nc.subscribe(c.subj.node("m1").pull, { callback: (_e, m) => void add(m.reply ? seen.pulls : seen.acks, (m.json() as { node: string }).node) }),
+    c.nc.subscribe(c.subj.notify, { callback: (_e, m) => void ((m.json() as { node: string }).node === "m1" && seen.batches++) }),
+  ];
+  try {
+    for (let i = 0; i < 60; i++) await cl.sql(`INSERT INTO p VALUES (${i}, 'row ${i}')`);
+    const dump = await cl.waitConverged("m1", ["s1", "s2"]);
+    assert.is(idsIn(dump, "p").length, 60);
+    assert.ok(seen.batches >= 60, `${seen.batches} batches`);
+    for (const s of ["s1", "s2"]) {
+      const pulls = seen.pulls.get(s) ?? 0;
+      assert.ok(pulls < seen.batches / 2, `${s} pulled ${pulls} times for ${seen.batches} batches`);
+      assert.ok((seen.acks.get(s) ?? 0) > 0, `${s} told the master what it holds`);
+    }
+    await waitFor("the master's view of both replicas caught up", async () => {
+      const rows = (await cl.status()).members.filter((m) => m.node === "s1" || m.node === "s2");
+      return rows.length === 2 && rows.every((r) => r.backlogBytes === 0);
+    }, { timeoutMs: 10_000 });
+  } finally {
+    for (const sub of subs) sub.unsubscribe();
+  }
+});
+
 test.run();

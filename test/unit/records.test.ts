@@ -70,12 +70,18 @@ test("the failover count decodes; none, a deleted or a malformed one is a fresh 
 
 test("the protocol table states a schema for every published body and every record, and they accept what ferry writes", () => {
   const bodies = new Map(PUBLISHED.map((p) => [p.name, p.body]));
-  assert.equal([...bodies.keys()], ["heartbeat", "alert", "notify", "resync progress"]);
+  assert.equal([...bodies.keys()], ["heartbeat", "alert", "notify", "push", "resync progress"]);
   assert.ok(bodies.get("heartbeat")!.safeParse(member).success);
   const alert = { ts: new Date().toISOString(), cluster: "c", node: "w1", role: "watchdog", kind: "failover", severity: "critical", message: "m", data: { to: "n2" } };
   assert.ok(bodies.get("alert")!.safeParse(alert).success);
   assert.not.ok(bodies.get("alert")!.safeParse({ ...alert, severity: "loud" }).success);
   assert.ok(bodies.get("notify")!.safeParse({ node: "n1", epoch: 1, lsn: 9 }).success);
+  const meta = { lsn: 9, epoch: 1, ts: 1, parts: 1, bytes: 40, cum: 400, firstId: 3, lastId: 5, fp: "ab", ddl: false };
+  const push = { node: "n1", epoch: 1, head: 9, ack: false, records: [{ lsn: 9, part: 0, parts: 1, len: 40, meta }] };
+  assert.ok(bodies.get("push")!.safeParse(push).success);
+  assert.not.ok(bodies.get("push")!.safeParse({ ...push, records: [{ ...push.records[0], parts: 2 }] }).success, "only a batch of one part is pushed");
+  assert.not.ok(bodies.get("push")!.safeParse({ ...push, records: [] }).success);
+  assert.not.ok(bodies.get("push")!.safeParse({ ...push, records: [{ ...push.records[0], meta: { ...meta, fp: 1 } }] }).success);
   assert.ok(bodies.get("resync progress")!.safeParse({ node: "n2", master: "n1", phase: "copying", lsn: 4, totalRows: 10, rows: 5, table: "t" }).success);
   assert.ok(bodies.get("resync progress")!.safeParse({ node: "n2", master: "n1", phase: "failed", error: "gone" }).success);
 

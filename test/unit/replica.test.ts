@@ -23,6 +23,7 @@ type Call<I, O> = { input: I; resolve: (v: O) => void; reject: (e: unknown) => v
 
 function setup(input: Partial<ReplicaInput> = {}) {
   const fetches: Call<{ master: MasterRef }, FetchResult>[] = [];
+  const accepts: Call<{ master: MasterRef; lsn: number }, FetchResult>[] = [];
   const aborted: string[] = [];
   const applies: Call<void, ApplyResult>[] = [];
   const restores: Call<{ master: MasterRef }, { lsn: number }>[] = [];
@@ -38,6 +39,7 @@ function setup(input: Partial<ReplicaInput> = {}) {
         signal.addEventListener("abort", () => aborted.push(input.master.node));
         return record(fetches, input);
       }),
+      accept: fromPromise<FetchResult, { master: MasterRef; lsn: number }>(({ input }) => record(accepts, input)),
       apply: fromPromise<ApplyResult, void>(() => record(applies, undefined)),
       restore: fromPromise<{ lsn: number }, { master: MasterRef }>(({ input }) => record(restores, input)),
       markResync: fromPromise<void, { code: string; message: string } | null>(async ({ input }) => {
@@ -47,14 +49,14 @@ function setup(input: Partial<ReplicaInput> = {}) {
   });
   const h = harness(machine, { fresh: false, needsResync: false, pollMs: POLL, retryMs: RETRY, ...input });
   const snap = () => h.child().getSnapshot();
-  const ctx = () => snap().context as { master: MasterRef | null; head: number; error: { code: string; message: string } | null; fresh: boolean; needsResync: boolean };
+  const ctx = () => snap().context as { master: MasterRef | null; head: number; received: number; error: { code: string; message: string } | null; fresh: boolean; needsResync: boolean };
   const send = async (e: Record<string, unknown> & { type: string }) => {
     h.child().send(e);
     await h.settle();
   };
   const is = (value: unknown) => assert.ok(snap().matches(value), `expected ${JSON.stringify(value)}, in ${h.state()}`);
   const last = <T>(list: T[]) => list[list.length - 1];
-  return { h, fetches, aborted, applies, restores, marks, snap, ctx, send, is, last };
+  return { h, fetches, accepts, aborted, applies, restores, marks, snap, ctx, send, is, last };
 }
 
 /** A streaming replica that knows M1, whose initial apply found nothing, waiting on its first fetch. */
@@ -124,7 +126,7 @@ test("locating: no master is reported in context and retried; MASTER starts pull
   await s.h.settle();
   assert.is(s.ctx().error?.code, "TIMEOUT");
   await s.h.advance(RETRY);
-  s.last(s.fetches).resolve({ records: 0, head: 0, more: false });
+  s.last(s.fetches).resolve({ records: 0, head: 0, received: 0, more: false });
   await s.h.settle();
   assert.is(s.ctx().error, null, "a successful fetch clears the error");
   s.h.stop();
@@ -145,7 +147,7 @@ test("locating: MASTER null keeps looking", async () => {
 test("pulling: records are spooled, SPOOLED wakes the applier, and it pulls again at once", async () => {
   const s = await streamingWithMaster();
   assert.is(s.applies.length, 1);
-  s.fetches[0].resolve({ records: 3, head: 7, more: true });
+  s.fetches[0].resolve({ records: 3, head: 7, received: 3, more: true });
   await s.h.settle();
   s.is({ streaming: { fetch: "pulling", apply: "applying" } });
   assert.is(s.fetches.length, 2, "pulled again without waiting");
@@ -156,7 +158,7 @@ test("pulling: records are spooled, SPOOLED wakes the applier, and it pulls agai
 
 test("pulling: no records waits for a notification, with the master's head recorded", async () => {
   const s = await streamingWithMaster();
-  s.fetches[0].resolve({ records: 0, head: 5, more: false });
+  s.fetches[0].resolve({ records: 0, head: 5, received: 5, more: false });
   await s.h.settle();
   s.is({ streaming: { fetch: "waiting", apply: "idle" } });
   assert.is(s.ctx().head, 5);
@@ -224,14 +226,14 @@ test("pulling: no records but the master is already past the asked LSN (spooled 
   const s = await streamingWithMaster();
   // The NOTIFY for LSN 6 overtook the empty answer: it raised the head while pulling ...
   await s.send({ type: "NOTIFY", node: "m1", epoch: 2, lsn: 6 });
-  s.fetches[0].resolve({ records: 0, head: 6, more: true });
+  s.fetches[0].resolve({ records: 0, head: 6, received: 5, more: true });
   await s.h.settle();
   // ... so waiting would ignore it (not newer) and sit until pollMs: it must not wait.
   s.is({ streaming: { fetch: "pulling" } });
   assert.is(s.fetches.length, 2);
-  s.fetches[1].resolve({ records: 1, head: 6, more: true });
+  s.fetches[1].resolve({ records: 1, head: 6, received: 6, more: true });
   await s.h.settle();
-  s.fetches[2].resolve({ records: 0, head: 6, more: false });
+  s.fetches[2].resolve({ records: 0, head: 6, received: 6, more: false });
   await s.h.settle();
   s.is({ streaming: { fetch: "waiting" } });
   s.h.stop();
@@ -280,7 +282,7 @@ test("backoff: a notification from the master pulled from ends the backoff at on
 
 test("waiting: a NOTIFY at or below the known head is ignored, a newer one pulls at once", async () => {
   const s = await streamingWithMaster();
-  s.fetches[0].resolve({ records: 0, head: 5, more: false });
+  s.fetches[0].resolve({ records: 0, head: 5, received: 5, more: false });
   await s.h.settle();
   await s.send({ type: "NOTIFY", node: "m1", epoch: 2, lsn: 5 });
   await s.send({ type: "NOTIFY", node: "m1", epoch: 2, lsn: 4 });
@@ -296,7 +298,7 @@ test("waiting: a NOTIFY at or below the known head is ignored, a newer one pulls
 
 test("waiting: a call for acknowledgements from its master pulls at once though nothing is new; another node's call is ignored", async () => {
   const s = await streamingWithMaster();
-  s.fetches[0].resolve({ records: 0, head: 5, more: false });
+  s.fetches[0].resolve({ records: 0, head: 5, received: 5, more: false });
   await s.h.settle();
   await s.send({ type: "NOTIFY", node: "m9", epoch: 2, lsn: 5, ack: true });
   s.is({ streaming: { fetch: "waiting" } });
@@ -308,7 +310,7 @@ test("waiting: a call for acknowledgements from its master pulls at once though 
 
 test("waiting: without a notification it pulls after pollMs, not before", async () => {
   const s = await streamingWithMaster();
-  s.fetches[0].resolve({ records: 0, head: 5, more: false });
+  s.fetches[0].resolve({ records: 0, head: 5, received: 5, more: false });
   await s.h.settle();
   await s.h.advance(POLL - 1);
   s.is({ streaming: { fetch: "waiting" } });
@@ -343,6 +345,104 @@ test("only the followed master's NOTIFY moves the head; a new master starts it a
   await t.send({ type: "NOTIFY", node: "s2", epoch: 3, lsn: 7 });
   assert.is(t.ctx().head, 7);
   t.h.stop();
+});
+
+test("a NOTIFY that overtook the pull's answer (which predates it) pulls again at once; one chased is not chased twice", async () => {
+  const s = await streamingWithMaster();
+  await s.send({ type: "NOTIFY", node: "m1", epoch: 2, lsn: 6 });
+  s.fetches[0].resolve({ records: 0, head: 5, received: 5, more: false });
+  await s.h.settle();
+  s.is({ streaming: { fetch: "pulling" } });
+  assert.is(s.fetches.length, 2, "LSN 6 was announced after the answer was made");
+  // An announcement the master's answer does not bear out (a stray or forged one) costs one pull, not a loop.
+  s.fetches[1].resolve({ records: 0, head: 5, received: 5, more: false });
+  await s.h.settle();
+  s.is({ streaming: { fetch: "waiting" } });
+  assert.is(s.fetches.length, 2);
+  s.h.stop();
+});
+
+// --- pushed batches ---------------------------------------------------------------------------
+
+/** A replica caught up at LSN 5 from M1, waiting. */
+async function caughtUp() {
+  const s = await streamingWithMaster();
+  s.fetches[0].resolve({ records: 0, head: 5, received: 5, more: false });
+  await s.h.settle();
+  s.is({ streaming: { fetch: "waiting", apply: "idle" } });
+  return s;
+}
+
+test("push: the next batch from the master followed is taken without a pull, applied, and the replica waits again", async () => {
+  const s = await caughtUp();
+  await s.send({ type: "PUSH", node: "m1", epoch: 2, lsn: 6 });
+  s.is({ streaming: { fetch: "accepting" } });
+  assert.equal(s.accepts.map((a) => a.input), [{ master: M1, lsn: 6 }]);
+  s.accepts[0].resolve({ records: 1, head: 6, received: 6, more: false });
+  await s.h.settle();
+  s.is({ streaming: { fetch: "waiting", apply: "applying" } });
+  assert.is(s.fetches.length, 1, "no pull");
+  assert.is(s.ctx().received, 6);
+  // Its announcement, which follows the push, is not newer.
+  await s.send({ type: "NOTIFY", node: "m1", epoch: 2, lsn: 6 });
+  s.is({ streaming: { fetch: "waiting" } });
+  assert.is(s.fetches.length, 1);
+  s.h.stop();
+});
+
+test("push: a batch past the next one (one was missed) is pulled; one from another node or epoch is ignored", async () => {
+  const s = await caughtUp();
+  await s.send({ type: "PUSH", node: "m9", epoch: 2, lsn: 6 });
+  await s.send({ type: "PUSH", node: "m1", epoch: 1, lsn: 6 });
+  s.is({ streaming: { fetch: "waiting" } });
+  assert.is(s.accepts.length + s.fetches.length, 1);
+  await s.send({ type: "PUSH", node: "m1", epoch: 2, lsn: 8 });
+  s.is({ streaming: { fetch: "pulling" } });
+  assert.is(s.accepts.length, 0);
+  assert.is(s.fetches.length, 2);
+  s.h.stop();
+});
+
+test("push: a push the I/O could not take (or pulls due) pulls at once; a newer push during a take pulls after it", async () => {
+  const s = await caughtUp();
+  await s.send({ type: "PUSH", node: "m1", epoch: 2, lsn: 6 });
+  s.accepts[0].resolve({ records: 0, head: 6, received: 5, more: true });
+  await s.h.settle();
+  s.is({ streaming: { fetch: "pulling" } });
+  s.fetches[1].resolve({ records: 1, head: 6, received: 6, more: false });
+  await s.h.settle();
+  await s.send({ type: "PUSH", node: "m1", epoch: 2, lsn: 7 });
+  await s.send({ type: "PUSH", node: "m1", epoch: 2, lsn: 8 });
+  s.is({ streaming: { fetch: "accepting" } });
+  s.accepts[1].resolve({ records: 1, head: 7, received: 7, more: false });
+  await s.h.settle();
+  s.is({ streaming: { fetch: "pulling" } });
+  assert.is(s.fetches.length, 3, "LSN 8 came while 7 was taken: pulled");
+  s.h.stop();
+});
+
+test("push: a take that fails backs off like a pull; one that needs a resync stops streaming", async () => {
+  const s = await caughtUp();
+  await s.send({ type: "PUSH", node: "m1", epoch: 2, lsn: 6 });
+  s.accepts[0].reject(new ClusterError("STALE_EPOCH", "old"));
+  await s.h.settle();
+  s.is({ streaming: { fetch: "backoff" } });
+  s.h.stop();
+  const t = await caughtUp();
+  await t.send({ type: "PUSH", node: "m1", epoch: 2, lsn: 6 });
+  t.accepts[0].reject(new ReplicationError("NEEDS_RESYNC", "gone"));
+  await t.h.settle();
+  t.is("needsResync");
+  t.h.stop();
+});
+
+test("push: another master abandons a take under way", async () => {
+  const s = await caughtUp();
+  await s.send({ type: "PUSH", node: "m1", epoch: 2, lsn: 6 });
+  await s.send({ type: "MASTER", master: { node: "s2", epoch: 3 } });
+  s.is({ streaming: { fetch: "pulling" } });
+  assert.equal(s.last(s.fetches).input, { master: { node: "s2", epoch: 3 } });
+  s.h.stop();
 });
 
 // --- apply ------------------------------------------------------------------------------------
@@ -386,7 +486,7 @@ test("apply: SPOOLED raised by a fetch ends a retry wait early", async () => {
   s.applies[1].reject(new RepositoryError("REPO_UNAVAILABLE", "database is locked"));
   await s.h.settle();
   s.is({ streaming: { apply: "retry" } });
-  s.fetches[0].resolve({ records: 1, head: 1, more: true });
+  s.fetches[0].resolve({ records: 1, head: 1, received: 1, more: true });
   await s.h.settle();
   s.is({ streaming: { apply: "applying" } });
   assert.is(s.applies.length, 3);
@@ -441,7 +541,7 @@ test("RESYNC repeated while a restore runs joins it: one restore, and its outcom
 for (const from of ["waiting", "backoff", "pulling"] as const) {
   test(`RESYNC while streaming (${from}) goes to resyncing`, async () => {
     const s = await streamingWithMaster();
-    if (from === "waiting") s.fetches[0].resolve({ records: 0, head: 1, more: false });
+    if (from === "waiting") s.fetches[0].resolve({ records: 0, head: 1, received: 1, more: false });
     if (from === "backoff") s.fetches[0].reject(new TimeoutError("slow"));
     await s.h.settle();
     s.is({ streaming: { fetch: from } });

@@ -1,7 +1,8 @@
 /**
  * Batch pulls: a replica asks from its next LSN and part; the master checks it may stream (epoch,
  * divergence, schema, backlog cap, pruned position), records what it holds, and answers a frame of
- * whole spooled parts.
+ * whole spooled parts. The same request published without a reply subject is an acknowledgement
+ * (a replica that took pushed batches): checked and recorded alike, and not answered.
  */
 import type { Subscription } from "@nats-io/transport-node";
 import { ClusterError, ReplicationError } from "../../errors.js";
@@ -10,6 +11,8 @@ import type { PullRecordHeader, PullRequest } from "../../nats/messages.js";
 import { ENDPOINTS } from "../../nats/protocol.js";
 import { serve } from "../../nats/rpc.js";
 import type { MasterContext } from "./context.js";
+
+const NOTHING = new Uint8Array(0);
 
 export function backlogMessage(bytes: number, cap: number): string {
   return (
@@ -22,9 +25,11 @@ export function backlogMessage(bytes: number, cap: number): string {
 export function startPull(ctx: MasterContext): Subscription {
   const { rt, spool, clock, replicas } = ctx.d;
   const cfg = rt.config.replication;
-  return serve(rt.nc, rt.log, ENDPOINTS.pull, rt.subj.node(rt.node).pull, async (req) => {
+  return serve(rt.nc, rt.log, ENDPOINTS.pull, rt.subj.node(rt.node).pull, async (req, msg) => {
     ctx.guardLease();
     await checkReplica(req);
+    // Published without a reply subject: a replica taking pushed batches says what it holds; nothing to read.
+    if (!msg.reply) return NOTHING;
     const records = await spool.read(req.lsn, req.part, Math.min(req.maxBytes, cfg.pullBytes));
     const headers: PullRecordHeader[] = records.map((r) => ({ lsn: r.lsn, part: r.part, parts: r.parts, len: r.data.length, meta: r.meta }));
     ctx.guardLease();

@@ -2,6 +2,7 @@
 import type { Subscription } from "@nats-io/transport-node";
 import { ClusterError, ReplicationError } from "../../errors.js";
 import { isWrongSequence } from "../../nats/buckets.js";
+import { encodeJson } from "../../nats/codec.js";
 import { ENDPOINTS } from "../../nats/protocol.js";
 import { decodeLease, LEASE_KEY } from "../../nats/records.js";
 import { call, serve } from "../../nats/rpc.js";
@@ -38,6 +39,8 @@ export function startSwitchover(ctx: MasterContext): Subscription {
       await ctx.d.capture(); // everything committed is sequenced
       const head = spool.head;
       await call(rt.nc, ENDPOINTS.control, control, { op: "promote" }, { timeoutMs: rt.config.nats.requestTimeoutMs, peer: req.to });
+      // A replica that took the last batches pushed may not have said so yet: it pulls (and so says) now.
+      rt.nc.publish(rt.subj.notify, encodeJson({ node: rt.node, epoch: clock.epoch, lsn: head, ack: true }));
       while ((replicas.get(req.to)?.acked ?? 0) < head) {
         if (Date.now() > deadline) throw new ReplicationError("TIMEOUT", `${req.to} did not catch up to LSN ${head} within ${req.timeoutMs} ms`);
         await new Promise((r) => setTimeout(r, 5));
