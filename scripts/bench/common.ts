@@ -486,3 +486,11 @@ export function printGrid(title: string, head: string[], rows: string[][]): void
   for (const r of rows) t.push(r);
   process.stdout.write(`\n${title}\n${t.toString()}\n`);
 }
+
+/** The lag's phases at p50 for s1 (spy.ts), and how many transactions reached it pushed. */
+export function phaseLine(p: Record<string, any>): string {
+  const s1 = p.s1 ?? {};
+  const f = (x: { p50?: number } | undefined) => (x?.p50 === undefined ? "-" : String(x.p50));
+  const pushed = s1.pushedTxns ? `; ${s1.pushedTxns} transactions pushed, announced to visible ${f(s1.pushedToVisibleMs)} ms` : "";
+  return `${f(p.captureMs)} / ${f(s1.reactMs)} / ${f(s1.serveMs)} / ${f(s1.spoolAndApplyMs)} ms${pushed}`;
+}

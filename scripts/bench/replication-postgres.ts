@@ -48,6 +48,7 @@ import {
   killPgWriters,
   log,
   percentiles,
+  phaseLine,
   printGrid,
   printTable,
   round,
@@ -496,11 +497,7 @@ function report(r: Record<string, any>) {
     rows.push([`   over ${TARGET_LAG_P99_MS} ms; p99 by quarter of the run`, `${l.over50ms} of ${l.txns} txns; ${l.p99ByQuarter.join(" / ")} ms`]);
     rows.push(["   writer achieved; started late p50 / max", `${fmtInt(l.achievedRowsPerSec)} rows/s; ${round(l.writerLateMs?.p50 ?? 0, 1)} / ${round(l.writerLateMs?.max ?? 0, 1)} ms`]);
     rows.push(["   WAL from slot restart_lsn to the end, p50 / max", slot(l.slotWindow)]);
-    if (l.phases) {
-      const f = (x: { p50?: number } | undefined) => (x?.p50 === undefined ? "-" : String(x.p50));
-      const s1 = l.phases.s1 ?? {};
-      rows.push(["   phases p50: capture / react / serve / spool+apply (s1)", `${f(l.phases.captureMs)} / ${f(s1.reactMs)} / ${f(s1.serveMs)} / ${f(s1.spoolAndApplyMs)} ms`]);
-    }
+    if (l.phases) rows.push(["   phases p50: capture / react / serve / spool+apply (s1)", phaseLine(l.phases)]);
     if (l.syncedWriteMs) {
       rows.push(["   one synced LevelDB write of a batch, alone: p50 / p99 / max", `${l.syncedWriteMs.p50} / ${l.syncedWriteMs.p99} / ${l.syncedWriteMs.max} ms (two are in every batch's path)`]);
     }

@@ -31,6 +31,7 @@ import {
   fmtMB,
   log,
   percentiles,
+  phaseLine,
   printTable,
   round,
   runWriter,
@@ -318,12 +319,6 @@ export async function run(argv: string[] = []): Promise<object> {
   if (profile) results.profile = summariseProfiles(profDir);
   report(results);
   return results;
-}
-
-function phaseLine(p: Record<string, any>): string {
-  const s1 = p.s1 ?? {};
-  const f = (x: { p50?: number } | undefined) => (x?.p50 === undefined ? "-" : String(x.p50));
-  return `${f(p.captureMs)} / ${f(s1.reactMs)} / ${f(s1.serveMs)} / ${f(s1.spoolAndApplyMs)} ms`;
 }
 
 function worst(lat: number[], commits: number[], n: number) {

@@ -12,6 +12,8 @@ import { lowerBound, percentiles, wallMs } from "./common.js";
 
 export interface Pull {
   node: string;
+  /** Published without a reply subject: an acknowledgement after pushed batches, not a pull. */
+  ack?: boolean;
   lsn: number;
   sentAt: number;
   repliedAt?: number;
@@ -45,7 +47,7 @@ export class ReplicationSpy {
       callback: (_e, m) => {
         try {
           const req = JSON.parse(dec.decode(m.data));
-          const p: Pull = { node: req.node, lsn: req.lsn, sentAt: wallMs() };
+          const p: Pull = { node: req.node, lsn: req.lsn, sentAt: wallMs(), ack: !m.reply };
           spy.pulls.push(p);
           if (m.reply) spy.byInbox.set(m.reply, p);
         } catch {
@@ -104,17 +106,23 @@ export class ReplicationSpy {
       const react: number[] = [];
       const serve: number[] = [];
       const apply: number[] = [];
+      const pushed: number[] = [];
       commits.forEach((_, k) => {
         const l = lsnOf[k];
         const p = l === null ? undefined : carrying.get(l);
         const v = visible(node, k);
-        if (!p || v === null || l === null) return;
+        if (v === null || l === null) return;
         const announced = notifies.find((n) => n[1] === l)?.[0];
+        // No pull carried it: the replica took it from the master's push.
+        if (!p) {
+          if (announced !== undefined) pushed.push(v - announced);
+          return;
+        }
         if (announced !== undefined) react.push(p.sentAt - announced);
         serve.push(p.repliedAt! - p.sentAt);
         apply.push(v - p.repliedAt!);
       });
-      const all = this.pulls.filter((p) => p.node === node);
+      const all = this.pulls.filter((p) => p.node === node && !p.ack);
       const empty = all.filter((p) => p.lsns && p.lsns.length === 0);
       // A wake-up that was lost: an answer with no records although the master's head was already
       // past what the replica asked for (it then waits for the next NOTIFY or pollMs).
@@ -123,7 +131,10 @@ export class ReplicationSpy {
         reactMs: percentiles(react),
         serveMs: percentiles(serve),
         spoolAndApplyMs: percentiles(apply),
+        pushedTxns: pushed.length,
+        pushedToVisibleMs: percentiles(pushed),
         pulls: all.length,
+        acks: this.pulls.filter((p) => p.node === node && p.ack).length,
         emptyPulls: empty.length,
         emptyPullsWithNewerHead: lost.length,
         errors: all.filter((p) => p.error).length,
