@@ -111,7 +111,12 @@ export function createCapture(d: SequencerDeps): Capture {
     // Pushed with the same guard as a pull's reply: nothing goes out under an epoch no longer held.
     if (part === 0 && data.length <= cfg.pushBytes && d.clock.valid()) {
       const header: PushHeader = { node: d.rt.node, epoch, head: lsn, ack: cfg.syncReplicas > 0, records: [{ lsn, part: 0, parts: 1, len: data.length, meta: { ...meta, parts: 1 } }] };
-      d.rt.nc.publish(d.rt.subj.push, encodeFrame(header, [data]));
+      try {
+        d.rt.nc.publish(d.rt.subj.push, encodeFrame(header, [data]));
+      } catch (err) {
+        // Past the server's max_payload (pushBytes set above it): the replicas pull it, as any batch.
+        d.rt.log.debug({ err: String(err), lsn }, "batch not pushed");
+      }
     }
     d.rt.nc.publish(d.rt.subj.notify, encodeJson({ node: d.rt.node, epoch, lsn }));
     await confirm(reached);

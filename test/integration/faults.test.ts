@@ -8,7 +8,7 @@ import Database from "better-sqlite3";
 import { TestCluster } from "../helpers/cluster.js";
 import { cleanup, ferryRun } from "../helpers/procs.js";
 import { waitFor } from "../helpers/wait.js";
-import { encodeJson } from "../../src/nats/codec.js";
+import { encodeFrame, encodeJson } from "../../src/nats/codec.js";
 
 let cl: TestCluster;
 
@@ -112,6 +112,12 @@ test("malformed JSON and random bytes on every subject ferry listens to: logged,
     }
   }
   for (const body of junk) c.nc.publish(s.notify, body);
+  // Pushed batches: junk, a frame whose header is no push or whose payload overruns it, and a
+  // well-formed one from a master of another epoch (ignored: the replica takes only its master's).
+  const meta = { lsn: 90, epoch: 7, ts: Date.now(), parts: 1, bytes: 4, cum: 4, firstId: 1, lastId: 1, fp: "", ddl: false };
+  const push = { node: "m1", epoch: 7, head: 90, ack: false, records: [{ lsn: 90, part: 0, parts: 1, len: 4, meta }] };
+  const pushes = [...junk, encodeFrame({ ...push, records: [] }, []), encodeFrame({ ...push, records: [{ ...push.records[0], len: 400 }] }, [new Uint8Array(4)]), encodeFrame(push, [new Uint8Array(4)])];
+  for (const body of pushes) c.nc.publish(s.push, body);
   await c.nc.flush();
   await cl.sql("INSERT INTO t VALUES (2, 'after')");
   const dump = await cl.waitConverged("m1", ["s1"]);
@@ -119,6 +125,7 @@ test("malformed JSON and random bytes on every subject ferry listens to: logged,
   assert.ok(cl.nodes.get("m1")!.running && cl.nodes.get("s1")!.running);
   assert.ok(logHas("m1", /malformed message on ferry\.[^"]+\.sql/), "master logged the malformed SQL request");
   assert.ok(logHas("s1", /malformed notification ignored/), "slave logged the malformed notification");
+  assert.ok(logHas("s1", /malformed pushed batch ignored/), "slave logged the malformed pushed batches");
 });
 
 test("the master's repository unavailable: replication pauses, the master says why, and resumes by itself", async () => {
