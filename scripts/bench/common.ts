@@ -490,7 +490,7 @@ export function printGrid(title: string, head: string[], rows: string[][]): void
 /** The lag's phases at p50 for s1 (spy.ts), and how many transactions reached it pushed. */
 export function phaseLine(p: Record<string, any>): string {
   const s1 = p.s1 ?? {};
-  const f = (x: { p50?: number } | undefined) => (x?.p50 === undefined ? "-" : String(x.p50));
+  const f = (x: { p50?: number } | undefined) => (x?.p50 === undefined || Number.isNaN(x.p50) ? "-" : String(x.p50));
   const pushed = s1.pushedTxns ? `; ${s1.pushedTxns} transactions pushed, announced to visible ${f(s1.pushedToVisibleMs)} ms` : "";
   return `${f(p.captureMs)} / ${f(s1.reactMs)} / ${f(s1.serveMs)} / ${f(s1.spoolAndApplyMs)} ms${pushed}`;
 }
