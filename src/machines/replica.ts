@@ -60,6 +60,9 @@ export interface Ctx extends ReplicaInput {
   error: { code: string; message: string } | null;
 }
 
+/** Sent by the master this replica follows, in the epoch it follows. */
+const followed = (context: Ctx, event: { node: string; epoch: number }) => event.node === context.master?.node && event.epoch === context.master?.epoch;
+
 export const replicaMachine = setup({
   types: { context: {} as Ctx, events: {} as ReplicaEvent, input: {} as ReplicaInput },
   actors: {
@@ -83,16 +86,16 @@ export const replicaMachine = setup({
     resyncError: ({ event }) => RESYNC_CODES.has(codeOf((event as { error?: unknown }).error)),
     /** A new batch announced by the master this replica follows (another node's head means nothing here). */
     newer: ({ context, event }) =>
-      (event.type === "NOTIFY" || event.type === "PUSH") && event.node === context.master?.node && event.epoch === context.master?.epoch && event.lsn > context.head,
+      (event.type === "NOTIFY" || event.type === "PUSH") && followed(context, event) && event.lsn > context.head,
     /** Pushed by the master followed, and the batch right after what this replica holds. */
     pushedNext: ({ context, event }) =>
-      event.type === "PUSH" && event.node === context.master?.node && event.epoch === context.master?.epoch && event.lsn === context.received + 1,
+      event.type === "PUSH" && followed(context, event) && event.lsn === context.received + 1,
     /** A batch was announced while a pull or a push was under way, past what it brought. */
     behind: ({ context }) => context.announced > context.received,
     ackWanted: ({ context, event }) =>
-      event.type === "NOTIFY" && event.ack === true && event.node === context.master?.node && event.epoch === context.master?.epoch,
+      event.type === "NOTIFY" && event.ack === true && followed(context, event),
     /** A notification from the master being pulled from: it is active and serving now. */
-    fromMaster: ({ context, event }) => event.type === "NOTIFY" && event.node === context.master?.node && event.epoch === context.master?.epoch,
+    fromMaster: ({ context, event }) => event.type === "NOTIFY" && followed(context, event),
     otherMaster: ({ context, event }) =>
       event.type === "MASTER" && (event.master?.node !== context.master?.node || event.master?.epoch !== context.master?.epoch),
   },
