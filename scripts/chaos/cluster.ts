@@ -112,7 +112,7 @@ export class ChaosCluster {
    */
   async readRepo<T>(node: string, fn: (r: Repository) => Promise<T>): Promise<T> {
     if (this.repoKind === "sqlite" && !existsSync(this.repo(node))) throw new Error(`${this.repo(node)} does not exist`);
-    const r = openRepository(this.repoUrl(node));
+    const r = await openRepository(this.repoUrl(node));
     try {
       return await fn(r);
     } finally {

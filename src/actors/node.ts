@@ -52,7 +52,7 @@ export async function startNode(config: Config): Promise<RunningNode> {
   const boot = await bootProcess(config, {
     role: s.role,
     async prepare({ buckets, instance, step, onStop }) {
-      repo = openRepository(s.repo, { password: config.node.repoPassword });
+      repo = await openRepository(s.repo, { password: config.node.repoPassword });
       step(`opening the repository ${repo.location.url}`);
       onStop(() => repo.close());
       await repo.init();

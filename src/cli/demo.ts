@@ -166,7 +166,7 @@ async function until(what: string, c: Client, pred: (s: Status) => boolean, time
  * (the repository's SQL runner, opened here with a gate that never closes).
  */
 async function outsideWrite(url: string, rows: number): Promise<void> {
-  const repo = openRepository(url);
+  const repo = await openRepository(url);
   const gate = newWriteGate(new SharedArrayBuffer(8));
   Atomics.store(new BigInt64Array(gate.deadline), 0, BigInt(Number.MAX_SAFE_INTEGER));
   setAccepting(gate, true);
@@ -182,7 +182,7 @@ async function outsideWrite(url: string, rows: number): Promise<void> {
 
 /** The database name a table is given under in DB.TABLE (the repository says: main, public). */
 async function databaseOf(url: string, table: string): Promise<string> {
-  const repo = openRepository(url);
+  const repo = await openRepository(url);
   try {
     return (await repo.tableColumns(table))?.db ?? "main";
   } finally {
@@ -191,7 +191,7 @@ async function databaseOf(url: string, table: string): Promise<string> {
 }
 
 async function dumpOf(url: string): Promise<string> {
-  const repo = openRepository(url);
+  const repo = await openRepository(url);
   try {
     return await repo.dump();
   } finally {
@@ -211,7 +211,7 @@ async function identical(cluster: LocalCluster, nodes: string[], timeoutMs: numb
 }
 
 async function tableIds(url: string): Promise<Set<number>> {
-  const repo = openRepository(url);
+  const repo = await openRepository(url);
   const reader = await repo.openTableReader({ table: "orders" });
   const ids = new Set<number>();
   try {

@@ -13,7 +13,7 @@ export function repoCommand(): Command {
   const init = command("init", "create ferry's tables and capture triggers on every user table (idempotent)", options, async (opts) => {
     const config = configFrom(opts);
     if (!config.node.repo) throw new ConfigError("node.repo", `required (give --repo ${REPOSITORY_URL_FORMS})`);
-    const r = openRepository(config.node.repo, { password: config.node.repoPassword });
+    const r = await openRepository(config.node.repo, { password: config.node.repoPassword });
     try {
       await r.init();
       await r.installCapture();

@@ -11,7 +11,7 @@ import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { freePort, startNatsServer, type NatsServer } from "../nats/server.js";
 import { redactRepositoryUrl } from "../storage/repository/url.js";
-import { startPostgres, type PgServer } from "./postgres.js";
+import type { PgServer } from "./postgres.js";
 
 export const FERRY_BIN = resolve(fileURLToPath(new URL("../../bin/ferry", import.meta.url)));
 
@@ -89,6 +89,8 @@ export class LocalCluster {
   private async postgresRepo(id: string): Promise<string> {
     const dir = join(this.opts.dir, id, "pg");
     mkdirSync(dir, { recursive: true });
+    // Loaded here: pg is for clusters on PostgreSQL (every ferry process loads this file).
+    const { startPostgres } = await import("./postgres.js");
     const server = await startPostgres({ dir });
     this.pg.set(id, server);
     // A directory used before holds the database already (ferry up again).

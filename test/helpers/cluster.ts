@@ -206,7 +206,7 @@ export class TestCluster {
   /** Any node's dump, through the repository interface (a repository that is down throws). */
   async dumpRepo(id: string): Promise<string> {
     if (!this.postgres) return this.dump(id);
-    const repo = openRepository(this.repoUrl(id));
+    const repo = await openRepository(this.repoUrl(id));
     try {
       return await repo.dump();
     } finally {

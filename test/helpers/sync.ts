@@ -146,7 +146,7 @@ export function readFiles(dest: string, table: string): Files {
 
 /** Rows of a table as the repository's table reader gives them (what snapshot files hold), any kind. */
 export async function readerRows(url: string, table: string): Promise<Record<string, any>[]> {
-  const repo = openRepository(url);
+  const repo = await openRepository(url);
   const reader = await repo.openTableReader({ table });
   const out: Record<string, any>[] = [];
   try {

@@ -3,8 +3,8 @@
  * the kind's folder knows which it is.
  */
 import { UsageError } from "../../errors.js";
-import { PostgresRepository } from "./postgres/repository.js";
-import { SqliteRepository } from "./sqlite/repository.js";
+import { locate as locatePostgres } from "./postgres/location.js";
+import { locate as locateSqlite } from "./sqlite/location.js";
 import type { Repository, RepositoryKind, RepositoryLocation } from "./types.js";
 import { REPOSITORY_URL_FORMS, redactRepositoryUrl, repositoryKind } from "./url.js";
 
@@ -12,10 +12,14 @@ export { REPOSITORY_URL_FORMS, redactRepositoryUrl, repositoryKind };
 
 export type * from "./types.js";
 
-/** One entry per kind: a new kind is a folder and a line here. */
-const KINDS: Record<RepositoryKind, { locate(url: string): RepositoryLocation; open(url: string, opts: { password?: string }): Repository }> = {
-  sqlite: { locate: (url) => SqliteRepository.locate(url), open: (url) => new SqliteRepository(url) },
-  postgres: { locate: (url) => PostgresRepository.locate(url), open: (url, opts) => new PostgresRepository(url, opts) },
+/**
+ * One entry per kind: a new kind is a folder and an entry here. A kind's code (and its driver) is
+ * loaded when a repository of that kind is opened, so a SQLite node never loads pg, nor a
+ * PostgreSQL node better-sqlite3.
+ */
+const KINDS: Record<RepositoryKind, { locate(url: string): RepositoryLocation; open(url: string, opts: { password?: string }): Promise<Repository> }> = {
+  sqlite: { locate: locateSqlite, open: async (url) => new (await import("./sqlite/repository.js")).SqliteRepository(url) },
+  postgres: { locate: locatePostgres, open: async (url, opts) => new (await import("./postgres/repository.js")).PostgresRepository(url, opts) },
 };
 
 /** Where a URL points, without opening it (member records, conflict checks, logs). */
@@ -23,7 +27,7 @@ export function repositoryLocation(url: string): RepositoryLocation {
   return KINDS[requireKind(url)].locate(url);
 }
 
-export function openRepository(url: string, opts: { password?: string } = {}): Repository {
+export function openRepository(url: string, opts: { password?: string } = {}): Promise<Repository> {
   return KINDS[requireKind(url)].open(url, opts);
 }
 

@@ -18,7 +18,8 @@
  */
 import type pg from "pg";
 import { RepositoryError } from "../../../errors.js";
-import { clientConfig, lsnNumber, lsnText, one, pollUntil, quoteId, quoteLit, rows, type Target } from "./connection.js";
+import { clientConfig, lsnNumber, lsnText, one, pollUntil, quoteId, quoteLit, rows } from "./connection.js";
+import type { Target } from "./location.js";
 import { TxnDecoder, type Txn } from "./changes.js";
 import { checkReplicable, ownedSequences } from "./schema.js";
 import { SlotStream } from "./stream.js";

@@ -4,9 +4,8 @@
  * text form of values (dates, floats, bytea) is the same in capture, snapshots and dumps.
  */
 import pg from "pg";
-import { RepositoryError, UsageError } from "../../../errors.js";
-import { redactRepositoryUrl } from "../url.js";
-import type { RepositoryLocation } from "../types.js";
+import { RepositoryError } from "../../../errors.js";
+import type { Target } from "./location.js";
 
 /** Settings that fix the text output of values: exact floats, ISO dates in UTC, hex bytea. */
 const SESSION = ["DateStyle=ISO", "IntervalStyle=postgres", "TimeZone=UTC", "extra_float_digits=3", "bytea_output=hex"]
@@ -15,38 +14,6 @@ const SESSION = ["DateStyle=ISO", "IntervalStyle=postgres", "TimeZone=UTC", "ext
 
 /** Values as the server's text: ferry encodes them itself, pg's parsers would round int8 and dates. */
 export const RAW_TEXT = { getTypeParser: () => (v: string) => v } as unknown as pg.CustomTypesConfig;
-
-export interface Target {
-  host: string;
-  port: number;
-  user: string;
-  database: string;
-  password?: string;
-}
-
-export function parseUrl(url: string, password?: string): Target {
-  let u: URL;
-  try {
-    u = new URL(url);
-  } catch {
-    throw new UsageError(`${redactRepositoryUrl(url)} is not a PostgreSQL URL`, "give postgres://USER[:PASS]@HOST:PORT/DB");
-  }
-  if (!/^postgres(ql)?:$/.test(u.protocol) || !u.hostname || u.pathname.length < 2) {
-    throw new UsageError(`${redactRepositoryUrl(url)} is not a PostgreSQL URL`, "give postgres://USER[:PASS]@HOST:PORT/DB");
-  }
-  return {
-    host: u.hostname.replace(/^\[(.*)\]$/, "$1"),
-    port: u.port ? Number(u.port) : 5432,
-    user: decodeURIComponent(u.username || "postgres"),
-    database: decodeURIComponent(u.pathname.slice(1)),
-    password: password ?? (u.password ? decodeURIComponent(u.password) : undefined) ?? process.env.PGPASSWORD,
-  };
-}
-
-export function locate(url: string): RepositoryLocation {
-  const t = parseUrl(url, "");
-  return { kind: "postgres", url: redactRepositoryUrl(url), id: `${t.host}:${t.port}/${t.database}` };
-}
 
 export function clientConfig(t: Target): pg.ClientConfig {
   return {

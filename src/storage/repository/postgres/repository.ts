@@ -12,7 +12,8 @@ import type pg from "pg";
 import { RepositoryError } from "../../../errors.js";
 import { Applier } from "./apply.js";
 import { Capture, slotName } from "./capture.js";
-import { locate, lsnNumber, newPool, one, parseUrl, quoteId, rows, type Target } from "./connection.js";
+import { lsnNumber, newPool, one, quoteId, rows } from "./connection.js";
+import { locate, parseUrl, type Target } from "./location.js";
 import { pgError } from "./errors.js";
 import { dump, FERRY_DDL_UPGRADE, FERRY_TABLES, REPLICATED_SCHEMA, fingerprint, hasRows, lastDdl, OBJECT_ORDER, replicatedTables, schemaObjects, tableMeta, userTables } from "./schema.js";
 import { asObject, inPartition, openConsistent, positionOf, RowCursor, tableCursor, takeRows, type Consistent } from "./snapshot.js";
@@ -62,10 +63,6 @@ export class PostgresRepository implements Repository {
   private outsideSeen: number | null = null;
   /** changeSeq's last answer while the slot existed. */
   private lastSeq = 0;
-
-  static locate(url: string): RepositoryLocation {
-    return locate(url);
-  }
 
   constructor(url: string, opts: { password?: string } = {}) {
     this.url = url;

@@ -12,7 +12,8 @@
 import type pg from "pg";
 import { RepositoryError } from "../../../errors.js";
 import { partitionOf, splitJsonArray, toObject } from "../../sync.js";
-import { lsnNumber, newClient, one, pollUntil, quoteId, quoteLit, type Target } from "./connection.js";
+import { lsnNumber, newClient, one, pollUntil, quoteId, quoteLit } from "./connection.js";
+import type { Target } from "./location.js";
 import { orderExpr, orderParam, orderValue, tableMeta, type TableMeta } from "./schema.js";
 import { decodeElement, encodeValue } from "./values.js";
 import type { Position } from "../types.js";

@@ -15,17 +15,17 @@
  * (upserts.ts), compare reads (compare.ts), and `ferry sql` in a worker thread (sql-runner.ts).
  */
 import { accessSync, constants, statSync, type Stats } from "node:fs";
-import { resolve } from "node:path";
 import type Database from "better-sqlite3";
 import { RepositoryError, UsageError } from "../../../errors.js";
 import { decodeImage } from "../row-image.js";
 import { checkScript, type RefusedVerbs } from "../script.js";
+import { locate } from "./location.js";
 import { splitSql } from "./sql-split.js";
 import { quoteId } from "./sql-text.js";
 import { openCompareRead } from "./compare.js";
 import { CHANGE_TABLE, PartReader, PENDING_SQL, discardChanges, migrateChangeTable, pruneChanges, seqOf } from "./change-table.js";
 import { cached, endRead, foreignKeysOff, openDb, positionOf, pragmaValue, type DB } from "./db.js";
-import { dumpDb, fingerprintOf, readTableInfo, replicatedTables, schemaOf, USER_OBJECTS, type TableInfo } from "./schema.js";
+import { dumpDb, fingerprintOf, isUserTable, readTableInfo, replicatedTables, schemaOf, USER_OBJECTS, type TableInfo } from "./schema.js";
 import { imageBatches, objectLines } from "./snapshot.js";
 import { SqliteSqlRunner } from "./sql-runner.js";
 import { captureTriggers, existingCaptureTriggers, withoutUserTriggers, type UserTriggers } from "./triggers.js";
@@ -106,14 +106,9 @@ export class SqliteRepository implements Repository {
    * lock: 10 ms on a process's main thread (a blocked event loop delays batches and lease renewals;
    * callers retry asynchronously), longer in the SQL worker thread, which blocks nobody.
    */
-  static locate(url: string): RepositoryLocation {
-    const path = resolve(url.replace(/^sqlite:/, ""));
-    return { kind: "sqlite", url, id: path };
-  }
-
   constructor(url: string, opts: { busyTimeoutMs?: number } = {}) {
     this.url = url;
-    this.location = SqliteRepository.locate(url);
+    this.location = locate(url);
     this.path = this.location.id;
     this.db = openDb(this.path, false, opts.busyTimeoutMs ?? 10);
     this.reader = openDb(this.path, true);
@@ -499,8 +494,7 @@ export class SqliteRepository implements Repository {
   async tableColumns(name: string): Promise<TableColumns | null> {
     this.freshSchema();
     return this.guard(() => {
-      const found = this.reader.prepare(`SELECT 1 FROM sqlite_master WHERE type='table' AND ${USER_OBJECTS} AND name=?`).get(name);
-      if (!found) return null;
+      if (!isUserTable(this.reader, name)) return null;
       const t = this.tableInfo(name);
       const rows = (cached(this.reader, `SELECT count(*) AS n FROM ${quoteId(name)}`).get() as { n: number }).n;
       return { name, db: "main", columns: t.image, key: t.key, kinds: t.kinds, rows };
@@ -514,8 +508,7 @@ export class SqliteRepository implements Repository {
       conn.exec("BEGIN");
       const seq = seqOf(conn); // the first read fixes the snapshot
       const applied = positionOf(conn);
-      const found = conn.prepare(`SELECT 1 FROM sqlite_master WHERE type='table' AND ${USER_OBJECTS} AND name=?`).get(opts.table);
-      if (!found) throw new RepositoryError("NOT_FOUND", `table ${opts.table} does not exist in ${this.path}`);
+      if (!isUserTable(conn, opts.table)) throw new RepositoryError("NOT_FOUND", `table ${opts.table} does not exist in ${this.path}`);
       const t = this.tableInfo(opts.table);
       return { header: { seq, applied, table: { name: t.name, columns: t.image, key: t.key } }, ...objectLines(conn, t, opts) };
     } catch (err) {

@@ -57,6 +57,11 @@ export function readTableInfo(db: DB, name: string): TableInfo {
   return { name, image: ["rowid", ...stored], key: ["rowid"], kinds: ["integer", ...kinds], rowid: true };
 }
 
+/** A table of the user's (not SQLite's nor ferry's own). */
+export function isUserTable(db: DB, name: string): boolean {
+  return db.prepare(`SELECT 1 FROM sqlite_master WHERE type='table' AND ${USER_OBJECTS} AND name=?`).get(name) !== undefined;
+}
+
 export function replicatedTables(db: DB): string[] {
   return (db.prepare(`SELECT name FROM sqlite_master WHERE ${REPLICATED} ORDER BY name`).all() as { name: string }[]).map(
     (r) => r.name,
