@@ -15,6 +15,7 @@ export type ErrorCode =
   | "NODE_ID_IN_USE"
   | "REPO_IN_USE"
   | "DATA_DIR_IN_USE"
+  | "DATA_DIR_UNWRITABLE"
   | "REPO_UNAVAILABLE"
   | "REPO_NOT_INITIALISED"
   | "SQL_ERROR"
@@ -90,6 +91,9 @@ export class ClusterError extends FerryError {}
  */
 export class RepositoryError extends FerryError {}
 
+/** A process's own data directory (its LevelDB): in use by another process, or refusing writes (a full disk). */
+export class StorageError extends FerryError {}
+
 /** The replication stream: backlog cap, resync needed, replicas that did not confirm. */
 export class ReplicationError extends FerryError {}
 
@@ -125,6 +129,8 @@ const classByCode: Partial<Record<ErrorCode, new (code: ErrorCode, m: string, o:
   STALE_EPOCH: ClusterError,
   NODE_ID_IN_USE: ClusterError,
   REPO_IN_USE: ClusterError,
+  DATA_DIR_IN_USE: StorageError,
+  DATA_DIR_UNWRITABLE: StorageError,
   REPO_UNAVAILABLE: RepositoryError,
   SQL_ERROR: RepositoryError,
   SCHEMA_MISMATCH: RepositoryError,

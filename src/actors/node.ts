@@ -46,6 +46,13 @@ export function nodeSettings(config: Config) {
   return { id, role: n.role, repo: n.repo, dataDir };
 }
 
+/** The alerts of a master whose replication pauses for an outage, and resumes, by the outage's code. */
+function pauseAlerts(code: string): { paused: string; resumed: string; back: string } {
+  return code === "DATA_DIR_UNWRITABLE"
+    ? { paused: "data-dir-unwritable", resumed: "data-dir-writable", back: "the data directory takes writes again" }
+    : { paused: "repository-unavailable", resumed: "repository-available", back: "repository is back" };
+}
+
 export async function startNode(config: Config): Promise<RunningNode> {
   const s = nodeSettings(config);
   let repo!: Repository;
@@ -200,11 +207,11 @@ async function runNode(boot: Booted, repo: Repository): Promise<RunningNode> {
   });
 
   // Alerts for what the machines decided, seen from outside them.
-  let prev = { down: null as string | null, state: "" };
+  let prev = { down: null as { code: string; message: string } | null, state: "" };
   actor.subscribe((snap) => {
-    const down = snap.context.repoDown?.message ?? null;
-    if (down && down !== prev.down) rt.alerts.raise("repository-unavailable", "critical", `replication paused: ${down}`);
-    if (!down && prev.down) rt.alerts.raise("repository-available", "info", `repository is back; replication resumed`);
+    const down = snap.context.repoDown;
+    if (down && down.message !== prev.down?.message) rt.alerts.raise(pauseAlerts(down.code).paused, "critical", `replication paused: ${down.message}`);
+    if (!down && prev.down) rt.alerts.raise(pauseAlerts(prev.down.code).resumed, "info", `${pauseAlerts(prev.down.code).back}; replication resumed`);
     const state = stateName(snap.value);
     if (state === "fenced" && prev.state !== "fenced") rt.alerts.raise("fenced", "warning", `${rt.node} fenced itself: lease not renewed in time`);
     prev = { down, state };

@@ -153,6 +153,9 @@ export function createReplicaIo(d: ReplicaDeps, stats: ReplicaStats) {
   }
 
   /** Spools the records of a pull reply or a push, which must continue exactly where this replica is. */
+  /** The last spool write was refused (DATA_DIR_UNWRITABLE): the next one checks first. */
+  let unwritable = false;
+
   async function take(master: string, header: { epoch: number; head: number; ack?: boolean; records: PullRecordHeader[] }, payloads: Uint8Array[], signal?: AbortSignal): Promise<FetchResult> {
     stats.heardFrom(master);
     if (header.epoch < stats.maxEpoch) {
@@ -178,9 +181,17 @@ export function createReplicaIo(d: ReplicaDeps, stats: ReplicaStats) {
     // A pull abandoned for another master writes nothing: the new one decides what comes next.
     if (signal?.aborted) throw new ReplicationError("INTERNAL", "pull abandoned");
     if (records.length > 0) {
+      // After a refused write (a full disk) LevelDB may refuse every later one until reopened.
+      if (unwritable) await meta.checkWritable();
       // Synced only when the master waits for acknowledgements (synchronous replication); otherwise
       // a power cut costs at most a re-pull: the applied position commits with the data it covers.
-      await spool.write(records, [], header.ack === true);
+      try {
+        await spool.write(records, [], header.ack === true);
+        unwritable = false;
+      } catch (err) {
+        unwritable = (err as { code?: string }).code === "DATA_DIR_UNWRITABLE";
+        throw err;
+      }
       stats.next = expect;
     }
     const received = stats.next.lsn - 1;

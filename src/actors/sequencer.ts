@@ -6,7 +6,7 @@
 import { fromCallback, fromPromise } from "xstate";
 import { encodeFrame, encodeJson } from "../nats/codec.js";
 import type { PushHeader } from "../nats/messages.js";
-import { sequencerMachine, type SequencerEvent } from "../machines/sequencer.js";
+import { OUTAGE_CODES, sequencerMachine, type SequencerEvent } from "../machines/sequencer.js";
 import type { Meta } from "../storage/meta.js";
 import type { BatchMeta } from "../batch.js";
 import type { Spool } from "../storage/spool.js";
@@ -170,13 +170,15 @@ export function sequencerLogic(d: SequencerDeps, capture: Capture) {
         } catch (err) {
           const code = (err as { code?: string }).code;
           if (code === "CAPTURE_LOST") await captureLost(d, err as Error);
-          else if (code !== "REPO_UNAVAILABLE") d.rt.log.error({ err }, "capture cycle failed");
+          // An outage is said once, by the node's alert when the sequencer pauses.
+          else if (!OUTAGE_CODES.has(code ?? "")) d.rt.log.error({ err }, "capture cycle failed");
           throw err;
         }
       }),
       probe: fromPromise<void, void>(async () => {
         await d.repo.checkAvailable();
         await d.repo.changeSeq();
+        await d.meta.checkWritable();
       }),
       watch: fromCallback<SequencerEvent, { intervalMs: number }>(({ sendBack, input }) => {
         let busy = false;

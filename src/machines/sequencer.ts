@@ -1,7 +1,8 @@
 /**
  * The master's sequencer: reads committed changes in commit order, gives each batch the next
- * LSN and spools it. When the repository becomes unavailable it pauses, says why, and probes
- * until it is back, then resumes by itself.
+ * LSN and spools it. When the repository becomes unavailable, or its own data directory refuses
+ * writes (a full disk), it pauses, says why, and probes until both are back, then resumes by
+ * itself: the changes wait, captured, in the repository meanwhile.
  */
 import { assign, fromCallback, fromPromise, sendParent, setup } from "xstate";
 
@@ -11,6 +12,9 @@ export interface SequencerInput {
 }
 
 export type SequencerEvent = { type: "KICK" };
+
+/** Outages that pass by themselves: a cycle failing with one pauses the sequencer instead of retrying at once. */
+export const OUTAGE_CODES: ReadonlySet<string> = new Set(["REPO_UNAVAILABLE", "DATA_DIR_UNWRITABLE"]);
 
 export type SequencerParentEvent =
   | { type: "REPO_DOWN"; code: string; message: string }
@@ -26,7 +30,7 @@ export const sequencerMachine = setup({
   actors: {
     /** One capture cycle; resolves to the number of batches written. */
     capture: fromPromise<number, void>(async () => 0),
-    /** Resolves when the repository is usable again. */
+    /** Resolves when the repository is usable and the data directory writable again. */
     probe: fromPromise<void, void>(async () => {}),
     /** While idle: sends KICK when there is something to capture (it polls the change table's position). */
     watch: fromCallback<SequencerEvent, { intervalMs: number }>(() => () => {}),
@@ -36,7 +40,7 @@ export const sequencerMachine = setup({
   },
   guards: {
     kicked: ({ context }) => context.kicked,
-    unavailable: ({ event }) => (event as { error?: { code?: string } }).error?.code === "REPO_UNAVAILABLE",
+    unavailable: ({ event }) => OUTAGE_CODES.has((event as { error?: { code?: string } }).error?.code ?? ""),
   },
 }).createMachine({
   id: "sequencer",

@@ -4,7 +4,7 @@
  * retains batches for, and whether this node needs a resync.
  */
 import type { AbstractSublevel } from "abstract-level";
-import { lsnKey, writeSynced, type BatchOp, type LevelDb } from "./store.js";
+import { checkWritable, lsnKey, tracked, writeSynced, writing, type BatchOp, type LevelDb } from "./store.js";
 
 export interface EpochStart {
   epoch: number;
@@ -44,9 +44,9 @@ export class Meta {
   private replicas: Db;
 
   constructor(private db: LevelDb) {
-    this.kv = db.sublevel<string, string>("m", { valueEncoding: "utf8" });
-    this.epochs = db.sublevel<string, string>("e", { valueEncoding: "utf8" });
-    this.replicas = db.sublevel<string, string>("r", { valueEncoding: "utf8" });
+    this.kv = tracked(db, db.sublevel<string, string>("m", { valueEncoding: "utf8" }));
+    this.epochs = tracked(db, db.sublevel<string, string>("e", { valueEncoding: "utf8" }));
+    this.replicas = tracked(db, db.sublevel<string, string>("r", { valueEncoding: "utf8" }));
   }
 
   private async getJson<T>(db: Db, key: string, fallback: T): Promise<T> {
@@ -99,15 +99,20 @@ export class Meta {
     await writeSynced(this.db, [{ type: "put", sublevel: this.kv, key: "resync", value: JSON.stringify(s) }]);
   }
 
+  /** Resolves once this process can write its LevelDB again (see checkWritable). */
+  checkWritable(): Promise<void> {
+    return checkWritable(this.db);
+  }
+
   async replicaRecords(): Promise<ReplicaRecord[]> {
     const out: ReplicaRecord[] = [];
     for await (const v of this.replicas.values()) out.push(JSON.parse(v));
     return out;
   }
   async putReplica(r: ReplicaRecord): Promise<void> {
-    await this.replicas.put(r.node, JSON.stringify(r));
+    await writing(this.db, () => this.replicas.put(r.node, JSON.stringify(r)));
   }
   async dropReplica(node: string): Promise<void> {
-    await this.replicas.del(node);
+    await writing(this.db, () => this.replicas.del(node));
   }
 }

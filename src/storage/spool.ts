@@ -7,7 +7,7 @@ import type { AbstractSublevel } from "abstract-level";
 import type { BatchMeta } from "../batch.js";
 import { ReplicationError } from "../errors.js";
 import type { Change } from "./repository/types.js";
-import { lsnKey, partKey, writeSynced, type BatchOp, type LevelDb } from "./store.js";
+import { lsnKey, partKey, tracked, writeSynced, writing, type BatchOp, type LevelDb } from "./store.js";
 
 /** One part on the wire or in the spool. The last part of a batch carries the batch's meta. */
 export interface PartRecord {
@@ -43,8 +43,8 @@ export class Spool {
   private pending = new Map<number, { parts: Uint8Array[]; bytes: number } | null>();
 
   constructor(private db: LevelDb) {
-    this.parts = db.sublevel<string, Uint8Array>("p", { valueEncoding: "view" });
-    this.metas = db.sublevel<string, string>("b", { valueEncoding: "utf8" });
+    this.parts = tracked(db, db.sublevel<string, Uint8Array>("p", { valueEncoding: "view" }));
+    this.metas = tracked(db, db.sublevel<string, string>("b", { valueEncoding: "utf8" }));
   }
 
   /** Loads head and first LSN and drops parts of an incomplete batch past the head. */
@@ -132,15 +132,13 @@ export class Spool {
 
   /** Writes records atomically; synced unless `sync` is false (a replica that need not acknowledge durability). */
   async write(records: PartRecord[], extra: BatchOp[] = [], sync = true): Promise<void> {
-    const ops = [...this.ops(records), ...extra];
-    if (sync) await writeSynced(this.db, ops);
-    else await this.db.batch(ops as never);
+    await writeSynced(this.db, [...this.ops(records), ...extra], sync);
     this.committed(records);
   }
 
   /** An intermediate part of a large batch; durable once the batch's last part is written synced. */
   async writeUnsynced(r: PartRecord): Promise<void> {
-    await this.parts.put(partKey(r.lsn, r.part), r.data);
+    await writing(this.db, () => this.parts.put(partKey(r.lsn, r.part), r.data));
     this.remember(r);
   }
 

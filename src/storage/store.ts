@@ -2,8 +2,9 @@
  * Each process's LevelDB: its spool of batches and its durable facts (positions, epochs,
  * registered replicas). One directory per process; LevelDB's lock keeps out a second process.
  */
+import { statfs } from "node:fs/promises";
 import { Level } from "level";
-import { ClusterError } from "../errors.js";
+import { StorageError } from "../errors.js";
 
 export type LevelDb = Level<string, string>;
 export type Sub<V> = ReturnType<LevelDb["sublevel"]> & { __v?: V };
@@ -18,7 +19,7 @@ export async function openLevel(dir: string): Promise<LevelDb> {
   } catch (err) {
     const cause = (err as { cause?: { code?: string } }).cause;
     if (cause?.code === "LEVEL_LOCKED") {
-      throw new ClusterError("DATA_DIR_IN_USE", `data directory ${dir} is in use by another ferry process`, {
+      throw new StorageError("DATA_DIR_IN_USE", `data directory ${dir} is in use by another ferry process`, {
         cause: err,
         hint: "give each process its own --data directory (and its own --node id)",
       });
@@ -36,7 +37,53 @@ export interface BatchOp {
   value?: unknown;
 }
 
-/** Writes operations atomically and fsyncs before resolving. */
-export async function writeSynced(db: LevelDb, ops: BatchOp[]): Promise<void> {
-  await db.batch(ops as never, { sync: true });
+/** Writes operations atomically, and fsyncs before resolving unless `sync` is false. */
+export async function writeSynced(db: LevelDb, ops: BatchOp[], sync = true): Promise<void> {
+  await writing(db, () => db.batch(ops as never, { sync }));
+}
+
+/** A write to LevelDB; one it refuses (a full disk, a read-only mount) fails as DATA_DIR_UNWRITABLE. */
+export async function writing<T>(db: LevelDb, write: () => Promise<T>): Promise<T> {
+  try {
+    return await write();
+  } catch (err) {
+    if (!String((err as { code?: unknown }).code).startsWith("LEVEL_")) throw err;
+    throw new StorageError("DATA_DIR_UNWRITABLE", `cannot write to ${db.location}: ${(err as Error).message}`, {
+      cause: err,
+      hint: "free space on its disk (or make it writable again); ferry resumes by itself",
+    });
+  }
+}
+
+/** Sublevels by database, opened again when it is reopened (a sublevel closes with its database and stays closed). */
+const sublevels = new WeakMap<LevelDb, { open(): Promise<void> }[]>();
+
+export function tracked<S extends { open(): Promise<void> }>(db: LevelDb, sub: S): S {
+  const list = sublevels.get(db) ?? sublevels.set(db, []).get(db)!;
+  list.push(sub);
+  return sub;
+}
+
+/** Free space that a LevelDB compaction of its 4 MiB write buffer surely fits in. */
+const ROOM_BYTES = 16 * 1024 * 1024;
+const PROBE_KEY = "~probe";
+
+/**
+ * Resolves when a synced write succeeds. LevelDB refuses every write after a compaction failed
+ * (a full disk) until it is reopened, even once there is space again; so a write that fails while
+ * the disk has room reopens the database and its sublevels and tries again. Reads in flight then
+ * fail once, and their callers retry as after any read error.
+ */
+export async function checkWritable(db: LevelDb): Promise<void> {
+  const probe = () => writing(db, () => db.put(PROBE_KEY, String(Date.now()), { sync: true }));
+  try {
+    await probe();
+  } catch (err) {
+    const fs = await statfs(db.location).catch(() => null);
+    if (fs === null || fs.bavail * fs.bsize < ROOM_BYTES) throw err;
+    await db.close();
+    await db.open();
+    for (const sub of sublevels.get(db) ?? []) await sub.open();
+    await probe();
+  }
 }

@@ -4,7 +4,7 @@
  */
 import type { AbstractSublevel } from "abstract-level";
 import type { SyncPosition } from "./sync.js";
-import { writeSynced, type LevelDb } from "./store.js";
+import { tracked, writeSynced, type LevelDb } from "./store.js";
 
 export interface SavedProgress {
   pos: SyncPosition;
@@ -21,7 +21,7 @@ export class SyncProgress {
   private db: Db;
 
   constructor(private level: LevelDb) {
-    this.db = level.sublevel<string, string>("sync", { valueEncoding: "utf8" });
+    this.db = tracked(level, level.sublevel<string, string>("sync", { valueEncoding: "utf8" }));
   }
 
   async get(task: string, part: number): Promise<SavedProgress | null> {

@@ -6,7 +6,7 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { fromCallback, fromPromise } from "xstate";
 import { sequencerMachine, type SequencerEvent } from "../../src/machines/sequencer.js";
-import { RepositoryError } from "../../src/errors.js";
+import { RepositoryError, StorageError } from "../../src/errors.js";
 import { deferred, harness } from "../helpers/harness.js";
 
 const INTERVAL = 5;
@@ -111,6 +111,31 @@ test("REPO_UNAVAILABLE pauses and tells the parent why; after retryMs it probes"
   await s.h.advance(1);
   s.is("probing");
   assert.is(s.probes.length, 1);
+  s.h.stop();
+});
+
+test("a data directory refusing writes (DATA_DIR_UNWRITABLE, a full disk) pauses the same way, no capture until a probe succeeds", async () => {
+  const s = setup();
+  const full = new StorageError("DATA_DIR_UNWRITABLE", "cannot write to /x/level: IO error: No space left on device");
+  s.watch.kick();
+  await s.h.settle();
+  s.captures[0].reject(full);
+  await s.h.settle();
+  s.is("paused");
+  assert.equal(s.h.received, [{ type: "REPO_DOWN", code: "DATA_DIR_UNWRITABLE", message: full.message }]);
+  await s.h.advance(10 * RETRY);
+  assert.is(s.captures.length, 1, "not one capture cycle after another while the disk is full");
+  s.h.stop();
+});
+
+test("any other failed cycle goes back to idle and captures at the next kick", async () => {
+  const s = setup();
+  s.watch.kick();
+  await s.h.settle();
+  s.captures[0].reject(new RepositoryError("SQL_ERROR", "a statement failed"));
+  await s.h.settle();
+  s.is("idle");
+  assert.equal(s.h.received, []);
   s.h.stop();
 });
 
