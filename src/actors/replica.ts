@@ -187,9 +187,12 @@ export function createReplicaIo(d: ReplicaDeps, stats: ReplicaStats) {
       // a power cut costs at most a re-pull: the applied position commits with the data it covers.
       try {
         await spool.write(records, [], header.ack === true);
+        if (unwritable) rt.alerts.raise("data-dir-writable", "info", `${rt.node} spools batches again; replication resumed`);
         unwritable = false;
       } catch (err) {
-        unwritable = (err as { code?: string }).code === "DATA_DIR_UNWRITABLE";
+        const refused = (err as { code?: string }).code === "DATA_DIR_UNWRITABLE";
+        if (refused && !unwritable) rt.alerts.raise("data-dir-unwritable", "critical", `replication paused: ${(err as Error).message}`);
+        unwritable = refused;
         throw err;
       }
       stats.next = expect;

@@ -106,6 +106,9 @@ test("a master whose data directory fills pauses replication with one alert and 
 
 test("a replica whose data directory fills says DATA_DIR_UNWRITABLE in its record and catches up, nothing lost, once there is space", async () => {
   cl = await TestCluster.start();
+  const c = await cl.client();
+  const alerts: Record<string, any>[] = [];
+  c.nc.subscribe(c.subj.alert, { callback: (_e, m) => void alerts.push(m.json()) });
   cl.startNode("m1", "master");
   await cl.waitMaster("m1");
   const data = smallDisk("4m");
@@ -115,9 +118,12 @@ test("a replica whose data directory fills says DATA_DIR_UNWRITABLE in its recor
   for (let i = 0; i < 40; i++) await cl.sql(`INSERT INTO big(pad) SELECT hex(randomblob(50000)) FROM (SELECT 1 UNION ALL SELECT 2)`);
   const s1 = await cl.waitMember("s1", "DATA_DIR_UNWRITABLE in its record", (m) => m.error?.code === "DATA_DIR_UNWRITABLE", 30_000);
   assert.match(s1.error.message, /No space left on device/);
+  await waitFor("s1's data-dir-unwritable alert", () => alerts.find((a) => a.kind === "data-dir-unwritable" && a.node === "s1"));
   grow(data);
   await cl.waitConverged("m1", ["s1"], 60_000);
   assert.is((await cl.member("s1"))?.error ?? null, null);
+  await waitFor("s1's data-dir-writable alert", () => alerts.find((a) => a.kind === "data-dir-writable" && a.node === "s1"));
+  assert.is(alerts.filter((a) => a.kind === "data-dir-unwritable").length, 1, "one alert, not one per retry");
 });
 
 test.run();
