@@ -153,7 +153,7 @@ export function createReplicaIo(d: ReplicaDeps, stats: ReplicaStats) {
   }
 
   /** Spools the records of a pull reply or a push, which must continue exactly where this replica is. */
-  /** The last spool write was refused (DATA_DIR_UNWRITABLE): the next one checks first. */
+  /** The last spool write was refused (DATA_DIR_UNWRITABLE, alerted once); store.ts checks the next one first. */
   let unwritable = false;
 
   async function take(master: string, header: { epoch: number; head: number; ack?: boolean; records: PullRecordHeader[] }, payloads: Uint8Array[], signal?: AbortSignal): Promise<FetchResult> {
@@ -181,8 +181,6 @@ export function createReplicaIo(d: ReplicaDeps, stats: ReplicaStats) {
     // A pull abandoned for another master writes nothing: the new one decides what comes next.
     if (signal?.aborted) throw new ReplicationError("INTERNAL", "pull abandoned");
     if (records.length > 0) {
-      // After a refused write (a full disk) LevelDB may refuse every later one until reopened.
-      if (unwritable) await meta.checkWritable();
       // Synced only when the master waits for acknowledgements (synchronous replication); otherwise
       // a power cut costs at most a re-pull: the applied position commits with the data it covers.
       try {

@@ -198,8 +198,8 @@ export class Spool {
   async prune(lsn: number): Promise<void> {
     const upto = Math.min(lsn, this._head - 1);
     if (upto < this._first) return;
-    await this.parts.clear({ lte: partKey(upto, 999999) });
-    await this.metas.clear({ lte: lsnKey(upto) });
+    await writing(this.db, () => this.parts.clear({ lte: partKey(upto, 999999) }));
+    await writing(this.db, () => this.metas.clear({ lte: lsnKey(upto) }));
     this._first = upto + 1;
     while (this.recent.length > 0 && this.recent[0].meta.lsn <= upto) this.recentBytes -= this.recent.shift()!.meta.bytes;
   }
@@ -225,14 +225,14 @@ export class Spool {
   /** Drops parts past the last complete batch (left by a crash mid-transfer). */
   async dropIncomplete(): Promise<void> {
     this.pending.clear();
-    await this.parts.clear({ gt: partKey(this._head, 999999) });
+    await writing(this.db, () => this.parts.clear({ gt: partKey(this._head, 999999) }));
   }
 
   /** Deletes every batch from `lsn` on (batches that diverged from the master's history). */
   async truncateFrom(lsn: number): Promise<void> {
     this.forget();
-    await this.parts.clear({ gte: partKey(lsn, 0) });
-    await this.metas.clear({ gte: lsnKey(lsn) });
+    await writing(this.db, () => this.parts.clear({ gte: partKey(lsn, 0) }));
+    await writing(this.db, () => this.metas.clear({ gte: lsnKey(lsn) }));
     this.headMeta = null;
     for await (const v of this.metas.values({ reverse: true, limit: 1 })) this.headMeta = JSON.parse(v);
     this._head = this.headMeta?.lsn ?? 0;
@@ -242,8 +242,8 @@ export class Spool {
   /** Empties the spool and starts it again after `lsn` (after a snapshot restore). */
   async reset(): Promise<void> {
     this.forget();
-    await this.parts.clear();
-    await this.metas.clear();
+    await writing(this.db, () => this.parts.clear());
+    await writing(this.db, () => this.metas.clear());
     this._head = 0;
     this._first = 0;
     this.headMeta = null;

@@ -42,12 +42,25 @@ export async function writeSynced(db: LevelDb, ops: BatchOp[], sync = true): Pro
   await writing(db, () => db.batch(ops as never, { sync }));
 }
 
-/** A write to LevelDB; one it refuses (a full disk, a read-only mount) fails as DATA_DIR_UNWRITABLE. */
+/**
+ * A write to LevelDB; one it refuses (a full disk, a read-only mount) fails as
+ * DATA_DIR_UNWRITABLE, and the next write to that database checks it first (checkWritable).
+ */
 export async function writing<T>(db: LevelDb, write: () => Promise<T>): Promise<T> {
+  if (refused.has(db)) await checkWritable(db);
+  return attempt(db, write);
+}
+
+const refused = new WeakSet<LevelDb>();
+
+async function attempt<T>(db: LevelDb, write: () => Promise<T>): Promise<T> {
   try {
-    return await write();
+    const out = await write();
+    refused.delete(db);
+    return out;
   } catch (err) {
     if (!String((err as { code?: unknown }).code).startsWith("LEVEL_")) throw err;
+    refused.add(db);
     throw new StorageError("DATA_DIR_UNWRITABLE", `cannot write to ${db.location}: ${(err as Error).message}`, {
       cause: err,
       hint: "free space on its disk (or make it writable again); ferry resumes by itself",
@@ -67,15 +80,25 @@ export function tracked<S extends { open(): Promise<void> }>(db: LevelDb, sub: S
 /** Free space that a LevelDB compaction of its 4 MiB write buffer surely fits in. */
 const ROOM_BYTES = 16 * 1024 * 1024;
 const PROBE_KEY = "~probe";
+const checking = new WeakMap<LevelDb, Promise<void>>();
 
 /**
  * Resolves when a synced write succeeds. LevelDB refuses every write after a compaction failed
  * (a full disk) until it is reopened, even once there is space again; so a write that fails while
  * the disk has room reopens the database and its sublevels and tries again. Reads in flight then
- * fail once, and their callers retry as after any read error.
+ * fail once, and their callers retry as after any read error. Concurrent callers share one check.
  */
-export async function checkWritable(db: LevelDb): Promise<void> {
-  const probe = () => writing(db, () => db.put(PROBE_KEY, String(Date.now()), { sync: true }));
+export function checkWritable(db: LevelDb): Promise<void> {
+  let check = checking.get(db);
+  if (!check) {
+    check = probeOrReopen(db).finally(() => checking.delete(db));
+    checking.set(db, check);
+  }
+  return check;
+}
+
+async function probeOrReopen(db: LevelDb): Promise<void> {
+  const probe = () => attempt(db, () => db.put(PROBE_KEY, String(Date.now()), { sync: true }));
   try {
     await probe();
   } catch (err) {

@@ -4,7 +4,7 @@
  */
 import type { AbstractSublevel } from "abstract-level";
 import type { SyncPosition } from "./sync.js";
-import { tracked, writeSynced, type LevelDb } from "./store.js";
+import { tracked, writeSynced, writing, type LevelDb } from "./store.js";
 
 export interface SavedProgress {
   pos: SyncPosition;
@@ -35,6 +35,6 @@ export class SyncProgress {
 
   /** Forgets every subtask of a task (deleted or complete). */
   async drop(task: string): Promise<void> {
-    await this.db.clear({ gte: `${task}:`, lt: `${task};` });
+    await writing(this.level, () => this.db.clear({ gte: `${task}:`, lt: `${task};` }));
   }
 }
