@@ -10,15 +10,15 @@ import { call, serve } from "../nats/rpc.js";
 import type { NodeActor } from "../machines/node.js";
 import type { Runtime } from "./runtime.js";
 
-export function startNodeControl(rt: Runtime, actor: NodeActor, state: () => { node: string; replica: string | null }): Subscription {
+export function startNodeControl(rt: Runtime, actor: NodeActor, state: () => { node: string; replica: string | null; rejoining: boolean }): Subscription {
   return serve(rt.nc, rt.log, ENDPOINTS.control, rt.subj.node(rt.node).control, async (req) => {
     const s = state();
     switch (req.op) {
       case "promote":
         // Asked again while it promotes itself, or once it is the master: the same answer, nothing started twice.
         if (s.node === "promoting" || s.node === "active") return { node: rt.node, accepted: true, already: s.node };
-        if (s.node !== "standby" || s.replica === "needsResync" || s.replica === "resyncing") {
-          throw new ClusterError("NOT_MASTER", `${rt.node} cannot be promoted while ${s.node}${s.replica ? `/${s.replica}` : ""}`);
+        if (s.node !== "standby" || s.replica === "needsResync" || s.replica === "resyncing" || s.rejoining) {
+          throw new ClusterError("NOT_MASTER", `${rt.node} cannot be promoted while ${s.rejoining ? "it repairs the rows of batches it dropped at a rejoin" : `${s.node}${s.replica ? `/${s.replica}` : ""}`}`);
         }
         actor.send({ type: "PROMOTE" });
         return { node: rt.node, accepted: true };

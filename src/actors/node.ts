@@ -237,7 +237,7 @@ async function runNode(boot: Booted, repo: Repository): Promise<RunningNode> {
     startNodeControl(rt, actor, () => {
       const snap = actor.getSnapshot();
       const replica = snap.children.replica?.getSnapshot() as { value: unknown } | undefined;
-      return { node: stateName(snap.value), replica: replica ? stateName(replica.value) : null };
+      return { node: stateName(snap.value), replica: replica ? stateName(replica.value) : null, rejoining: stats.rejoining };
     }),
   ];
 
@@ -299,6 +299,7 @@ async function runNode(boot: Booted, repo: Repository): Promise<RunningNode> {
       changeSeq,
       masterContact: stats.masterContact,
       needsResync: resyncNeeded,
+      rejoining: stats.rejoining,
       // The replica machine's error says why when it has one; a mark made at start or on demotion has only this.
       resyncReason: resyncNeeded && !replicaSnap?.context.error ? resyncReason : undefined,
       error: (replicaSnap?.context.error as object | null) ?? snap.context.repoDown ?? null,

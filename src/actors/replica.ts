@@ -44,6 +44,11 @@ export class ReplicaStats {
   unsequenced = 0;
   /** When (wall clock) this node last heard from a master, and which (failover prerequisite 2). */
   masterContact: { node: string; at: number } | null = null;
+  /**
+   * Repairing the rows of batches it dropped at a rejoin (its durable resync mark is set): until
+   * the repair is done this node must not be promoted, which its member record tells the watchdogs.
+   */
+  rejoining = false;
 
   heardFrom(node: string): void {
     this.masterContact = { node, at: Date.now() };
@@ -220,6 +225,7 @@ export function createReplicaIo(d: ReplicaDeps, stats: ReplicaStats) {
     if (keys > 0) {
       // Until the repair is done, a restart finds the node marked for resync: the dropped rows are never left in place.
       await meta.setResync({ needed: true, reason: `${why}; rejoining by repair of ${keys} rows`, code: "DIVERGED", since: Date.now() });
+      stats.rejoining = true;
     }
     const back = from > 1 ? await spool.meta(from - 1) : null;
     await spool.truncateFrom(from);
@@ -246,6 +252,7 @@ export function createReplicaIo(d: ReplicaDeps, stats: ReplicaStats) {
         return;
       }
       await meta.setResync({ needed: false });
+      stats.rejoining = false;
       rt.alerts.raise("rejoined", "info", `${rt.node} rejoined by repair: ${changed} rows changed instead of a full resync`, { from, to, rows: changed });
     });
   }

@@ -92,15 +92,30 @@ export async function startWatchdog(config: Config): Promise<{ actor: WatchdogAc
         const opts = { timeoutMs: requestTimeout + 1000, peer: input.candidate };
         return (await call<{ unreachable: string[] }>(nc, ENDPOINTS.control, control, { op: "reach", members: input.members, timeoutMs: 1000 }, opts)).unreachable;
       }),
+      /**
+       * Done when the candidate is the master: it took the lease and says it is active. A candidate
+       * can take the lease and then find it may not be promoted (it releases the lease): that is a
+       * failed promotion, and the failover tries again, not a master that will never come.
+       */
       promote: fromPromise<{ epoch: number; at: number }, { candidate: string; oldMaster: string }>(async ({ input }) => {
         const control = subj.node(input.candidate).control;
         await call(nc, ENDPOINTS.control, control, { op: "promote" }, { timeoutMs: requestTimeout, peer: input.candidate });
         const deadline = Date.now() + 2 * ttlMs + requestTimeout;
+        let taken: { epoch: number; at: number } | null = null;
+        // A holder renews its lease well within ttlMs: a revision that stays longer is a candidate gone while it promoted.
+        let renewed = { revision: -1, at: 0 };
         for (;;) {
           const e = await buckets.leases.get(LEASE_KEY.master);
           const v = e?.operation === "PUT" ? decodeLease(e.value) : null;
-          if (v && v.node === input.candidate && !String(v.instance).startsWith("handover-")) return { epoch: v.epoch, at: Date.now() };
-          if (Date.now() > deadline) {
+          if (e && e.revision !== renewed.revision) renewed = { revision: e.revision, at: Date.now() };
+          const held = v !== null && v.node === input.candidate && !String(v.instance).startsWith("handover-") && Date.now() - renewed.at <= ttlMs;
+          if (held && (taken === null || v.epoch === taken.epoch)) {
+            taken ??= { epoch: v.epoch, at: Date.now() };
+            const status = await call<Record<string, unknown>>(nc, ENDPOINTS.ping, subj.ping(input.candidate), { from: id }, { timeoutMs: 500 }).catch(() => null);
+            if (status?.state === "active") return taken;
+          } else if (taken !== null) {
+            throw new ClusterError("NOT_MASTER", `${input.candidate} took the master lease (epoch ${taken.epoch}) but did not become master`);
+          } else if (Date.now() > deadline) {
             void call(nc, ENDPOINTS.control, control, { op: "promote-cancel" }, { timeoutMs: 1000 }).catch(() => {});
             throw new ClusterError("TIMEOUT", `${input.candidate} did not take the master lease in time`);
           }
@@ -197,6 +212,7 @@ function toView(h: Record<string, unknown>): MemberView {
     spooledLsn: num(h.spooledLsn),
     changeSeq: num(h.changeSeq),
     needsResync: h.needsResync === true,
+    rejoining: h.rejoining === true,
     masterContact: contact && typeof contact.node === "string" ? { node: contact.node, at: num(contact.at) } : null,
     alive: true,
   };

@@ -30,6 +30,8 @@ export interface MemberView {
   spooledLsn: number;
   changeSeq: number;
   needsResync: boolean;
+  /** Repairing the rows of batches it dropped at a rejoin: it refuses promotion until done. */
+  rejoining?: boolean;
   /** The last time (member's clock) it heard from a master, and which. */
   masterContact?: { node: string; at: number } | null;
   alive: boolean;
@@ -119,7 +121,7 @@ export interface Choice {
  */
 export function chooseCandidate(members: MemberView[], oldMaster: string, diverged: Record<string, unknown> = {}): Choice {
   const eligible = members.filter(
-    (m) => m.alive && nodeRoles.has(m.role) && m.node !== oldMaster && m.state === "standby" && !m.needsResync,
+    (m) => m.alive && nodeRoles.has(m.role) && m.node !== oldMaster && m.state === "standby" && !m.needsResync && !m.rejoining,
   );
   eligible.sort(
     (a, b) =>

@@ -209,6 +209,8 @@ export const memberRecord = z.looseObject({
   /** A collector: the node whose replica it reads (null until it knows). */
   source: z.string().nullable().optional(),
   needsResync: z.boolean().optional(),
+  /** A node repairing the rows of batches it dropped at a rejoin: not to be promoted until done. */
+  rejoining: z.boolean().optional(),
 });
 export type MemberRecord = z.infer<typeof memberRecord>;
 

@@ -144,6 +144,11 @@ test("the candidate: the replica holding the most, then the designated standby, 
   assert.is(chooseCandidate(ms.filter((m) => m.node !== "s1"), "m1").candidate?.node, "s2", "then the lowest id");
   assert.is(chooseCandidate([...ms, member("s7", { spooledLsn: 21 })], "m1").candidate?.node, "s7", "the most held wins");
   assert.is(chooseCandidate([member("s4", { needsResync: true }), member("m1")], "m1").candidate, null);
+  assert.is(
+    chooseCandidate([...ms, member("m2", { spooledLsn: 90, rejoining: true })], "m1").candidate?.node,
+    "s1",
+    "a node repairing the rows of batches it dropped at a rejoin is passed over, however much it holds",
+  );
 });
 
 test("waitMs = 0: no wait, a warning that checks 2 and 4 are skipped, and they are reported as skipped", async () => {
