@@ -65,6 +65,51 @@ async function rejoinByRepair(postgres: boolean) {
   assert.is(clean.code, 0, clean.stdout + clean.stderr);
 }
 
+test("the new master dies while the old one repairs its rows: the other slave is promoted, never the repairing node, and the repair ends against it", async () => {
+  cl = await TestCluster.masterAndSlaves({ config: { failover: { waitMs: 0, prerequisites: 7, maxAutomatic: 5 }, replication: { pushBytes: 0 } } });
+  const alerts: Record<string, any>[] = [];
+  let newMaster: string | null = null;
+  let killed: string | null = null;
+  const c = await cl.client();
+  c.nc.subscribe(c.subj.alert, {
+    callback: (_e, msg) => {
+      const a = msg.json<Record<string, any>>();
+      alerts.push(a);
+      // At once: the repair that follows this alert needs the new master, which dies.
+      if (a.kind === "rejoin-by-repair" && killed === null && newMaster !== null) {
+        killed = newMaster;
+        cl.nodes.get(killed)!.kill("SIGKILL");
+      }
+    },
+  });
+  cl.startWatchdog("w1", "primary");
+  await cl.waitMember("w1", "active", (m) => m.state === "active");
+  await cl.sql(`CREATE TABLE w(id INTEGER PRIMARY KEY, who TEXT); INSERT INTO w VALUES (7, 'replicated'), (8, 'replicated')`);
+  await cl.waitConverged("m1", ["s1", "s2"]);
+  cl.nodes.get("s1")!.kill("SIGSTOP");
+  cl.nodes.get("s2")!.kill("SIGSTOP");
+  await cl.sql(`UPDATE w SET who = 'changed on m1 only' WHERE id = 7`);
+  cl.nodes.get("m1")!.kill("SIGKILL");
+  cl.nodes.get("s1")!.kill("SIGCONT");
+  cl.nodes.get("s2")!.kill("SIGCONT");
+  const first = await cl.waitNewMaster("m1", 20_000);
+  newMaster = first.node;
+  await cl.sql(`INSERT INTO w(id, who) VALUES (2001, 'after failover')`);
+  cl.startNode("m1", "master");
+  await waitFor("the new master killed during the repair", () => killed);
+  assert.is(killed, first.node);
+  const other = first.node === "s1" ? "s2" : "s1";
+  const promoted = await waitFor("the second failover", () => alerts.filter((a) => a.kind === "promoted")[1], { timeoutMs: 30_000 });
+  assert.is(promoted.data.candidate, other, "the node repairing its rows is passed over");
+  const rejoined = await waitFor("alert rejoined", () => alerts.find((a) => a.kind === "rejoined" && a.node === "m1"), { timeoutMs: 40_000 });
+  assert.ok(rejoined.data.rows >= 1);
+  cl.startNode(first.node, "slave");
+  await cl.sql(`INSERT INTO w(id, who) VALUES (2002, 'after rejoin')`);
+  const dump = await cl.waitConverged(other, ["m1", first.node], 60_000);
+  assert.not.match(dump, /changed on m1 only/);
+  assert.not.ok(alerts.some((a) => a.kind === "promoted" && a.data.candidate === "m1"), "m1 was never promoted");
+});
+
 test("an old master with unreplicated batches rejoins by repairing the rows they touched, and ends identical", () => rejoinByRepair(false));
 test("PostgreSQL: an old master with unreplicated batches rejoins by repair", () => rejoinByRepair(true));
 
