@@ -4,7 +4,7 @@
  * retains batches for, and whether this node needs a resync.
  */
 import type { AbstractSublevel } from "abstract-level";
-import { checkWritable, lsnKey, tracked, writeSynced, writing, type BatchOp, type LevelDb } from "./store.js";
+import { checkWritable, lsnKey, tracked, writeOps, writing, type BatchOp, type LevelDb } from "./store.js";
 
 export interface EpochStart {
   epoch: number;
@@ -59,7 +59,7 @@ export class Meta {
   }
   /** Persists a higher epoch (synced: NATS may lose its KV write in a power cut, this must not). */
   async raiseEpoch(epoch: number): Promise<void> {
-    if (epoch > (await this.maxEpoch())) await writeSynced(this.db, [this.epochOp(epoch)]);
+    if (epoch > (await this.maxEpoch())) await writeOps(this.db, [this.epochOp(epoch)]);
   }
   epochOp(epoch: number): BatchOp {
     return { type: "put", sublevel: this.kv, key: "epoch", value: JSON.stringify(epoch) };
@@ -75,7 +75,7 @@ export class Meta {
   }
   async recordEpochStart(e: EpochStart): Promise<void> {
     const known = await this.epochs.get(lsnKey(e.epoch));
-    if (known === undefined) await writeSynced(this.db, [this.epochStartOp(e), this.epochOp(e.epoch)]);
+    if (known === undefined) await writeOps(this.db, [this.epochStartOp(e), this.epochOp(e.epoch)]);
   }
 
   /** Where capture stands: the last change id sequenced and the batch (lsn, epoch) it went into. */
@@ -86,7 +86,7 @@ export class Meta {
     return (await this.capture()).checkpoint;
   }
   async setCapture(p: CapturePoint): Promise<void> {
-    await writeSynced(this.db, [this.captureOp(p)]);
+    await writeOps(this.db, [this.captureOp(p)]);
   }
   captureOp(p: CapturePoint): BatchOp {
     return { type: "put", sublevel: this.kv, key: "capture", value: JSON.stringify(p) };
@@ -96,7 +96,7 @@ export class Meta {
     return this.getJson<ResyncState>(this.kv, "resync", { needed: false });
   }
   async setResync(s: ResyncState): Promise<void> {
-    await writeSynced(this.db, [{ type: "put", sublevel: this.kv, key: "resync", value: JSON.stringify(s) }]);
+    await writeOps(this.db, [{ type: "put", sublevel: this.kv, key: "resync", value: JSON.stringify(s) }]);
   }
 
   /** Resolves once this process can write its LevelDB again (see checkWritable). */

@@ -7,7 +7,7 @@ import type { AbstractSublevel } from "abstract-level";
 import type { BatchMeta } from "../batch.js";
 import { ReplicationError } from "../errors.js";
 import type { Change } from "./repository/types.js";
-import { lsnKey, partKey, tracked, writeSynced, writing, type BatchOp, type LevelDb } from "./store.js";
+import { lsnKey, partKey, tracked, writeOps, writing, type BatchOp, type LevelDb } from "./store.js";
 
 /** One part on the wire or in the spool. The last part of a batch carries the batch's meta. */
 export interface PartRecord {
@@ -132,7 +132,7 @@ export class Spool {
 
   /** Writes records atomically; synced unless `sync` is false (a replica that need not acknowledge durability). */
   async write(records: PartRecord[], extra: BatchOp[] = [], sync = true): Promise<void> {
-    await writeSynced(this.db, [...this.ops(records), ...extra], sync);
+    await writeOps(this.db, [...this.ops(records), ...extra], sync);
     this.committed(records);
   }
 

@@ -37,8 +37,8 @@ export interface BatchOp {
   value?: unknown;
 }
 
-/** Writes operations atomically, and fsyncs before resolving unless `sync` is false. */
-export async function writeSynced(db: LevelDb, ops: BatchOp[], sync = true): Promise<void> {
+/** Writes operations atomically (one LevelDB batch), fsynced before resolving unless `sync` is false. */
+export async function writeOps(db: LevelDb, ops: BatchOp[], sync = true): Promise<void> {
   await writing(db, () => db.batch(ops as never, { sync }));
 }
 

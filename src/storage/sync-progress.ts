@@ -4,7 +4,7 @@
  */
 import type { AbstractSublevel } from "abstract-level";
 import type { SyncPosition } from "./sync.js";
-import { tracked, writeSynced, writing, type LevelDb } from "./store.js";
+import { tracked, writeOps, writing, type LevelDb } from "./store.js";
 
 export interface SavedProgress {
   pos: SyncPosition;
@@ -30,7 +30,7 @@ export class SyncProgress {
   }
 
   async save(task: string, part: number, p: SavedProgress): Promise<void> {
-    await writeSynced(this.level, [{ type: "put", sublevel: this.db, key: key(task, part), value: JSON.stringify(p) }]);
+    await writeOps(this.level, [{ type: "put", sublevel: this.db, key: key(task, part), value: JSON.stringify(p) }]);
   }
 
   /** Forgets every subtask of a task (deleted or complete). */

@@ -14,7 +14,7 @@ import { Level } from "level";
 import { TestCluster } from "../helpers/cluster.js";
 import { cleanup, tempDir } from "../helpers/procs.js";
 import { waitFor } from "../helpers/wait.js";
-import { checkWritable, tracked, writeSynced } from "../../src/storage/store.js";
+import { checkWritable, tracked, writeOps } from "../../src/storage/store.js";
 
 let cl: TestCluster | undefined;
 let db: Level<string, string> | undefined;
@@ -44,7 +44,7 @@ test("LevelDB refusing writes after a failed compaction takes them again once th
   await db.open();
   const sub = tracked(db, db.sublevel<string, string>("s", { valueEncoding: "utf8" }));
   const value = randomBytes(50_000).toString("hex");
-  const put = (k: string) => writeSynced(db!, [{ type: "put", sublevel: sub, key: k, value }]);
+  const put = (k: string) => writeOps(db!, [{ type: "put", sublevel: sub, key: k, value }]);
   let kept = 0;
   let refused: unknown = null;
   for (let i = 0; i < 200 && refused === null; i++) await put(`k${i}`).then(() => kept++, (err) => (refused = err));
